@@ -1,0 +1,1055 @@
+"""Reading a plan: YAML text with positions, into a checked `Plan` or a list of problems.
+
+Three passes, each reporting every problem it finds with the line and column of the
+offending key or value: YAML syntax (ruamel.yaml, which keeps positions), structure
+(the pydantic `PlanDocument`), and meaning (times, days, weeks, variables, RRULEs,
+templates), followed by a sample rendering of every message. Structure and meaning are
+checked on the same pass over the file, so one run shows every problem. No I/O here:
+the text comes in as a string and templates through the renderer's loader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date
+from typing import Any
+
+import jinja2
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from service.core.diagnostics import Diagnostic, did_you_mean, one_of
+from service.core.expand import Occurrence, expand
+from service.core.plan import (
+    CATEGORIES,
+    CHANNELS,
+    CHECK_IN_KINDS,
+    EVERY_KEYWORDS,
+    WEEKDAYS,
+    CheckIn,
+    Nudge,
+    Plan,
+    PlanDocument,
+    Practice,
+    Variant,
+)
+from service.core.render import (
+    EMAIL_BLOCKS,
+    SAMPLE_PERSON,
+    Renderer,
+    RenderError,
+    default_template,
+    template_file,
+    valid_template_name,
+)
+from service.core.sms import clean_for_sms, count_segments
+from service.core.timeexpr import (
+    VARIABLE_PATTERN,
+    TimeExpr,
+    TimeSyntaxError,
+    VariableError,
+    format_clock,
+    parse_duration,
+    resolve_variables,
+)
+
+Loc = tuple[str | int, ...]
+
+DEFAULT_DURATION = 15
+DEFAULT_WINDOW = 12 * 60
+SMALL_HOURS_END = 5 * 60
+SAMPLE_START = date(2026, 1, 5)  # a Monday; sample renders need some date
+SAMPLE_CHECK_IN_URL = "https://tend.example/check-in/sample"
+_RRULE_ALLOWED_FREQ = {"DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
+_RRULE_KEYS = {
+    "FREQ", "UNTIL", "COUNT", "INTERVAL", "BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO",
+    "BYMONTH", "BYSETPOS", "WKST", "BYHOUR", "BYMINUTE", "BYSECOND",
+}  # fmt: skip
+_WEEKS_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+_VARIABLE_NAME = re.compile(VARIABLE_PATTERN)
+
+_FIELD_HELP = {
+    "every": "every is day, weekday, weekend, or a list of days such as [mon, wed, fri]",
+    "weeks": 'weeks is a week number, a range such as "1-4", or a list of those',
+    "check_in": (
+        f"check_in is one of {one_of(CHECK_IN_KINDS)}, "
+        "or a mapping such as {kind: rating, scale: [1, 5]}"
+    ),
+}
+_LITERAL_NAMES = {"category": "category", "channels": "channel", "kind": "check-in kind"}
+
+
+@dataclass(slots=True)
+class LoadResult:
+    plan: Plan | None
+    diagnostics: list[Diagnostic]
+    declared_id: str | None = None  # the `plan:` id, even when the plan has errors
+    id_position: tuple[int, int] = (1, 1)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+def load_plan(text: str, path: str, renderer: Renderer | None = None) -> LoadResult:
+    """Check a plan's text. `plan` is None when there is any error."""
+    renderer = renderer or Renderer()
+    report = _Report(path)
+    tree = _parse_yaml(text, report)
+    if tree is None:
+        return LoadResult(None, report.sorted())
+    report.tree = tree
+    data = _plain(tree)
+    if not isinstance(data, dict):
+        report.error((), f"a plan is a mapping of keys (plan, title, ...), not {_kind(data)}")
+        return LoadResult(None, report.sorted())
+    try:
+        PlanDocument.model_validate(data)
+    except ValidationError as exc:
+        _report_structure(exc, data, report)
+    compiler = _Compiler(data, report, renderer, text)
+    plan = compiler.compile()
+    if plan is not None and not report.has_errors:
+        _sample_render(plan, report, renderer, compiler.origins)
+    declared = data.get("plan")
+    return LoadResult(
+        None if report.has_errors else plan,
+        report.sorted(),
+        declared if isinstance(declared, str) else None,
+        report.position(("plan",)),
+    )
+
+
+# --- positions and reporting ---------------------------------------------------------
+
+
+class _Report:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.tree: Any = None
+        self.items: dict[tuple[int, int, str, str], Diagnostic] = {}
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.items.values())
+
+    def position(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        """1-based line and column of the value at `loc` (or its key), or its nearest parent."""
+        node = self.tree
+        line, column = 0, 0
+        for i, part in enumerate(loc):
+            if isinstance(node, CommentedMap) and part in node:
+                if key and i == len(loc) - 1:
+                    line, column = node.lc.key(part)
+                else:
+                    line, column = node.lc.value(part)
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line, column = node.lc.item(part)
+                node = node[part]
+        return line + 1, column + 1
+
+    def add(self, severity: str, loc: Loc, message: str, *, key: bool = False) -> None:
+        line, column = self.position(loc, key=key)
+        self.add_at(severity, line, column, message)
+
+    def add_at(self, severity: str, line: int, column: int, message: str) -> None:
+        diagnostic = Diagnostic(self.path, line, column, severity, message)  # type: ignore[arg-type]
+        self.items.setdefault((line, column, severity, message), diagnostic)
+
+    def error(self, loc: Loc, message: str, *, key: bool = False) -> None:
+        self.add("error", loc, message, key=key)
+
+    def warning(self, loc: Loc, message: str, *, key: bool = False) -> None:
+        self.add("warning", loc, message, key=key)
+
+    def sorted(self) -> list[Diagnostic]:
+        return sorted(self.items.values(), key=lambda d: (d.line, d.column, d.severity))
+
+
+def _parse_yaml(text: str, report: _Report) -> Any:
+    if not text.strip() or all(
+        not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
+    ):
+        report.add_at(
+            "error",
+            1,
+            1,
+            "the file is empty; a plan needs plan, title, weeks or days, and practices",
+        )
+        return None
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join(part for part in (exc.context, exc.problem) if part)
+        if "found duplicate key" in str(exc):
+            problem = _duplicate_key_message(exc)
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        report.add_at("error", line, column, f"YAML syntax: {problem or exc}")
+        return None
+    except YAMLError as exc:
+        report.add_at("error", 1, 1, f"YAML syntax: {exc}")
+        return None
+    if tree is None:
+        report.add_at(
+            "error",
+            1,
+            1,
+            "the file is empty; a plan needs plan, title, weeks or days, and practices",
+        )
+    return tree
+
+
+def _duplicate_key_message(exc: MarkedYAMLError) -> str:
+    match = re.search(r'found duplicate key "([^"]*)"', str(exc))
+    name = match.group(1) if match else "?"
+    first = exc.context_mark.line + 1 if exc.context_mark else None
+    where = f" (first on line {first})" if first else ""
+    return f"key '{name}' appears twice in the same mapping{where}"
+
+
+def _plain(node: Any) -> Any:
+    """The ruamel tree as plain Python values, for validation."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (true/false)"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text '{value}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+# --- structure: pydantic errors in plain words ---------------------------------------
+
+
+def _real_loc(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[Loc, bool]:
+    """Drop union tags from a pydantic loc; say whether there were any."""
+    out: list[str | int] = []
+    node = data
+    tagged = False
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif missing and i == len(loc) - 1 and isinstance(part, str) and isinstance(node, dict):
+            out.append(part)  # a missing key
+        else:
+            tagged = True
+    return tuple(out), tagged
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model that describes the mapping at `loc` (a real loc)."""
+    model: type[BaseModel] | None = PlanDocument
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _find_model(field.annotation) if field else None
+    return model
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+_TYPE_ERRORS = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "list_type": "a list",
+    "dict_type": "a mapping of keys to values",
+    "model_type": "a mapping of keys to values",
+    "model_attributes_type": "a mapping of keys to values",
+    "bool_type": "true or false",
+}
+
+
+def _report_structure(exc: ValidationError, data: dict[str, Any], report: _Report) -> None:
+    errors = []
+    for error in exc.errors():
+        loc, tagged = _real_loc(error["loc"], data, error["type"] == "missing")
+        errors.append((loc, tagged, error))
+    reported_types: set[Loc] = set()
+    for loc, tagged, error in errors:
+        kind = error["type"]
+        if kind in _TYPE_ERRORS and tagged:
+            # One branch of a union: say nothing when another branch explains more.
+            deeper = any(
+                other_loc[: len(loc)] == loc
+                and other is not error
+                and other["type"] not in _TYPE_ERRORS
+                for other_loc, _, other in errors
+            )
+            if deeper or loc in reported_types:
+                continue
+            reported_types.add(loc)
+            field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+            help_text = _FIELD_HELP.get(field)
+            if help_text:
+                report.error(loc, f"{help_text}, not {_kind(error['input'])}")
+                continue
+        report.error(loc, _structure_message(loc, error), key=kind == "extra_forbidden")
+
+
+def _structure_message(loc: Loc, error: Any) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        allowed = list(model.model_fields) if model else []
+        hint = did_you_mean(field, allowed)
+        if not hint and allowed:
+            hint = f"; allowed here: {one_of(allowed)}"
+        return f"unknown key '{field}'{hint}"
+    if kind == "missing":
+        return f"missing required key '{field}'"
+    if kind in _TYPE_ERRORS:
+        label = f"item {loc[-1] + 1} of '{loc[-2]}'" if isinstance(loc[-1], int) else f"'{field}'"
+        return f"{label} must be {_TYPE_ERRORS[kind]}, not {_kind(value)}"
+    if kind == "literal_error":
+        name = _LITERAL_NAMES.get(field, field)
+        expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        hint = did_you_mean(str(value), expected) if isinstance(value, str) else ""
+        shown = _kind(value).removeprefix("the text ")
+        return f"unknown {name} {shown}{hint}; expected one of {one_of(expected)}"
+    if kind == "string_pattern_mismatch":
+        return (
+            f"'{value}' is not a valid id: lower case letters, digits and -, "
+            "starting with a letter or digit, at most 63 characters"
+        )
+    if kind == "too_short":
+        if field == "practices":
+            return "a plan needs at least one practice"
+        return f"'{field}' needs at least {ctx.get('min_length')} items"
+    if kind == "too_long":
+        return f"'{field}' takes at most {ctx.get('max_length')} items"
+    if kind == "greater_than_equal":
+        return f"'{field}' must be at least {ctx.get('ge')}, not {value}"
+    if kind == "less_than_equal":
+        return f"'{field}' must be at most {ctx.get('le')}, not {value}"
+    return f"'{field}': {error['msg']}"
+
+
+# --- meaning: compile the document into a Plan ------------------------------------------
+
+
+@dataclass(slots=True)
+class _Field:
+    """A practice key's value and where it was written (in the practice or in defaults)."""
+
+    value: Any
+    loc: Loc
+
+
+class _Compiler:
+    def __init__(self, data: dict[str, Any], report: _Report, renderer: Renderer, text: str):
+        self.data = data
+        self.report = report
+        self.renderer = renderer
+        self.text = text
+        self.weeks_total: int | None = None
+        self.variables: dict[str, TimeExpr] = {}
+        self.resolved: dict[str, int] = {}
+        # where each variant's message (or template) and time were written
+        self.origins: dict[int, tuple[Loc, Loc]] = {}
+
+    def compile(self) -> Plan | None:
+        data = self.data
+        days = self._length()
+        self._variables()
+        defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+        practices: list[Practice] = []
+        seen: dict[str, int] = {}
+        raw_practices = data.get("practices")
+        if isinstance(raw_practices, list):
+            for index, raw in enumerate(raw_practices):
+                if not isinstance(raw, dict):
+                    continue
+                practice = self._practice(index, raw, defaults or {}, seen)
+                if practice is not None:
+                    practices.append(practice)
+            if practices and not any(p.check_in.asks for p in practices):
+                self.report.warning(
+                    ("practices",),
+                    "no practice asks for a check-in, so adherence cannot be tracked",
+                    key=True,
+                )
+        plan_id, title = data.get("plan"), data.get("title")
+        if self.report.has_errors or days is None or not practices:
+            return None
+        assert isinstance(plan_id, str)
+        assert isinstance(title, str)
+        summary = data.get("summary")
+        return Plan(
+            id=plan_id,
+            title=title,
+            summary=summary if isinstance(summary, str) else None,
+            days=days,
+            variables=self.variables,
+            practices=tuple(practices),
+            source=self.report.path,
+            content_hash=hashlib.sha256(self.text.encode()).hexdigest(),
+            practice_index={p.id: p for p in practices},
+        )
+
+    # plan-level keys
+
+    def _length(self) -> int | None:
+        weeks, days = self.data.get("weeks"), self.data.get("days")
+        if weeks is not None and days is not None:
+            self.report.error(
+                ("days",), "write the plan's length as weeks or days, not both", key=True
+            )
+            return None
+        if weeks is None and days is None:
+            self.report.error((), "the plan needs a length: weeks: 8, or days: 56")
+            return None
+        value = weeks if weeks is not None else days
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return None  # reported with the structure
+        total = value * 7 if weeks is not None else value
+        self.weeks_total = -(-total // 7)
+        return total
+
+    def _variables(self) -> None:
+        raw = self.data.get("variables")
+        if not isinstance(raw, dict):
+            return
+        for name, text in raw.items():
+            if not _VARIABLE_NAME.match(name):
+                self.report.error(
+                    ("variables", name),
+                    f"'{name}' is not a variable name; use lower case letters, digits and _",
+                    key=True,
+                )
+                continue
+            if not isinstance(text, str):
+                continue
+            try:
+                self.variables[name] = TimeExpr.parse(text)
+            except TimeSyntaxError as exc:
+                self.report.error(("variables", name), str(exc))
+        try:
+            self.resolved = resolve_variables(self.variables)
+        except VariableError as exc:
+            self.report.error(("variables", exc.name), str(exc))
+            self.variables = {}
+
+    # practices
+
+    def _practice(
+        self, index: int, raw: dict[str, Any], defaults: dict[str, Any], seen: dict[str, int]
+    ) -> Practice | None:
+        base: Loc = ("practices", index)
+
+        def get(name: str) -> _Field | None:
+            if name in raw:
+                return _Field(raw[name], (*base, name))
+            if name in defaults:
+                return _Field(defaults[name], ("defaults", name))
+            return None
+
+        errors_before = len(self.report.items)
+        practice_id = raw.get("id")
+        if isinstance(practice_id, str):
+            if practice_id in seen:
+                self.report.error(
+                    (*base, "id"),
+                    f"practice id '{practice_id}' is used twice in this plan "
+                    f"(first in practice {seen[practice_id] + 1})",
+                )
+            else:
+                seen[practice_id] = index
+        name = f"practice '{practice_id}'" if isinstance(practice_id, str) else "this practice"
+        category = get("category")
+        title = get("title")
+        at = get("at")
+        for key, present in (("category", category), ("title", title), ("at", at)):
+            if present is None:
+                self.report.error(base, f"{name} is missing required key '{key}'")
+
+        weekdays = self._every(get("every"), get("rrule"))
+        rrule = self._rrule(get("rrule"))
+        weeks = self._weeks(get("weeks"))
+        channels = self._channels(get("channels"))
+        check_in = self._check_in(get("check_in"))
+        window = self._duration(get("window"), DEFAULT_WINDOW)
+        duration = self._duration(get("duration"), DEFAULT_DURATION)
+        time = self._time(at)
+        message, template = self._text(get("message"), get("template"), channels, category)
+        rotate = self._rotate(get("rotate"))
+        nudge = self._nudge(get("nudge"), check_in, window)
+        variant = Variant(
+            at=time or TimeExpr(None, 0),
+            duration_minutes=duration,
+            message=message,
+            template=template,
+            rotate=rotate,
+        )
+        text_loc = next((f.loc for f in (get("message"), get("template")) if f), base)
+        self.origins[id(variant)] = (text_loc, at.loc if at else base)
+        phases = self._phases(get("phases"), variant, weeks, channels, category)
+        if len(self.report.items) > errors_before and self.report.has_errors:
+            return None
+        if not all(isinstance(v.value, str) for v in (category, title) if v):
+            return None
+        assert category is not None
+        assert title is not None
+        assert practice_id is not None
+        return Practice(
+            id=practice_id,
+            category=category.value,
+            title=title.value,
+            weekdays=weekdays,
+            rrule=rrule,
+            weeks=weeks,
+            channels=channels,
+            check_in=check_in,
+            window_minutes=window,
+            nudge=nudge,
+            base=variant,
+            phases=phases,
+        )
+
+    def _time(self, field: _Field | None) -> TimeExpr | None:
+        if field is None or not isinstance(field.value, str):
+            if (
+                field is not None
+                and isinstance(field.value, int)
+                and not isinstance(field.value, bool)
+            ):
+                self.report.error(
+                    field.loc,
+                    f"'{field.value}' is not a time; write hours and minutes, such as 07:30",
+                )
+            return None
+        try:
+            expr = TimeExpr.parse(field.value)
+        except TimeSyntaxError as exc:
+            self.report.error(field.loc, str(exc))
+            return None
+        if expr.variable is not None and expr.variable not in self.variables:
+            known = ", ".join(self.variables) or "none"
+            hint = did_you_mean(expr.variable, self.variables)
+            self.report.error(
+                field.loc,
+                f"unknown variable '{expr.variable}'{hint}; the plan's variables are: {known}",
+            )
+            return None
+        if expr.variable is None or self.resolved:
+            minutes = expr.resolve(self.resolved)
+            if minutes < SMALL_HOURS_END:
+                self.report.warning(
+                    field.loc,
+                    f"{format_clock(minutes)} is in the small hours; "
+                    "a reminder then may wake someone",
+                )
+        return expr
+
+    def _duration(self, field: _Field | None, default: int) -> int:
+        if field is None or not isinstance(field.value, str):
+            return default
+        try:
+            return parse_duration(field.value)
+        except TimeSyntaxError as exc:
+            self.report.error(field.loc, str(exc))
+            return default
+
+    def _every(self, every: _Field | None, rrule: _Field | None) -> frozenset[int] | None:
+        if every is not None and rrule is not None:
+            self.report.error(rrule.loc, "write every or rrule, not both", key=True)
+        if every is None:
+            return None if rrule is not None else EVERY_KEYWORDS["day"]
+        value = every.value
+        if isinstance(value, str):
+            days = EVERY_KEYWORDS.get(value.strip().lower())
+            if days is None:
+                hint = did_you_mean(value, [*EVERY_KEYWORDS, *WEEKDAYS])
+                if value.strip().lower() in WEEKDAYS:
+                    hint = f"; for one day a week write a list: [{value.strip().lower()}]"
+                self.report.error(
+                    every.loc,
+                    f"unknown value for every: '{value}'{hint}; "
+                    "write day, weekday, weekend, or a list of days such as [mon, wed, fri]",
+                )
+            return days
+        if isinstance(value, list):
+            chosen: set[int] = set()
+            for i, item in enumerate(value):
+                if not isinstance(item, str):
+                    continue
+                day = item.strip().lower()
+                if day not in WEEKDAYS:
+                    hint = did_you_mean(day, WEEKDAYS)
+                    self.report.error(
+                        (*every.loc, i), f"unknown day '{item}'{hint}; days are {one_of(WEEKDAYS)}"
+                    )
+                elif WEEKDAYS.index(day) in chosen:
+                    self.report.error((*every.loc, i), f"'{item}' is listed twice")
+                else:
+                    chosen.add(WEEKDAYS.index(day))
+            if not value:
+                self.report.error(every.loc, "every needs at least one day")
+            return frozenset(chosen)
+        return None
+
+    def _rrule(self, field: _Field | None) -> str | None:
+        if field is None or not isinstance(field.value, str):
+            return None
+        body = field.value.strip()
+        if body.upper().startswith("RRULE:"):
+            body = body[len("RRULE:") :]
+        problem = _check_rrule(body, self.weeks_total)
+        if problem:
+            self.report.error(field.loc, problem)
+            return None
+        return body
+
+    def _weeks(self, field: _Field | None) -> frozenset[int] | None:
+        if field is None:
+            return None
+        return self._week_set(field.value, field.loc)
+
+    def _week_set(self, value: Any, loc: Loc) -> frozenset[int] | None:
+        items = value if isinstance(value, list) else [value]
+        weeks: set[int] = set()
+        for i, item in enumerate(items):
+            item_loc = (*loc, i) if isinstance(value, list) else loc
+            first: int
+            last: int
+            if isinstance(item, bool):
+                continue
+            if isinstance(item, int):
+                first = last = item
+            elif isinstance(item, str):
+                match = _WEEKS_RANGE.match(item)
+                if not match:
+                    self.report.error(
+                        item_loc, f"'{item}' is not a week or a range of weeks; write 3 or \"1-4\""
+                    )
+                    continue
+                first = int(match.group(1))
+                last = int(match.group(2) or first)
+            else:
+                continue
+            if first < 1:
+                self.report.error(item_loc, f"week {first} does not exist; weeks count from 1")
+                continue
+            if last < first:
+                self.report.error(item_loc, f"'{item}' runs backwards; write {last}-{first}")
+                continue
+            if self.weeks_total is not None and last > self.weeks_total:
+                self.report.error(
+                    item_loc,
+                    f"week {last} is past the plan's end (the plan has {self.weeks_total} weeks)",
+                )
+                continue
+            weeks.update(range(first, last + 1))
+        if isinstance(value, list) and not value:
+            self.report.error(loc, "weeks needs at least one week")
+        return frozenset(weeks)
+
+    def _channels(self, field: _Field | None) -> tuple[str, ...]:
+        if field is None or not isinstance(field.value, list):
+            return ("sms",)
+        channels: list[str] = []
+        for i, item in enumerate(field.value):
+            if item in channels:
+                self.report.error((*field.loc, i), f"channel '{item}' is listed twice")
+            elif item in CHANNELS:
+                channels.append(item)
+        if not field.value:
+            self.report.error(field.loc, f"choose at least one channel: {one_of(CHANNELS)}")
+        return tuple(channels) or ("sms",)
+
+    def _check_in(self, field: _Field | None) -> CheckIn:
+        if field is None:
+            return CheckIn()
+        value = field.value
+        if isinstance(value, str):
+            kind = value.strip().lower()
+            if kind not in CHECK_IN_KINDS:
+                hint = did_you_mean(kind, CHECK_IN_KINDS)
+                self.report.error(
+                    field.loc,
+                    f"unknown check-in kind '{value}'{hint}; "
+                    f"expected one of {one_of(CHECK_IN_KINDS)}",
+                )
+                return CheckIn()
+            return CheckIn(kind, scale=(1, 5) if kind == "rating" else None)
+        if not isinstance(value, dict) or value.get("kind") not in CHECK_IN_KINDS:
+            return CheckIn()
+        kind = value["kind"]
+        scale = value.get("scale")
+        unit = value.get("unit")
+        question = value.get("question")
+        if scale is not None and kind != "rating":
+            self.report.error(
+                (*field.loc, "scale"), f"scale is for rating check-ins, not {kind}", key=True
+            )
+        if unit is not None and kind != "number":
+            self.report.error(
+                (*field.loc, "unit"), f"unit is for number check-ins, not {kind}", key=True
+            )
+        bounds: tuple[int, int] | None = None
+        if kind == "rating":
+            bounds = (1, 5)
+            if (
+                isinstance(scale, list)
+                and len(scale) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in scale)
+            ):
+                bounds = (scale[0], scale[1])
+                if bounds[0] >= bounds[1]:
+                    self.report.error(
+                        (*field.loc, "scale"),
+                        f"scale [{bounds[0]}, {bounds[1]}] must go from low to high",
+                    )
+                elif bounds[1] - bounds[0] > 100:
+                    self.report.error(
+                        (*field.loc, "scale"), "a rating scale spans at most 100 steps"
+                    )
+        return CheckIn(
+            kind=kind,
+            scale=bounds,
+            unit=unit if isinstance(unit, str) else None,
+            question=question if isinstance(question, str) else None,
+        )
+
+    def _rotate(self, field: _Field | None) -> tuple[str, ...]:
+        if field is None or not isinstance(field.value, list):
+            return ()
+        if not field.value:
+            self.report.error(field.loc, "rotate needs at least one line")
+        return tuple(v for v in field.value if isinstance(v, str))
+
+    def _text(
+        self,
+        message: _Field | None,
+        template: _Field | None,
+        channels: tuple[str, ...],
+        category: _Field | None,
+    ) -> tuple[str | None, str | None]:
+        if message is not None and template is not None:
+            # A practice's own key beats a default; two of its own is an error.
+            if message.loc[0] == "defaults" and template.loc[0] != "defaults":
+                message = None
+            elif template.loc[0] == "defaults" and message.loc[0] != "defaults":
+                template = None
+            else:
+                self.report.error(template.loc, "write message or template, not both", key=True)
+                return None, None
+        if message is not None and isinstance(message.value, str):
+            self._compile_inline(message.value, message.loc)
+            if isinstance(category, _Field) and isinstance(category.value, str):
+                for channel in ("email", "calendar"):
+                    if channel in channels:
+                        self._check_template(
+                            default_template(category.value), channel, message.loc, default=True
+                        )
+            return message.value, None
+        if template is not None and isinstance(template.value, str):
+            name = template.value.strip()
+            if not valid_template_name(name):
+                self.report.error(
+                    template.loc,
+                    f"'{name}' is not a template name; write a path under templates/ "
+                    "such as sleep/wind-down, without the file's ending",
+                )
+                return None, None
+            for channel in channels:
+                self._check_template(name, channel, template.loc)
+            return None, name
+        if isinstance(category, _Field) and category.value in CATEGORIES:
+            for channel in channels:
+                self._check_template(
+                    default_template(category.value), channel, category.loc, default=True
+                )
+        return None, None
+
+    def _compile_inline(self, source: str, loc: Loc) -> None:
+        try:
+            self.renderer.compile_inline(source)
+        except jinja2.TemplateSyntaxError as exc:
+            where = f" (line {exc.lineno} of the text)" if "\n" in source.strip() else ""
+            self.report.error(loc, f"template syntax{where}: {exc.message}")
+
+    def _check_template(self, name: str, channel: str, loc: Loc, *, default: bool = False) -> None:
+        filename = f"templates/{template_file(name, channel)}"
+        try:
+            template = self.renderer.template(name, channel)
+        except jinja2.TemplateNotFound:
+            if default:
+                self.report.error(
+                    loc, f"the default {channel} template for this category is missing: {filename}"
+                )
+            else:
+                self.report.error(
+                    loc, f"template '{name}' has no {channel} file: {filename} does not exist"
+                )
+            return
+        except jinja2.TemplateSyntaxError as exc:
+            self.report.error(loc, f"{filename}:{exc.lineno}: template syntax: {exc.message}")
+            return
+        if channel == "email":
+            missing = [block for block in EMAIL_BLOCKS if block not in template.blocks]
+            if missing:
+                self.report.error(
+                    loc,
+                    f"{filename} lacks the block{'s' if len(missing) > 1 else ''} "
+                    f"{one_of(missing)}; an email template defines subject, text and html",
+                )
+
+    def _nudge(self, field: _Field | None, check_in: CheckIn, window: int) -> Nudge | None:
+        if field is None or not isinstance(field.value, dict):
+            return None
+        after_text, message = field.value.get("after"), field.value.get("message")
+        if not isinstance(after_text, str) or not isinstance(message, str):
+            return None
+        try:
+            after = parse_duration(after_text)
+        except TimeSyntaxError as exc:
+            self.report.error((*field.loc, "after"), str(exc))
+            return None
+        if not check_in.asks:
+            self.report.error(
+                field.loc, "a nudge waits for a check-in, but check_in is none", key=True
+            )
+        elif after >= window:
+            self.report.error(
+                (*field.loc, "after"),
+                f"the nudge comes after the check-in window closes ({_minutes(window)})",
+            )
+        self._compile_inline(message, (*field.loc, "message"))
+        return Nudge(after, message)
+
+    def _phases(
+        self,
+        field: _Field | None,
+        base: Variant,
+        active: frozenset[int] | None,
+        channels: tuple[str, ...],
+        category: _Field | None,
+    ) -> tuple[tuple[frozenset[int], Variant], ...]:
+        if field is None or not isinstance(field.value, list):
+            return ()
+        phases: list[tuple[frozenset[int], Variant]] = []
+        for i, raw in enumerate(field.value):
+            if not isinstance(raw, dict) or "weeks" not in raw:
+                continue
+            loc = (*field.loc, i)
+
+            def own(name: str, loc: Loc = loc, raw: dict[str, Any] = raw) -> _Field | None:
+                return _Field(raw[name], (*loc, name)) if name in raw else None
+
+            weeks = self._week_set(raw["weeks"], (*loc, "weeks")) or frozenset()
+            for earlier, _ in phases:
+                if weeks & earlier:
+                    overlap = ", ".join(str(w) for w in sorted(weeks & earlier))
+                    self.report.error((*loc, "weeks"), f"phases overlap in week {overlap}")
+                    break
+            if active is not None and weeks and not weeks & active:
+                self.report.warning(
+                    (*loc, "weeks"), "this phase covers no week in which the practice is active"
+                )
+            message, template = own("message"), own("template")
+            new_message, new_template = base.message, base.template
+            if message is not None or template is not None:
+                new_message, new_template = self._text(message, template, channels, category)
+            at = own("at")
+            time = self._time(at) if at else base.at
+            variant = Variant(
+                at=time or base.at,
+                duration_minutes=self._duration(own("duration"), base.duration_minutes),
+                message=new_message,
+                template=new_template,
+                rotate=self._rotate(own("rotate")) if "rotate" in raw else base.rotate,
+            )
+            base_text_loc, base_at_loc = self.origins[id(base)]
+            text_loc = next((f.loc for f in (message, template) if f), base_text_loc)
+            self.origins[id(variant)] = (text_loc, at.loc if at else base_at_loc)
+            phases.append((weeks, variant))
+        return tuple(phases)
+
+
+def _minutes(total: int) -> str:
+    hours, minutes = divmod(total, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or not hours else "")
+
+
+def _check_rrule(body: str, weeks_total: int | None) -> str | None:
+    """A message saying what is wrong with an RRULE body, or None."""
+    from dateutil.rrule import rrulestr
+
+    parts: dict[str, str] = {}
+    for part in body.split(";"):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip().upper()
+        if not sep or not value.strip():
+            return f"invalid RRULE: '{part}' is not NAME=VALUE"
+        if name == "DTSTART":
+            return "invalid RRULE: leave DTSTART out; a practice starts with the enrollment"
+        if name not in _RRULE_KEYS:
+            hint = did_you_mean(name, _RRULE_KEYS)
+            return f"invalid RRULE: unknown part '{name}'{hint}"
+        parts[name] = value.strip().upper()
+    freq = parts.get("FREQ")
+    if freq is None:
+        return "invalid RRULE: FREQ is required, such as FREQ=WEEKLY;BYDAY=MO,TH"
+    if freq in {"HOURLY", "MINUTELY", "SECONDLY"}:
+        return (
+            f"RRULE FREQ={freq} is more frequent than daily; a practice occurs at most once a day"
+        )
+    if freq not in _RRULE_ALLOWED_FREQ:
+        return f"invalid RRULE: unknown FREQ '{freq}'; use DAILY, WEEKLY, MONTHLY or YEARLY"
+    for name in ("BYHOUR", "BYMINUTE", "BYSECOND"):
+        if name in parts:
+            return f"RRULE {name} is not allowed: the time of day comes from `at`"
+    if "UNTIL" in parts and parts["UNTIL"].endswith("Z"):
+        return "RRULE UNTIL is a local date here, such as UNTIL=20260601, without a Z"
+    try:
+        from datetime import datetime as _dt
+
+        rrulestr(body, dtstart=_dt(2026, 1, 5))
+    except (ValueError, TypeError) as exc:
+        return f"invalid RRULE: {exc}"
+    return None
+
+
+# --- sample rendering: every message renders, and SMS fit -------------------------------
+
+
+def _sample_render(
+    plan: Plan, report: _Report, renderer: Renderer, origins: Mapping[int, tuple[Loc, Loc]]
+) -> None:
+    occurrences = expand(plan, SAMPLE_START, UTC)
+    by_practice: dict[str, list[Occurrence]] = {}
+    for occurrence in occurrences:
+        by_practice.setdefault(occurrence.practice.id, []).append(occurrence)
+    variables = resolve_variables(plan.variables)
+    practice_locs = _practice_locs(report)
+    for practice in plan.practices:
+        found = by_practice.get(practice.id, [])
+        if not found:
+            report.warning(
+                practice_locs.get(practice.id, ()),
+                f"practice '{practice.id}' never occurs within the plan's {plan.weeks} weeks",
+            )
+            continue
+        for variant in practice.variants():
+            sample = next((o for o in found if o.variant is variant), found[0])
+            text_loc, _ = origins.get(id(variant), ((), ()))
+            for occurrence in _with_items(sample, variant):
+                _render_one(plan, occurrence, variables, renderer, report, text_loc)
+        if practice.nudge is not None:
+            context = renderer.context(
+                plan, found[0], SAMPLE_PERSON, variables, SAMPLE_CHECK_IN_URL
+            )
+            loc = (*practice_locs.get(practice.id, ()), "nudge", "message")
+            try:
+                text = renderer.nudge(practice, context)
+            except RenderError as exc:
+                report.error(loc, str(exc))
+            else:
+                _warn_segments(text, loc, report, "the nudge")
+
+
+def _practice_locs(report: _Report) -> dict[str, Loc]:
+    practices = report.tree.get("practices") if isinstance(report.tree, dict) else None
+    if not isinstance(practices, list):
+        return {}
+    return {
+        str(raw["id"]): ("practices", i)
+        for i, raw in enumerate(practices)
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str)
+    }
+
+
+def _with_items(sample: Occurrence, variant: Variant) -> Iterator[Occurrence]:
+    base = replace(sample, variant=variant)
+    if not variant.rotate:
+        yield replace(base, item=None)
+        return
+    for item in dict.fromkeys(variant.rotate):
+        yield replace(base, item=item)
+
+
+def _render_one(
+    plan: Plan,
+    occurrence: Occurrence,
+    variables: Mapping[str, int],
+    renderer: Renderer,
+    report: _Report,
+    loc: Loc,
+) -> None:
+    practice, variant = occurrence.practice, occurrence.variant
+    context = renderer.context(plan, occurrence, SAMPLE_PERSON, variables, SAMPLE_CHECK_IN_URL)
+    try:
+        if "sms" in practice.channels:
+            _warn_segments(renderer.sms(variant, practice, context), loc, report, "the SMS")
+        if "email" in practice.channels:
+            renderer.email(variant, practice, context)
+        if "calendar" in practice.channels:
+            renderer.calendar(variant, practice, context)
+        renderer.text(variant, practice, context)
+    except RenderError as exc:
+        report.error(loc, str(exc))
+
+
+def _warn_segments(text: str, loc: Loc, report: _Report, what: str) -> None:
+    segments = count_segments(clean_for_sms(text))
+    if segments.count > 1:
+        report.warning(
+            loc,
+            f"{what} needs {segments.describe()}; one segment holds 160 GSM-7 "
+            "or 70 UCS-2 characters",
+        )

@@ -1,0 +1,250 @@
+"""The plan format, version 1: the document as written (pydantic) and the compiled plan.
+
+`PlanDocument` mirrors the YAML file and checks its structure: which keys exist and of
+what type. It is also the source of `tend plans schema`. The loader then compiles a
+document into a `Plan`, where times, durations, weeks and days are parsed and checked
+against each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from service.core.timeexpr import TimeExpr
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+Category = Literal[
+    "sleep", "movement", "affirmation", "mindfulness", "journaling", "connection", "other"
+]
+CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+Channel = Literal["sms", "email", "calendar"]
+CHANNELS: tuple[str, ...] = Channel.__args__  # type: ignore[attr-defined]
+CheckInKind = Literal["none", "done", "rating", "number", "text"]
+CHECK_IN_KINDS: tuple[str, ...] = CheckInKind.__args__  # type: ignore[attr-defined]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+EVERY_KEYWORDS: dict[str, frozenset[int]] = {
+    "day": frozenset(range(7)),
+    "weekday": frozenset(range(5)),
+    "weekend": frozenset({5, 6}),
+}
+
+_DURATION_RE = r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*$"
+_TIME_RE = r"^\s*(\d{1,2}:\d{2}|[a-z_][a-z0-9_]*(\s*[+-]\s*(\d+d)?(\d+h)?(\d+m)?)?)\s*$"
+_WEEKS_ITEM: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "string", "pattern": r"^\s*\d+\s*(-\s*\d+\s*)?$"},
+    ]
+}
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+DurationText = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "pattern": _DURATION_RE, "examples": ["15m", "1h30m"]}),
+]
+TimeText = Annotated[
+    str,
+    WithJsonSchema(
+        {"type": "string", "pattern": _TIME_RE, "examples": ["07:30", "wake", "bedtime - 1h"]}
+    ),
+]
+WeeksText = Annotated[
+    int | str | list[int | str],
+    WithJsonSchema(
+        {"anyOf": [*_WEEKS_ITEM["anyOf"], {"type": "array", "items": _WEEKS_ITEM, "minItems": 1}]}
+    ),
+]
+EveryText = Annotated[
+    str | list[str],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": list(EVERY_KEYWORDS)},
+                {
+                    "type": "array",
+                    "items": {"enum": list(WEEKDAYS)},
+                    "minItems": 1,
+                    "uniqueItems": True,
+                },
+            ]
+        }
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class CheckInSpec(_Strict):
+    """A check-in written as a mapping, for the kinds that take options."""
+
+    kind: CheckInKind = Field(description="What the participant answers with.")
+    scale: Annotated[list[int], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="Rating scale as [low, high]; default [1, 5]."
+    )
+    unit: str | None = Field(None, description="Unit of a number check-in, e.g. minutes.")
+    question: str | None = Field(None, description="The question asked with the reminder.")
+
+
+CheckInText = Annotated[
+    str | CheckInSpec,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": list(CHECK_IN_KINDS)},
+                {"$ref": "#/$defs/CheckInSpec"},
+            ]
+        }
+    ),
+]
+
+
+class NudgeSpec(_Strict):
+    """One follow-up SMS when no check-in came in time."""
+
+    after: DurationText = Field(description="How long after the reminder, e.g. 90m.")
+    message: str = Field(description="Jinja2 text of the follow-up.")
+
+
+class PhaseSpec(_Strict):
+    """Overrides for some weeks of the plan (progression)."""
+
+    weeks: WeeksText = Field(description='The weeks this phase covers: 3, "1-4" or a list.')
+    at: TimeText | None = None
+    duration: DurationText | None = None
+    message: str | None = None
+    template: str | None = None
+    rotate: list[str] | None = None
+
+
+class PracticeFields(_Strict):
+    """Every practice key but `id`; also the shape of the plan's `defaults`."""
+
+    category: Category | None = Field(None, description="What kind of practice this is.")
+    title: str | None = Field(None, description="Short name, shown in calendars and reports.")
+    at: TimeText | None = Field(
+        None, description="Local time: 07:30, a variable, or a variable plus or minus a duration."
+    )
+    every: EveryText | None = Field(
+        None, description="day (default), weekday, weekend, or a list of mon..sun."
+    )
+    rrule: str | None = Field(
+        None, description="Instead of every: an RFC 5545 RRULE body, FREQ at most DAILY."
+    )
+    weeks: WeeksText | None = Field(None, description="Active weeks; default all.")
+    duration: DurationText | None = Field(None, description="Calendar length; default 15m.")
+    channels: list[Channel] | None = Field(None, description="Default [sms].")
+    message: str | None = Field(None, description="Inline Jinja2 text of the reminder.")
+    template: str | None = Field(
+        None, description="Instead of message: a template name under templates/."
+    )
+    rotate: list[str] | None = Field(None, description="Lines handed out in turn as {{ item }}.")
+    check_in: CheckInText | None = Field(None, description="What a check-in asks; default done.")
+    window: DurationText | None = Field(
+        None, description="How long after the reminder a check-in counts; default 12h."
+    )
+    nudge: NudgeSpec | None = None
+    phases: list[PhaseSpec] | None = None
+
+
+class PracticeSpec(PracticeFields):
+    id: Id = Field(description="Unique in the plan: lower case letters, digits and -.")
+
+
+class PlanDocument(_Strict):
+    """A Tend practice plan, format version 1."""
+
+    model_config = ConfigDict(title="Tend practice plan")
+
+    plan: Id = Field(description="The plan's id, unique across schedules/.")
+    title: str
+    summary: str | None = None
+    weeks: int | None = Field(None, ge=1, le=520, description="Plan length in weeks.")
+    days: int | None = Field(None, ge=1, le=3640, description="Plan length in days.")
+    variables: dict[str, TimeText] | None = Field(
+        None, description="Participant variables (times) and their defaults."
+    )
+    defaults: PracticeFields | None = Field(None, description="Defaults for any practice key.")
+    practices: list[PracticeSpec] = Field(min_length=1)
+
+
+# --- the compiled plan -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckIn:
+    kind: str = "done"
+    scale: tuple[int, int] | None = None
+    unit: str | None = None
+    question: str | None = None
+
+    @property
+    def asks(self) -> bool:
+        return self.kind != "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Nudge:
+    after_minutes: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """What a phase may change: the practice as it stands in some weeks."""
+
+    at: TimeExpr
+    duration_minutes: int
+    message: str | None
+    template: str | None
+    rotate: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Practice:
+    id: str
+    category: str
+    title: str
+    weekdays: frozenset[int] | None  # None when `rrule` decides the days
+    rrule: str | None
+    weeks: frozenset[int] | None  # None: every week of the plan
+    channels: tuple[str, ...]
+    check_in: CheckIn
+    window_minutes: int
+    nudge: Nudge | None
+    base: Variant
+    phases: tuple[tuple[frozenset[int], Variant], ...] = ()
+
+    def variant(self, week: int) -> Variant:
+        for weeks, variant in self.phases:
+            if week in weeks:
+                return variant
+        return self.base
+
+    def variants(self) -> tuple[Variant, ...]:
+        return (self.base, *(variant for _, variant in self.phases))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    id: str
+    title: str
+    summary: str | None
+    days: int
+    variables: dict[str, TimeExpr]
+    practices: tuple[Practice, ...]
+    source: str = ""
+    content_hash: str = ""
+    practice_index: dict[str, Practice] = field(default_factory=dict, compare=False)
+
+    @property
+    def weeks(self) -> int:
+        return -(-self.days // 7)
+
+    def practice(self, practice_id: str) -> Practice:
+        return self.practice_index[practice_id]

@@ -1,0 +1,290 @@
+"""Message text: Jinja2 in a sandbox, undefined names are errors.
+
+A practice's reminder comes from its inline `message`, or from template files named
+`<template>.<channel>.j2` under the templates folder. A practice with neither uses the
+category's defaults, `default/<category>.<channel>.j2`; those defaults also wrap an
+inline message for email and calendar, where it arrives as `{{ message }}`.
+
+An email template defines three blocks: `subject`, `text` and `html`. The html block is
+always autoescaped and the others never are, whatever the template says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from service.core.diagnostics import did_you_mean, one_of
+from service.core.expand import Occurrence
+from service.core.plan import Plan, Practice, Variant
+from service.core.timeexpr import format_clock
+
+TEMPLATE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$"
+_TEMPLATE_NAME = re.compile(TEMPLATE_NAME_PATTERN)
+EMAIL_BLOCKS = ("subject", "text", "html")
+SAMPLE_NAME = "Alex"
+
+
+class RenderError(Exception):
+    """A message that cannot be rendered: a template missing, broken, or naming the unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """What templates may know of a participant."""
+
+    name: str
+
+    @property
+    def first_name(self) -> str:
+        parts = self.name.split()
+        return parts[0] if parts else self.name
+
+
+SAMPLE_PERSON = Person(SAMPLE_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class EmailContent:
+    subject: str
+    text: str
+    html: str
+
+
+def template_file(name: str, channel: str) -> str:
+    return f"{name}.{channel}.j2"
+
+
+def default_template(category: str) -> str:
+    return f"default/{category}"
+
+
+def valid_template_name(name: str) -> bool:
+    return bool(_TEMPLATE_NAME.match(name))
+
+
+class Names(dict[str, Any]):
+    """A mapping in a template's context that knows its own name, for clear errors."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.label = label
+
+
+class _StrictUndefined(jinja2.StrictUndefined):
+    """StrictUndefined whose message names the variable and suggests a near miss."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        if self._undefined_hint:
+            return self._undefined_hint
+        name = str(self._undefined_name)
+        owner = self._undefined_obj
+        if owner is jinja2.utils.missing:
+            return f"'{name}' is not defined"
+        if isinstance(owner, Names):
+            hint = did_you_mean(name, owner)
+            return f"'{owner.label}' has no '{name}'{hint}; it has {one_of(owner)}"
+        return f"{jinja2.utils.object_type_repr(owner)} has no attribute '{name}'"
+
+
+def _environment(loader: jinja2.BaseLoader | None, autoescape: bool) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=loader,
+        undefined=_StrictUndefined,
+        autoescape=autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        auto_reload=False,
+        cache_size=1000,
+    )
+
+
+class Renderer:
+    """Renders reminders; templates come from the loader it is given (none: inline only)."""
+
+    def __init__(self, templates: jinja2.BaseLoader | None = None) -> None:
+        templates = templates or jinja2.DictLoader({})
+        self._text = _environment(templates, autoescape=False)
+        self._html = _environment(templates, autoescape=True)
+        self._inline: dict[str, jinja2.Template] = {}
+
+    # -- compiling -------------------------------------------------------------
+
+    def compile_inline(self, source: str) -> jinja2.Template:
+        """Compile inline text (cached); raises jinja2.TemplateSyntaxError."""
+        template = self._inline.get(source)
+        if template is None:
+            template = self._text.from_string(source)
+            self._inline[source] = template
+        return template
+
+    def template(self, name: str, channel: str, *, html: bool = False) -> jinja2.Template:
+        """Load a template file; raises jinja2.TemplateNotFound or TemplateSyntaxError."""
+        env = self._html if html else self._text
+        return env.get_template(template_file(name, channel))
+
+    def has_template(self, name: str, channel: str) -> bool:
+        try:
+            self.template(name, channel)
+        except jinja2.TemplateNotFound:
+            return False
+        return True
+
+    # -- context ---------------------------------------------------------------
+
+    def context(
+        self,
+        plan: Plan,
+        occurrence: Occurrence,
+        person: Person,
+        variables: Mapping[str, int],
+        check_in_url: str,
+    ) -> dict[str, Any]:
+        practice = occurrence.practice
+        variant = occurrence.variant
+        return {
+            "participant": Names(
+                "participant", {"name": person.name, "first_name": person.first_name}
+            ),
+            "vars": Names("vars", {name: format_clock(value) for name, value in variables.items()}),
+            "practice": Names(
+                "practice",
+                {
+                    "id": practice.id,
+                    "title": practice.title,
+                    "category": practice.category,
+                    "duration_minutes": variant.duration_minutes,
+                },
+            ),
+            "occurrence": Names(
+                "occurrence",
+                {"key": occurrence.key, "week": occurrence.week, "local": occurrence.local},
+            ),
+            "plan": Names("plan", {"id": plan.id, "title": plan.title}),
+            "item": occurrence.item,
+            "check_in_url": check_in_url,
+            "check_in": Names(
+                "check_in",
+                {
+                    "kind": practice.check_in.kind,
+                    "question": practice.check_in.question,
+                    "scale": practice.check_in.scale,
+                    "unit": practice.check_in.unit,
+                },
+            ),
+        }
+
+    # -- rendering -------------------------------------------------------------
+
+    def sms(self, variant: Variant, practice: Practice, context: Mapping[str, Any]) -> str:
+        """The SMS text of a reminder."""
+        if variant.message is not None:
+            return self._run(self.compile_inline(variant.message), context)
+        name = variant.template or default_template(practice.category)
+        return self._file(name, "sms", context)
+
+    def email(
+        self, variant: Variant, practice: Practice, context: Mapping[str, Any]
+    ) -> EmailContent:
+        name, context = self._wrapped(variant, practice, context)
+        parts = {block: self._block(name, block, context) for block in EMAIL_BLOCKS}
+        return EmailContent(**parts)
+
+    def calendar(self, variant: Variant, practice: Practice, context: Mapping[str, Any]) -> str:
+        """The description of a calendar event."""
+        name, context = self._wrapped(variant, practice, context)
+        return self._file(name, "calendar", context)
+
+    def text(self, variant: Variant, practice: Practice, context: Mapping[str, Any]) -> str:
+        """The reminder's text as a person reads it: the SMS when there is one."""
+        if variant.message is not None or "sms" in practice.channels:
+            return self.sms(variant, practice, context)
+        name = variant.template or default_template(practice.category)
+        if self.has_template(name, "sms"):
+            return self._file(name, "sms", context)
+        if "email" in practice.channels:
+            return self.email(variant, practice, context).text
+        return self.calendar(variant, practice, context)
+
+    def nudge(self, practice: Practice, context: Mapping[str, Any]) -> str:
+        if practice.nudge is None:
+            raise RenderError(f"practice '{practice.id}' has no nudge")
+        return self._run(self.compile_inline(practice.nudge.message), context)
+
+    def occurrence_text(
+        self,
+        plan: Plan,
+        occurrence: Occurrence,
+        person: Person,
+        variables: Mapping[str, int],
+        check_in_url: str,
+    ) -> str:
+        context = self.context(plan, occurrence, person, variables, check_in_url)
+        return self.text(occurrence.variant, occurrence.practice, context)
+
+    # -- internals -------------------------------------------------------------
+
+    def _wrapped(
+        self, variant: Variant, practice: Practice, context: Mapping[str, Any]
+    ) -> tuple[str, Mapping[str, Any]]:
+        """The template for email and calendar, with `message` set for the defaults."""
+        if variant.template is not None:
+            return variant.template, {**context, "message": None}
+        message = None
+        if variant.message is not None:
+            message = self._run(self.compile_inline(variant.message), context)
+        return default_template(practice.category), {**context, "message": message}
+
+    def _file(self, name: str, channel: str, context: Mapping[str, Any]) -> str:
+        try:
+            template = self.template(name, channel)
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(f"template {template_file(name, channel)} does not exist") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"template {template_file(name, channel)}: {exc}") from exc
+        return self._run(template, context)
+
+    def _block(self, name: str, block: str, context: Mapping[str, Any]) -> str:
+        try:
+            template = self.template(name, "email", html=block == "html")
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(f"template {template_file(name, 'email')} does not exist") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"template {template_file(name, 'email')}: {exc}") from exc
+        render = template.blocks.get(block)
+        if render is None:
+            raise RenderError(
+                f"template {template_file(name, 'email')} has no '{block}' block; "
+                "an email template defines subject, text and html"
+            )
+        try:
+            out = "".join(render(template.new_context(dict(context))))
+        except jinja2.TemplateError as exc:
+            raise RenderError(_describe(exc)) from exc
+        return out.strip() if block != "html" else out.strip() + "\n"
+
+    @staticmethod
+    def _run(template: jinja2.Template, context: Mapping[str, Any]) -> str:
+        try:
+            return template.render(context).strip()
+        except jinja2.TemplateError as exc:
+            raise RenderError(_describe(exc)) from exc
+
+
+def _describe(exc: jinja2.TemplateError) -> str:
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"unknown name in the text: {exc.message}"
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return f"not allowed in a message: {exc.message}"
+    return exc.message or type(exc).__name__
