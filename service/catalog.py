@@ -118,7 +118,7 @@ def _plan_files(targets: Iterable[Path], result: CheckResult) -> Iterator[Path]:
 def _declared_id(path: Path) -> str | None:
     """The `plan:` id of a file, read cheaply without checking the whole plan."""
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of `plan:`
             for line in handle:
                 if line.startswith("plan:"):
                     value = line.partition(":")[2].split("#", 1)[0].strip().strip("'\"")

@@ -9,7 +9,7 @@ import zoneinfo
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -17,9 +17,17 @@ from service import __version__
 from service.catalog import Catalog, PlanNotFound
 from service.core.diagnostics import did_you_mean
 from service.core.plan import PlanDocument
-from service.core.preview import as_ics, as_json, as_table, build_preview
-from service.core.timeexpr import VariableError
+from service.core.preview import as_ics, as_json, as_table, build_preview, utc_text
+from service.core.timeexpr import TimeExpr, TimeSyntaxError, VariableError
+from service.core.tokens import feed_token
+from service.logging import configure_logging
 from service.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from service.engine.runtime import Runtime
+
+# The plan commands load fast; the rest import the engine, the database and the web
+# stack (a second of imports) only when they run: see `_engine()`.
 
 SCHEMA_ID = "https://tend.example/schemas/plan-v1.json"
 
@@ -163,3 +171,459 @@ def plan_schema() -> dict[str, Any]:
         "$id": SCHEMA_ID,
         **schema,
     }
+
+
+# --- the database, participants and enrollments --------------------------------------
+
+
+def runtime(*, migrate: bool = False, serving: bool = False) -> Runtime:
+    """The runtime for this command; `migrate` brings the database up to date first.
+    Short commands log warnings only; the long-running ones log at TEND_LOG_LEVEL."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.engine.runtime import Runtime
+    from service.storage.db import DatabaseError, make_engine, upgrade
+
+    current = settings()
+    level = current.log_level if serving or current.log_level == "debug" else "warning"
+    configure_logging(current.effective_log_format, level)
+    try:
+        engine = make_engine(current.database_url)
+        if migrate:
+            upgrade(engine)
+        return Runtime.build(current, engine=engine)
+    except DatabaseError as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(f"the database at {_safe_url(current.database_url)} cannot be used: {exc}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database to the newest schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.storage.db import DatabaseError, current_revision, make_engine, upgrade
+
+    current = settings()
+    configure_logging(current.effective_log_format, "warning")
+    try:
+        engine = make_engine(current.database_url)
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    except (DatabaseError, SQLAlchemyError) as exc:
+        fail(f"cannot upgrade {_safe_url(current.database_url)}: {exc}")
+    if before == after:
+        click.echo(f"database is up to date (revision {after})")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to {after}")
+
+
+def normalise_phone(text: str) -> str:
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        fail(f"'{text}' is not a valid phone number; write it in E.164, such as +14155550123")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_email(text: str) -> str:
+    address = text.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in address):
+        fail(f"'{text}' is not an email address")
+    return address
+
+
+@main.group()
+def participants() -> None:
+    """Add and list participants; print their calendar feed URL."""
+
+
+@participants.command("add")
+@click.option("--name", required=True, help="Full name; the first word greets them.")
+@click.option("--phone", help="Mobile number in E.164, such as +14155550123.")
+@click.option("--email", help="Email address.")
+@click.option("--tz", "tz_text", required=True, help="IANA time zone, e.g. Europe/London.")
+@click.option("--var", "var_pairs", multiple=True, help="Variable for every plan, NAME=VALUE.")
+def participants_add(
+    name: str, phone: str | None, email: str | None, tz_text: str, var_pairs: tuple[str, ...]
+) -> None:
+    """Add a participant; prints the new participant's id."""
+    from service.storage import repo
+    from service.storage.db import transaction
+
+    if not name.strip():
+        fail("--name cannot be empty")
+    zone = parse_zone(tz_text)
+    variables = parse_vars(var_pairs)
+    for var_name, value in variables.items():
+        try:
+            TimeExpr.parse(value)
+        except TimeSyntaxError as exc:
+            fail(f"--var {var_name}: {exc}")
+    e164 = normalise_phone(phone) if phone else None
+    address = check_email(email) if email else None
+    rt = runtime()
+    with transaction(rt.engine) as conn:
+        if e164 and repo.find_participant_by_phone(conn, e164):
+            fail(f"a participant with phone {e164} exists already")
+        participant = repo.add_participant(
+            conn,
+            name=name.strip(),
+            phone=e164,
+            email=address,
+            timezone=zone.key,
+            variables=variables,
+            now=rt.clock.now(),
+        )
+    click.echo(f"added {participant.name} ({zone.key})")
+    click.echo(participant.id)
+
+
+@participants.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def participants_list(fmt: str) -> None:
+    """Every participant, with their SMS state and enrollments."""
+    from service.storage import repo
+    from service.storage.db import transaction
+
+    rt = runtime()
+    now = rt.clock.now()
+    with transaction(rt.engine) as conn:
+        people = repo.list_participants(conn)
+        enrolled = {p.id: repo.list_enrollments(conn, participant_id=p.id) for p in people}
+    if fmt == "json":
+        rows = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "phone": p.phone,
+                "email": p.email,
+                "timezone": p.timezone,
+                "sms": p.sms_status(now),
+                "enrollments": [e.id for e in enrolled[p.id]],
+            }
+            for p in people
+        ]
+        click.echo(json.dumps({"participants": rows}, indent=2))
+        return
+    table = [
+        (
+            p.id,
+            p.name,
+            p.timezone,
+            p.sms_status(now),
+            ", ".join(f"{e.plan_id} ({e.status})" for e in enrolled[p.id]) or "-",
+        )
+        for p in people
+    ]
+    click.echo(format_table(("id", "name", "zone", "sms", "plans"), table))
+
+
+@participants.command("feed-url")
+@click.argument("participant_id")
+@click.option("--rotate", is_flag=True, help="Revoke the old URL and print a new one.")
+def participants_feed_url(participant_id: str, rotate: bool) -> None:
+    """Print the participant's calendar subscription URL."""
+    from service.storage import repo
+    from service.storage.db import transaction
+
+    rt = runtime()
+    with transaction(rt.engine) as conn:
+        try:
+            if rotate:
+                repo.rotate_feed(conn, participant_id)
+            participant = repo.get_participant(conn, participant_id)
+        except repo.NotFound as exc:
+            fail(str(exc))
+    token = feed_token(rt.secret, participant.id, participant.feed_version)
+    url = f"{rt.settings.public_base}/calendar/{token}.ics"
+    if rotate:
+        click.echo("the old feed URL no longer works", err=True)
+    click.echo(url)
+
+
+def parse_start(text: str, zone_name: str, now: datetime) -> date:
+    if text == "today":
+        return now.astimezone(zoneinfo.ZoneInfo(zone_name)).date()
+    return parse_date(text)
+
+
+@main.command("enroll")
+@click.argument("participant_id")
+@click.argument("plan_ref", metavar="PLAN")
+@click.option("--start", "start_text", required=True, help="YYYY-MM-DD or today.")
+@click.option("--var", "var_pairs", multiple=True, help="Variable override, NAME=VALUE.")
+def enroll_command(
+    participant_id: str, plan_ref: str, start_text: str, var_pairs: tuple[str, ...]
+) -> None:
+    """Enroll a participant in a plan (an id or a path); prints the enrollment id."""
+    from service.engine import enrollment as enrollment_service
+    from service.storage import repo
+    from service.storage.db import transaction
+
+    rt = runtime()
+    overrides = parse_vars(var_pairs)
+    plan = rt.plans.get(plan_ref)
+    if plan is None:
+        try:
+            loaded = rt.catalog.load(plan_ref)
+        except PlanNotFound as exc:
+            fail(str(exc))
+        if loaded.plan is None:
+            for diagnostic in loaded.errors:
+                click.echo(str(diagnostic), err=True)
+            fail("the plan has errors; fix them first (tend plans check)", 1)
+        if rt.plans.get(loaded.plan.id) is None:
+            fail(
+                f"plan '{loaded.plan.id}' is not in the schedules folder "
+                f"({rt.settings.schedules_dir}); enrollments follow plans kept there"
+            )
+        plan = loaded.plan
+    with transaction(rt.engine) as conn:
+        try:
+            participant = repo.get_participant(conn, participant_id)
+        except repo.NotFound as exc:
+            fail(str(exc))
+    start = parse_start(start_text, participant.timezone, rt.clock.now())
+    try:
+        enrollment = enrollment_service.enroll(rt, participant.id, plan, start, overrides)
+    except enrollment_service.EnrollmentError as exc:
+        fail(str(exc))
+    with transaction(rt.engine) as conn:
+        upcoming = repo.upcoming(conn, enrollment.id, limit=1)
+    if upcoming:
+        first = upcoming[0]
+        local = first["instant"].astimezone(zoneinfo.ZoneInfo(participant.timezone))
+        click.echo(
+            f"enrolled {participant.name} in {plan.title} from {start.isoformat()}; "
+            f"first reminder {first['practice_id']} at {local:%Y-%m-%d %H:%M %Z}"
+        )
+    else:
+        click.echo(f"enrolled {participant.name} in {plan.title} from {start.isoformat()}")
+    click.echo(enrollment.id)
+
+
+@main.group()
+def enrollments() -> None:
+    """List, pause, resume and cancel enrollments."""
+
+
+@enrollments.command("list")
+@click.option("--participant", "participant_id", help="Only this participant's.")
+@click.option("--plan", "plan_id", help="Only this plan's.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def enrollments_list(participant_id: str | None, plan_id: str | None, fmt: str) -> None:
+    """Every enrollment, with its status and the next reminder."""
+    from service.storage import repo
+    from service.storage.db import transaction
+
+    rt = runtime()
+    with transaction(rt.engine) as conn:
+        found = repo.list_enrollments(conn, participant_id=participant_id, plan_id=plan_id)
+        names = {p.id: p for p in repo.list_participants(conn)}
+        nexts = {e.id: repo.upcoming(conn, e.id, limit=1) for e in found}
+    rows = []
+    for e in found:
+        person = names[e.participant_id]
+        upcoming = nexts[e.id]
+        following = (
+            upcoming[0]["instant"].astimezone(zoneinfo.ZoneInfo(person.timezone))
+            if upcoming
+            else None
+        )
+        rows.append((e, person, following, upcoming[0]["practice_id"] if upcoming else None))
+    if fmt == "json":
+        data = [
+            {
+                "id": e.id,
+                "participant": e.participant_id,
+                "plan": e.plan_id,
+                "start": e.start_date.isoformat(),
+                "status": e.status,
+                "next": following.isoformat() if following else None,
+                "next_practice": practice,
+            }
+            for e, _, following, practice in rows
+        ]
+        click.echo(json.dumps({"enrollments": data}, indent=2))
+        return
+    table = [
+        (
+            e.id,
+            person.name,
+            e.plan_id,
+            e.start_date.isoformat(),
+            e.status,
+            f"{following:%Y-%m-%d %H:%M} {practice}" if following else "-",
+        )
+        for e, person, following, practice in rows
+    ]
+    click.echo(format_table(("id", "participant", "plan", "start", "status", "next"), table))
+
+
+def _set_status(enrollment_id: str, status: str, verb: str) -> None:
+    from service.engine import enrollment as enrollment_service
+    from service.storage import repo
+    from service.storage.db import transaction
+
+    rt = runtime()
+    now = rt.clock.now()
+    with transaction(rt.engine) as conn:
+        try:
+            updated = repo.set_enrollment_status(conn, enrollment_id, status, now=now)
+        except repo.NotFound as exc:
+            fail(str(exc))
+        except ValueError as exc:
+            fail(str(exc))
+        if status == "active":
+            plan = rt.plans.get(updated.plan_id)
+            if plan is not None:
+                participant = repo.get_participant(conn, updated.participant_id)
+                enrollment_service.refresh(conn, updated, participant, plan, now)
+    click.echo(f"{verb} {enrollment_id}")
+
+
+@enrollments.command("pause")
+@click.argument("enrollment_id")
+def enrollments_pause(enrollment_id: str) -> None:
+    """Stop reminders until resumed."""
+    _set_status(enrollment_id, "paused", "paused")
+
+
+@enrollments.command("resume")
+@click.argument("enrollment_id")
+def enrollments_resume(enrollment_id: str) -> None:
+    """Start reminders again (those still ahead)."""
+    _set_status(enrollment_id, "active", "resumed")
+
+
+@enrollments.command("cancel")
+@click.argument("enrollment_id")
+def enrollments_cancel(enrollment_id: str) -> None:
+    """End the enrollment; nothing more is sent."""
+    _set_status(enrollment_id, "cancelled", "cancelled")
+
+
+@plans.command("sync")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+def plans_sync(dry_run: bool) -> None:
+    """Bring enrollments up to date with edited plan files."""
+    from service.engine import enrollment as enrollment_service
+
+    rt = runtime()
+    lines = enrollment_service.sync_plans(rt, dry_run=dry_run)
+    if not lines:
+        click.echo("every enrollment matches its plan")
+        return
+    for line in lines:
+        click.echo(
+            f"{line.plan_id}  {line.enrollment_id}  ({line.participant_id}): "
+            f"{line.changes.summary()}"
+        )
+        for planned in line.changes.added:
+            click.echo(f"    + {planned.key} at {utc_text(planned.instant)}")
+        for stored, planned in line.changes.moved:
+            when = (
+                f"{utc_text(stored.instant)} -> {utc_text(planned.instant)}"
+                if stored.instant != planned.instant
+                else f"at {utc_text(planned.instant)}, text or details changed"
+            )
+            click.echo(f"    ~ {planned.key} {when}")
+        for stored in line.changes.cancelled:
+            click.echo(f"    - {stored.key} at {utc_text(stored.instant)}")
+    if dry_run:
+        click.echo("dry run: nothing was changed", err=True)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [list(headers), *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    if not rows:
+        lines.append("(none)")
+    return "\n".join(lines)
+
+
+# --- processes -----------------------------------------------------------------------
+
+
+@main.command("run")
+@click.option("--workers", default=4, show_default=True, help="Worker threads.")
+def run_command(workers: int) -> None:
+    """Everything in one process: HTTP app, scheduler and workers."""
+    from service.engine import processes
+
+    rt = runtime(migrate=True, serving=True)
+    processes.run_all(rt, worker_threads=workers)
+
+
+@main.command("web")
+def web_command() -> None:
+    """The HTTP app alone."""
+    from service.engine import processes
+
+    processes.run_web(runtime(serving=True))
+
+
+@main.command("scheduler")
+def scheduler_command() -> None:
+    """The scheduler alone (needs TEND_REDIS_URL)."""
+    from service.engine import processes
+
+    rt = runtime(serving=True)
+    if rt.settings.redis_url is None:
+        fail("tend scheduler needs TEND_REDIS_URL; for one process with everything, use tend run")
+    processes.run_scheduler(rt)
+
+
+@main.command("worker")
+@click.option("--threads", default=8, show_default=True, help="Worker threads.")
+def worker_command(threads: int) -> None:
+    """A worker alone (needs TEND_REDIS_URL)."""
+    from service.engine import processes
+
+    rt = runtime(serving=True)
+    if rt.settings.redis_url is None:
+        fail("tend worker needs TEND_REDIS_URL; for one process with everything, use tend run")
+    processes.run_worker(rt, threads=threads)
+
+
+@main.command("outbox")
+@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
+def outbox_command(limit: int) -> None:
+    """The development outbox: messages kept instead of sent."""
+    from service.storage import repo
+    from service.storage.db import transaction
+
+    rt = runtime()
+    with transaction(rt.engine) as conn:
+        items = repo.outbox_list(conn, limit=limit)
+    if not items:
+        click.echo("the outbox is empty")
+    for item in items:
+        when = f"{item['created_at']:%Y-%m-%d %H:%M:%S}Z"
+        click.echo(f"#{item['id']} {when} {item['channel']} to {item['recipient']}")
+        if item["subject"]:
+            click.echo(f"  Subject: {item['subject']}")
+        for line in item["body"].splitlines() or [""]:
+            click.echo(f"  {line}")

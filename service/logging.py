@@ -3,16 +3,19 @@ development, and phone numbers and email addresses masked in every line."""
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import ExcInfo
 
 # Tend stores phone numbers in E.164, so a '+' and at least eight digits, spaced or not.
-_PHONE = re.compile(r"(?<![\w+])\+\d[\d ().-]{6,}\d(?!\w)")
+# A country code never starts with 0, so UTC offsets such as +0530 are left alone.
+_PHONE = re.compile(r"(?<![\w+])\+[1-9][\d ().-]{6,}\d(?!\w)")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 
@@ -38,13 +41,27 @@ def _masked(value: Any) -> Any:
         return {k: _masked(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_masked(v) for v in value)
-    return value
+    if value is None or isinstance(value, int | float):
+        return value
+    try:  # an exception or any other object is rendered as text: mask that text
+        text = str(value)
+    except Exception:
+        return value
+    masked = mask(text)
+    return masked if masked != text else value
 
 
 def mask_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event.items():
-        event[key] = _masked(value)
+        if key != "exc_info":  # left for the exception formatter, which masks
+            event[key] = _masked(value)
     return event
+
+
+def _masked_traceback(sio: TextIO, exc_info: ExcInfo) -> None:
+    buffer = io.StringIO()
+    structlog.dev.plain_traceback(buffer, exc_info)
+    sio.write(mask(buffer.getvalue()))
 
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
@@ -62,7 +79,9 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         renderer = structlog.processors.JSONRenderer()
         tail: list[Any] = [structlog.processors.format_exc_info, mask_processor, renderer]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=_masked_traceback
+        )
         tail = [mask_processor, renderer]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -74,6 +93,9 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(numeric)
+    # Chatty at info: migrations narrate their set-up, dramatiq each worker thread.
+    for name in ("alembic", "dramatiq"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from itertools import pairwise
+from operator import attrgetter
 
 from dateutil.rrule import rrulestr
 
@@ -22,6 +23,7 @@ from service.core.plan import Plan, Practice, Variant
 from service.core.timeexpr import TimeExpr, TimeSyntaxError, VariableError, resolve_variables
 
 _ONE_DAY = timedelta(days=1)
+_SAFE_WINDOW = timedelta(hours=21)
 
 
 @dataclass(slots=True)
@@ -82,62 +84,67 @@ def expand(
     """Every occurrence of the plan for an enrollment, sorted by instant, then practice."""
     resolved = resolve_plan_variables(plan, variables)
     dates = [start + timedelta(days=i) for i in range(plan.days)]
+    calendar = [
+        (i, day, day.year, day.month, day.day, day.weekday()) for i, day in enumerate(dates)
+    ]
     occurrences: list[Occurrence] = []
-    for practice in plan.practices:
-        occurrences.extend(_expand_practice(practice, dates, start, zone, resolved))
-    occurrences.sort(key=lambda o: (o.utc, o.practice.id))
+    # Practices in id order, then a stable sort by instant: ties stay in id order.
+    for practice in sorted(plan.practices, key=_practice_id):
+        occurrences.extend(_expand_practice(practice, calendar, start, zone, resolved))
+    occurrences.sort(key=_instant)
     return occurrences
+
+
+_instant = attrgetter("utc")
+_practice_id = attrgetter("id")
+_Day = tuple[int, date, int, int, int, int]  # offset, date, year, month, day, weekday
 
 
 def _expand_practice(
     practice: Practice,
-    dates: list[date],
+    calendar: list[_Day],
     start: date,
     zone: tzinfo,
     variables: Mapping[str, int],
 ) -> list[Occurrence]:
+    """The practice's occurrences in date order. This loop is the hot path of expansion."""
     weekdays = practice.weekdays
-    allowed = _rrule_dates(practice.rrule, start, len(dates)) if practice.rrule else None
-    active_weeks = practice.weeks
+    active = practice.weeks
+    if practice.rrule:
+        allowed = _rrule_dates(practice.rrule, start, len(calendar))
+        days = [d for d in calendar if d[1] in allowed]
+    elif weekdays is not None and len(weekdays) < 7:
+        days = [d for d in calendar if d[5] in weekdays]
+    else:
+        days = calendar
+    if active is not None:
+        days = [d for d in days if d[0] // 7 + 1 in active]
+    slots: dict[int, tuple[Variant, int, int]] = {}  # week -> variant, hour, minute
+    for week in {d[0] // 7 + 1 for d in days}:
+        variant = practice.variant(week)
+        hour, minute = divmod(variant.at.resolve(variables), 60)
+        slots[week] = (variant, hour, minute)
     window = timedelta(minutes=practice.window_minutes)
-    times: dict[int, tuple[Variant, int, int]] = {}  # week -> variant, hour, minute
+    utc_zone = UTC
+    make = datetime
     out: list[Occurrence] = []
-    for offset, day in enumerate(dates):
+    append = out.append
+    for index, (offset, day, year, month, dom, _) in enumerate(days):
         week = offset // 7 + 1
-        if active_weeks is not None and week not in active_weeks:
-            continue
-        if allowed is None:
-            if weekdays is not None and day.weekday() not in weekdays:
-                continue
-        elif day not in allowed:
-            continue
-        slot = times.get(week)
-        if slot is None:
-            variant = practice.variant(week)
-            minutes = variant.at.resolve(variables)
-            slot = times[week] = (variant, minutes // 60, minutes % 60)
-        variant, hour, minute = slot
-        local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
-        utc = local.astimezone(UTC)
+        variant, hour, minute = slots[week]
+        utc = make(year, month, dom, hour, minute, tzinfo=zone).astimezone(utc_zone)
         rotate = variant.rotate
-        index = len(out)
-        out.append(
-            Occurrence(
-                practice=practice,
-                date=day,
-                week=week,
-                index=index,
-                utc=utc,
-                zone=zone,
-                variant=variant,
-                item=rotate[index % len(rotate)] if rotate else None,
-                window_end=utc + window,
-            )
-        )
-    # A window never runs past the next occurrence of the same practice.
-    for current, following in pairwise(out):
-        if following.utc < current.window_end:
-            current.window_end = following.utc
+        item = rotate[index % len(rotate)] if rotate else None
+        append(Occurrence(practice, day, week, index, utc, zone, variant, item, utc + window))
+    # A window never runs past the next occurrence of the same practice. When every
+    # occurrence is at the same wall time, consecutive ones are at least a day less the
+    # largest daylight-saving shift apart (2 hours in the tz database), and a window
+    # shorter than that needs no trimming.
+    same_time = len({slot[1:] for slot in slots.values()}) <= 1
+    if not same_time or window > _SAFE_WINDOW:
+        for current, following in pairwise(out):
+            if following.utc < current.window_end:
+                current.window_end = following.utc
     return out
 
 

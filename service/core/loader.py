@@ -149,7 +149,8 @@ class _Report:
         line, column = 0, 0
         for i, part in enumerate(loc):
             if isinstance(node, CommentedMap) and part in node:
-                if key and i == len(loc) - 1:
+                # An empty value has no place of its own: point at its key.
+                if (key and i == len(loc) - 1) or node[part] is None:
                     line, column = node.lc.key(part)
                 else:
                     line, column = node.lc.value(part)
@@ -196,7 +197,7 @@ def _parse_yaml(text: str, report: _Report) -> Any:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
         if "found duplicate key" in str(exc):
-            problem = _duplicate_key_message(exc)
+            problem = _duplicate_key_message(exc, text)
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         report.add_at("error", line, column, f"YAML syntax: {problem or exc}")
         return None
@@ -213,12 +214,26 @@ def _parse_yaml(text: str, report: _Report) -> Any:
     return tree
 
 
-def _duplicate_key_message(exc: MarkedYAMLError) -> str:
+def _duplicate_key_message(exc: MarkedYAMLError, text: str) -> str:
     match = re.search(r'found duplicate key "([^"]*)"', str(exc))
     name = match.group(1) if match else "?"
-    first = exc.context_mark.line + 1 if exc.context_mark else None
+    first = _first_key_line(text, name, exc)
     where = f" (first on line {first})" if first else ""
     return f"key '{name}' appears twice in the same mapping{where}"
+
+
+def _first_key_line(text: str, name: str, exc: MarkedYAMLError) -> int | None:
+    """The line where a duplicate key was first written: in its mapping, at the same column."""
+    start, again = exc.context_mark, exc.problem_mark
+    if start is None or again is None:
+        return None
+    key = re.compile(rf"[\"']?{re.escape(name)}[\"']?\s*:")
+    lines = text.splitlines()
+    for number in range(start.line, min(again.line, len(lines))):
+        line = lines[number]
+        if line[: again.column].strip() in ("", "-") and key.match(line, again.column):
+            return number + 1
+    return None
 
 
 def _plain(node: Any) -> Any:
@@ -396,6 +411,7 @@ class _Compiler:
         self.text = text
         self.weeks_total: int | None = None
         self.variables: dict[str, TimeExpr] = {}
+        self.declared: set[str] = set()  # every variable name, even those with errors
         self.resolved: dict[str, int] = {}
         # where each variant's message (or template) and time were written
         self.origins: dict[int, tuple[Loc, Loc]] = {}
@@ -470,6 +486,7 @@ class _Compiler:
                     key=True,
                 )
                 continue
+            self.declared.add(name)
             if not isinstance(text, str):
                 continue
             try:
@@ -490,9 +507,10 @@ class _Compiler:
         base: Loc = ("practices", index)
 
         def get(name: str) -> _Field | None:
-            if name in raw:
+            # An empty value (`at:`) is as if unwritten: the default applies.
+            if raw.get(name) is not None:
                 return _Field(raw[name], (*base, name))
-            if name in defaults:
+            if defaults.get(name) is not None:
                 return _Field(defaults[name], ("defaults", name))
             return None
 
@@ -512,7 +530,9 @@ class _Compiler:
         title = get("title")
         at = get("at")
         for key, present in (("category", category), ("title", title), ("at", at)):
-            if present is None:
+            if present is None and key in raw:
+                self.report.error((*base, key), f"{name} has an empty '{key}'", key=True)
+            elif present is None:
                 self.report.error(base, f"{name} is missing required key '{key}'")
 
         weekdays = self._every(get("every"), get("rrule"))
@@ -540,9 +560,10 @@ class _Compiler:
             return None
         if not all(isinstance(v.value, str) for v in (category, title) if v):
             return None
+        if not isinstance(practice_id, str):
+            return None  # reported with the structure
         assert category is not None
         assert title is not None
-        assert practice_id is not None
         return Practice(
             id=practice_id,
             category=category.value,
@@ -576,6 +597,8 @@ class _Compiler:
             self.report.error(field.loc, str(exc))
             return None
         if expr.variable is not None and expr.variable not in self.variables:
+            if expr.variable in self.declared:
+                return None  # the variable's own error is reported where it is written
             known = ", ".join(self.variables) or "none"
             hint = did_you_mean(expr.variable, self.variables)
             self.report.error(

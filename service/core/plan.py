@@ -97,7 +97,7 @@ CheckInText = Annotated[
         {
             "anyOf": [
                 {"enum": list(CHECK_IN_KINDS)},
-                {"$ref": "#/$defs/CheckInSpec"},
+                CheckInSpec.model_json_schema(),  # inline: a $ref here would dangle
             ]
         }
     ),

@@ -93,7 +93,7 @@ class _StrictUndefined(jinja2.StrictUndefined):
             return f"'{name}' is not defined"
         if isinstance(owner, Names):
             hint = did_you_mean(name, owner)
-            return f"'{owner.label}' has no '{name}'{hint}; it has {one_of(owner)}"
+            return f"'{owner.label}' has no '{name}'{hint}; it has {one_of(owner) or 'nothing'}"
         return f"{jinja2.utils.object_type_repr(owner)} has no attribute '{name}'"
 
 
@@ -139,6 +139,8 @@ class Renderer:
             self.template(name, channel)
         except jinja2.TemplateNotFound:
             return False
+        except jinja2.TemplateSyntaxError:
+            return True  # it exists; rendering it reports the error
         return True
 
     # -- context ---------------------------------------------------------------
@@ -270,7 +272,7 @@ class Renderer:
             )
         try:
             out = "".join(render(template.new_context(dict(context))))
-        except jinja2.TemplateError as exc:
+        except Exception as exc:  # template code may raise anything: 1/0, 1 + 'a'
             raise RenderError(_describe(exc)) from exc
         return out.strip() if block != "html" else out.strip() + "\n"
 
@@ -278,13 +280,17 @@ class Renderer:
     def _run(template: jinja2.Template, context: Mapping[str, Any]) -> str:
         try:
             return template.render(context).strip()
-        except jinja2.TemplateError as exc:
+        except Exception as exc:  # template code may raise anything: 1/0, 1 + 'a'
             raise RenderError(_describe(exc)) from exc
 
 
-def _describe(exc: jinja2.TemplateError) -> str:
+def _describe(exc: Exception) -> str:
     if isinstance(exc, jinja2.UndefinedError):
         return f"unknown name in the text: {exc.message}"
     if isinstance(exc, jinja2.exceptions.SecurityError):
         return f"not allowed in a message: {exc.message}"
-    return exc.message or type(exc).__name__
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return f"template {exc.name} does not exist"
+    if isinstance(exc, jinja2.TemplateError):
+        return exc.message or type(exc).__name__
+    return f"the text fails when rendered: {type(exc).__name__}: {exc}"

@@ -1,0 +1,45 @@
+# Tend: `make run` runs it, `make test` tests it; each installs what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check fmt bench clean help
+
+help:
+	@echo "make run    install, then check the plans and preview one (Tend's embedded defaults)"
+	@echo "make test   install, then run the whole test suite"
+	@echo "make check  ruff (lint and format), mypy --strict and the import layers"
+	@echo "make bench  run the benchmarks and write docs/benchmarks.md"
+	@echo "make fmt    format the code"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tend needs Python 3.11 or newer; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(STAMP)
+	$(BIN)/tend plans check
+	$(BIN)/tend plans preview sleep-hygiene --start $$(date +%F) --tz $${TZ:-Europe/London}
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+check: $(STAMP)
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
+	$(BIN)/mypy service
+	$(BIN)/lint-imports
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix service tests bench
+	$(BIN)/ruff format service tests bench
+
+BENCH ?= expand
+bench: $(STAMP)
+	$(BIN)/python -m bench.$(BENCH)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

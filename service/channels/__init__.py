@@ -1,0 +1,1 @@
+"""Channels: one small interface to send a rendered message and get a receipt."""

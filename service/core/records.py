@@ -1,0 +1,71 @@
+"""Participants, enrollments and deliveries as the rest of Tend sees them (plain data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    id: str
+    name: str
+    phone: str | None
+    email: str | None
+    timezone: str
+    variables: dict[str, str] = field(default_factory=dict)
+    sms_state: str = "subscribed"
+    paused_until: datetime | None = None
+    email_unsubscribed: bool = False
+    feed_version: int = 1
+    created_at: datetime | None = None
+
+    def sms_paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and self.paused_until > now
+
+    def sms_status(self, now: datetime) -> str:
+        """`subscribed`, `opted_out` or `paused`, as the report shows it."""
+        if self.sms_state == "opted_out":
+            return "opted_out"
+        return "paused" if self.sms_paused(now) else "subscribed"
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    id: str
+    participant_id: str
+    plan_id: str
+    plan_hash: str
+    start_date: date
+    variables: dict[str, str]
+    status: str
+    horizon: date
+    end_date: date
+    not_before: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryJob:
+    """Everything a worker needs to send one delivery, read in the transaction that
+    moved it to `sending`."""
+
+    id: int
+    channel: str
+    kind: str
+    due_at: datetime
+    attempts: int
+    occurrence_id: int
+    occurrence_key: str
+    practice_id: str
+    local_date: date
+    week: int
+    seq: int
+    instant: datetime
+    item: str | None
+    window_end: datetime
+    enrollment: Enrollment
+    participant: Participant
+    extra: dict[str, Any] = field(default_factory=dict)

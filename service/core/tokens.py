@@ -1,0 +1,67 @@
+"""Signed tokens for links: calendar feeds and check-ins.
+
+A token is `<payload>.<mac>` where mac is HMAC-SHA256 over a purpose and the payload,
+truncated to 160 bits and base64url-encoded. Verification is constant-time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
+MAC_BYTES = 20  # 160 bits
+
+
+def _mac(secret: bytes, purpose: str, payload: str) -> str:
+    digest = hmac.new(secret, f"{purpose}\x1f{payload}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:MAC_BYTES]).decode().rstrip("=")
+
+
+def sign(secret: bytes, purpose: str, payload: str) -> str:
+    return f"{payload}.{_mac(secret, purpose, payload)}"
+
+
+def verify(secret: bytes, purpose: str, token: str) -> str | None:
+    """The payload of a valid token, or None."""
+    payload, sep, mac = token.rpartition(".")
+    if not sep or not payload:
+        return None
+    if not hmac.compare_digest(mac.encode(), _mac(secret, purpose, payload).encode()):
+        return None
+    return payload
+
+
+def feed_token(secret: bytes, participant_id: str, version: int) -> str:
+    """The calendar feed token: the participant and an HMAC bound to the feed's version,
+    so rotating the version revokes every earlier token."""
+    mac = _mac(secret, "feed", f"{participant_id}:{version}")
+    return f"{participant_id}.{mac}"
+
+
+def feed_participant(token: str) -> str | None:
+    participant_id, sep, _ = token.rpartition(".")
+    return participant_id if sep and participant_id else None
+
+
+def feed_token_valid(secret: bytes, token: str, participant_id: str, version: int) -> bool:
+    return hmac.compare_digest(token.encode(), feed_token(secret, participant_id, version).encode())
+
+
+def check_in_token(secret: bytes, occurrence_id: int, expires: datetime) -> str:
+    return sign(secret, "check-in", f"{occurrence_id}.{int(expires.timestamp())}")
+
+
+def read_check_in_token(secret: bytes, token: str, now: datetime) -> int | None:
+    """The occurrence id of a valid, unexpired check-in token, or None."""
+    payload = verify(secret, "check-in", token)
+    if payload is None:
+        return None
+    occurrence, _, expires = payload.partition(".")
+    try:
+        if datetime.fromtimestamp(int(expires), UTC) < now:
+            return None
+        return int(occurrence)
+    except ValueError:
+        return None

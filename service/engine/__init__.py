@@ -1,0 +1,1 @@
+"""The engine: clock, runtime, enrollment upkeep, scheduler loop, dramatiq actors."""

@@ -1,0 +1,214 @@
+"""Delivering one reminder: storage -> render -> channel -> storage.
+
+`deliver` is what the dramatiq actor calls. It is idempotent: it starts by moving the
+delivery from claimed to sending with a conditional update, and does nothing when that
+finds the delivery in any other state (sent already, expired, cancelled, or taken by
+another worker).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from service.channels.base import ChannelError, OutgoingMessage, Receipt
+from service.core.expand import Occurrence, resolve_plan_variables
+from service.core.plan import Plan
+from service.core.records import DeliveryJob
+from service.core.render import Person, RenderError
+from service.core.sms import clean_for_sms
+from service.core.tokens import check_in_token
+from service.engine.enrollment import variables_for
+from service.engine.runtime import Runtime
+from service.storage import repo
+from service.storage.db import transaction
+
+log = structlog.get_logger("tend.delivery")
+
+SEND_LEASE = timedelta(minutes=3)  # longer than any channel's timeouts added up
+MAX_ATTEMPTS = 6
+MIN_BACKOFF = timedelta(seconds=10)
+MAX_BACKOFF = timedelta(minutes=4)
+CHECK_IN_LINK_DAYS = 7  # a check-in link works this long after its window closes
+
+
+class Outcome(enum.StrEnum):
+    SKIPPED = "skipped"  # not ours to send (no longer claimed)
+    SENT = "sent"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    retry_in: timedelta | None = None
+    detail: str | None = None
+
+
+def backoff(attempt: int) -> timedelta:
+    """10 s, 20 s, 40 s ... at most 4 minutes: retries that fit a 15-minute grace."""
+    return min(MIN_BACKOFF * (1 << max(attempt - 1, 0)), MAX_BACKOFF)
+
+
+def deliver(runtime: Runtime, delivery_id: int) -> Result:
+    now = runtime.clock.now()
+    grace = timedelta(minutes=runtime.settings.grace_minutes)
+    with transaction(runtime.engine) as conn:
+        job = repo.start_sending(conn, delivery_id, now=now, lease=SEND_LEASE)
+        if job is None:
+            return Result(Outcome.SKIPPED)
+        blocked = _blocked(job, now, grace)
+        if blocked is not None:
+            outcome, reason = blocked
+            repo.finish(conn, job.id, outcome.value, now=now, error=reason)
+            log.info("delivery not sent", delivery=job.id, outcome=outcome.value, reason=reason)
+            return Result(outcome, detail=reason)
+    bound = log.bind(delivery=job.id, channel=job.channel, occurrence=job.occurrence_key)
+
+    plan = runtime.plans.get(job.enrollment.plan_id)
+    if plan is None or job.practice_id not in plan.practice_index:
+        return _retry_or_fail(runtime, job, f"plan '{job.enrollment.plan_id}' cannot be loaded")
+    try:
+        message = compose(runtime, plan, job)
+    except RenderError as exc:
+        return _finish(runtime, job, Outcome.FAILED, f"could not render the message: {exc}")
+
+    channel = runtime.channels[job.channel]
+    if job.extra.get("uncertain"):
+        # A worker stopped while sending this: send again only if it surely did not go.
+        known = channel.already_sent(job.id)
+        if known:
+            bound.info("delivery had been sent before the worker stopped")
+            return _finish(runtime, job, Outcome.SENT, None)
+        if known is None:
+            return _finish(
+                runtime,
+                job,
+                Outcome.FAILED,
+                "the worker stopped while sending and the channel cannot tell whether it "
+                "went out; not sent again, to avoid a duplicate",
+            )
+    try:
+        receipt = channel.send(message)
+    except ChannelError as exc:
+        if exc.opted_out:
+            with transaction(runtime.engine) as conn:
+                repo.opt_out_sms(
+                    conn, job.participant.id, source=f"provider:{exc.code}", now=runtime.clock.now()
+                )
+        if exc.permanent:
+            return _finish(runtime, job, Outcome.FAILED, str(exc))
+        return _retry_or_fail(runtime, job, str(exc), exc.retry_after)
+    bound.info("delivery sent", provider_id=receipt.provider_id)
+    return _finish(runtime, job, Outcome.SENT, None, receipt)
+
+
+def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome, str] | None:
+    """Why this delivery must not go out now, if it must not."""
+    if now > job.due_at + grace:
+        return Outcome.EXPIRED, f"not sent within the grace period ({grace})"
+    if job.enrollment.status != "active":
+        return Outcome.CANCELLED, f"enrollment {job.enrollment.status}"
+    if job.extra.get("occurrence_state") != "scheduled":
+        return Outcome.CANCELLED, "occurrence cancelled"
+    participant = job.participant
+    if job.channel == "sms":
+        if participant.sms_state == "opted_out":
+            return Outcome.CANCELLED, repo.OPTED_OUT_NOTE
+        if participant.sms_paused(now):
+            return Outcome.CANCELLED, "participant paused SMS reminders"
+        if not participant.phone:
+            return Outcome.CANCELLED, "participant has no phone number"
+    if job.channel == "email":
+        if participant.email_unsubscribed:
+            return Outcome.CANCELLED, "participant unsubscribed from email"
+        if not participant.email:
+            return Outcome.CANCELLED, "participant has no email address"
+    return None
+
+
+def occurrence_of(plan: Plan, job: DeliveryJob) -> Occurrence:
+    practice = plan.practice(job.practice_id)
+    return Occurrence(
+        practice=practice,
+        date=job.local_date,
+        week=job.week,
+        index=job.seq,
+        utc=job.instant,
+        zone=ZoneInfo(job.participant.timezone),
+        variant=practice.variant(job.week),
+        item=job.item,
+        window_end=job.window_end,
+    )
+
+
+def check_in_url(runtime: Runtime, job: DeliveryJob) -> str:
+    expires = job.window_end + timedelta(days=CHECK_IN_LINK_DAYS)
+    token = check_in_token(runtime.secret, job.occurrence_id, expires)
+    return f"{runtime.settings.public_base}/check-in/{token}"
+
+
+def compose(runtime: Runtime, plan: Plan, job: DeliveryJob) -> OutgoingMessage:
+    """Render the delivery's message; raises RenderError."""
+    occurrence = occurrence_of(plan, job)
+    variables = resolve_plan_variables(
+        plan, variables_for(plan, job.participant, job.enrollment.variables)
+    )
+    renderer = runtime.catalog.renderer
+    context = renderer.context(
+        plan, occurrence, Person(job.participant.name), variables, check_in_url(runtime, job)
+    )
+    if job.channel == "sms":
+        text = clean_for_sms(renderer.sms(occurrence.variant, occurrence.practice, context))
+        return OutgoingMessage(job.id, "sms", job.participant.phone or "", text)
+    email = renderer.email(occurrence.variant, occurrence.practice, context)
+    return OutgoingMessage(
+        job.id, "email", job.participant.email or "", email.text, email.subject, email.html
+    )
+
+
+def _finish(
+    runtime: Runtime,
+    job: DeliveryJob,
+    outcome: Outcome,
+    error: str | None,
+    receipt: Receipt | None = None,
+) -> Result:
+    with transaction(runtime.engine) as conn:
+        repo.finish(
+            conn,
+            job.id,
+            outcome.value,
+            now=runtime.clock.now(),
+            error=error,
+            provider_id=receipt.provider_id if receipt else None,
+            segments=receipt.segments if receipt else None,
+        )
+    if outcome is Outcome.FAILED:
+        log.warning("delivery failed", delivery=job.id, channel=job.channel, error=error)
+    return Result(outcome, detail=error)
+
+
+def _retry_or_fail(
+    runtime: Runtime, job: DeliveryJob, error: str, retry_after: float | None = None
+) -> Result:
+    now = runtime.clock.now()
+    delay = backoff(job.attempts)
+    if retry_after is not None:
+        delay = max(delay, timedelta(seconds=retry_after))
+    grace = timedelta(minutes=runtime.settings.grace_minutes)
+    if job.attempts >= MAX_ATTEMPTS or now + delay > job.due_at + grace:
+        return _finish(
+            runtime, job, Outcome.FAILED, f"gave up after {job.attempts} attempts: {error}"
+        )
+    with transaction(runtime.engine) as conn:
+        repo.retry_later(conn, job.id, now=now, error=error, lease_until=now + delay + SEND_LEASE)
+    log.info("delivery will be retried", delivery=job.id, error=error, delay=str(delay))
+    return Result(Outcome.RETRY, retry_in=delay, detail=error)

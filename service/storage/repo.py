@@ -1,0 +1,867 @@
+"""Repository functions: every read and write of Tend's tables, on a given connection.
+
+Each function runs inside the caller's transaction, so that a caller can make several
+of them one atomic step. State changes are conditional updates: they say which state
+they move from, and do nothing (reporting so) when someone else moved it first.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+
+from service.core.records import DeliveryJob, Enrollment, Participant
+from service.core.schedule import Changes, Planned, Stored
+from service.storage.tables import (
+    app_state,
+    consent_log,
+    deliveries,
+    enrollments,
+    occurrences,
+    outbox,
+    participants,
+)
+
+PAUSED_NOTE = "enrollment paused"
+OPTED_OUT_NOTE = "participant opted out of SMS"
+
+
+class NotFound(LookupError):
+    """No row with that id."""
+
+
+def new_id(prefix: str) -> str:
+    """A short random id such as `p_k3m9x2q7hv4d`: 60 bits, lower case, no look-alikes."""
+    raw = base64.b32encode(secrets.token_bytes(8)).decode().lower().rstrip("=")
+    return f"{prefix}_{raw[:12]}"
+
+
+# --- app state -----------------------------------------------------------------------
+
+
+def get_state(conn: Connection, key: str) -> str | None:
+    return conn.execute(select(app_state.c.value).where(app_state.c.key == key)).scalar()
+
+
+def put_state_once(conn: Connection, key: str, value: str) -> str:
+    """Store `value` under `key` unless one is there already; return the stored value."""
+    current = get_state(conn, key)
+    if current is not None:
+        return current
+    conn.execute(insert(app_state).values(key=key, value=value))
+    return value
+
+
+# --- participants --------------------------------------------------------------------
+
+
+def _participant(row: RowMapping) -> Participant:
+    return Participant(
+        id=row["id"],
+        name=row["name"],
+        phone=row["phone"],
+        email=row["email"],
+        timezone=row["timezone"],
+        variables=dict(row["variables"] or {}),
+        sms_state=row["sms_state"],
+        paused_until=row["paused_until"],
+        email_unsubscribed=row["email_unsubscribed"],
+        feed_version=row["feed_version"],
+        created_at=row["created_at"],
+    )
+
+
+def add_participant(
+    conn: Connection,
+    *,
+    name: str,
+    timezone: str,
+    now: datetime,
+    phone: str | None = None,
+    email: str | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> Participant:
+    participant_id = new_id("p")
+    conn.execute(
+        insert(participants).values(
+            id=participant_id,
+            name=name,
+            phone=phone,
+            email=email,
+            timezone=timezone,
+            variables=dict(variables or {}),
+            sms_state="subscribed",
+            email_unsubscribed=False,
+            feed_version=1,
+            created_at=now,
+        )
+    )
+    return get_participant(conn, participant_id)
+
+
+def get_participant(conn: Connection, participant_id: str) -> Participant:
+    row = conn.execute(select(participants).where(participants.c.id == participant_id)).mappings()
+    found = row.first()
+    if found is None:
+        raise NotFound(f"no participant '{participant_id}'")
+    return _participant(found)
+
+
+def find_participant_by_phone(conn: Connection, phone: str) -> Participant | None:
+    row = conn.execute(select(participants).where(participants.c.phone == phone)).mappings()
+    found = row.first()
+    return _participant(found) if found else None
+
+
+def list_participants(conn: Connection) -> list[Participant]:
+    rows = conn.execute(select(participants).order_by(participants.c.created_at, participants.c.id))
+    return [_participant(r) for r in rows.mappings()]
+
+
+def rotate_feed(conn: Connection, participant_id: str) -> int:
+    result = conn.execute(
+        update(participants)
+        .where(participants.c.id == participant_id)
+        .values(feed_version=participants.c.feed_version + 1)
+        .returning(participants.c.feed_version)
+    ).scalar()
+    if result is None:
+        raise NotFound(f"no participant '{participant_id}'")
+    return int(result)
+
+
+def log_consent(
+    conn: Connection,
+    participant_id: str,
+    *,
+    channel: str,
+    action: str,
+    source: str,
+    now: datetime,
+    detail: str | None = None,
+) -> None:
+    conn.execute(
+        insert(consent_log).values(
+            participant_id=participant_id,
+            channel=channel,
+            action=action,
+            source=source,
+            detail=detail,
+            at=now,
+        )
+    )
+
+
+def consent_history(conn: Connection, participant_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(consent_log)
+        .where(consent_log.c.participant_id == participant_id)
+        .order_by(consent_log.c.at, consent_log.c.id)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def opt_out_sms(conn: Connection, participant_id: str, *, source: str, now: datetime) -> int:
+    """Record an SMS opt-out and cancel every unsent SMS; returns how many were cancelled."""
+    conn.execute(
+        update(participants)
+        .where(participants.c.id == participant_id)
+        .values(sms_state="opted_out")
+    )
+    log_consent(conn, participant_id, channel="sms", action="opt_out", source=source, now=now)
+    return _cancel_sms(conn, participant_id, now, OPTED_OUT_NOTE)
+
+
+def opt_in_sms(conn: Connection, participant_id: str, *, source: str, now: datetime) -> int:
+    """Record an SMS opt-in; reminders still ahead that the opt-out cancelled come back."""
+    conn.execute(
+        update(participants)
+        .where(participants.c.id == participant_id)
+        .values(sms_state="subscribed")
+    )
+    log_consent(conn, participant_id, channel="sms", action="opt_in", source=source, now=now)
+    return _restore(conn, now, OPTED_OUT_NOTE, participant_id=participant_id, channel="sms")
+
+
+def _participant_deliveries(participant_id: str) -> Any:
+    return (
+        select(deliveries.c.id)
+        .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+        .join(enrollments, enrollments.c.id == occurrences.c.enrollment_id)
+        .where(enrollments.c.participant_id == participant_id)
+    )
+
+
+def _cancel_sms(conn: Connection, participant_id: str, now: datetime, note: str) -> int:
+    ids = _participant_deliveries(participant_id).where(deliveries.c.channel == "sms")
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids.scalar_subquery()))
+        .where(deliveries.c.state.in_(("pending", "claimed")))
+        .values(state="cancelled", last_error=note, lease_until=None, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def _restore(
+    conn: Connection,
+    now: datetime,
+    note: str,
+    *,
+    participant_id: str | None = None,
+    enrollment_id: str | None = None,
+    channel: str | None = None,
+) -> int:
+    """Cancelled deliveries still ahead, cancelled for `note`, become pending again."""
+    ids = (
+        select(deliveries.c.id)
+        .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+        .join(enrollments, enrollments.c.id == occurrences.c.enrollment_id)
+        .where(occurrences.c.state == "scheduled")
+        .where(enrollments.c.status == "active")
+    )
+    if participant_id is not None:
+        ids = ids.where(enrollments.c.participant_id == participant_id)
+    if enrollment_id is not None:
+        ids = ids.where(enrollments.c.id == enrollment_id)
+    if channel is not None:
+        ids = ids.where(deliveries.c.channel == channel)
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids.scalar_subquery()))
+        .where(deliveries.c.state == "cancelled")
+        .where(deliveries.c.last_error == note)
+        .where(deliveries.c.due_at > now)
+        .values(state="pending", last_error=None, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def set_sms_pause(
+    conn: Connection, participant_id: str, until: datetime | None, *, source: str, now: datetime
+) -> None:
+    conn.execute(
+        update(participants).where(participants.c.id == participant_id).values(paused_until=until)
+    )
+    action = "pause" if until is not None else "resume"
+    detail = until.isoformat() if until is not None else None
+    log_consent(
+        conn, participant_id, channel="sms", action=action, source=source, now=now, detail=detail
+    )
+
+
+# --- enrollments ---------------------------------------------------------------------
+
+
+def _enrollment(row: RowMapping) -> Enrollment:
+    return Enrollment(
+        id=row["id"],
+        participant_id=row["participant_id"],
+        plan_id=row["plan_id"],
+        plan_hash=row["plan_hash"],
+        start_date=row["start_date"],
+        variables=dict(row["variables"] or {}),
+        status=row["status"],
+        horizon=row["horizon"],
+        end_date=row["end_date"],
+        not_before=row["not_before"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def add_enrollment(
+    conn: Connection,
+    *,
+    participant_id: str,
+    plan_id: str,
+    plan_hash: str,
+    start: date,
+    end_date: date,
+    variables: Mapping[str, str],
+    now: datetime,
+) -> Enrollment:
+    enrollment_id = new_id("e")
+    conn.execute(
+        insert(enrollments).values(
+            id=enrollment_id,
+            participant_id=participant_id,
+            plan_id=plan_id,
+            plan_hash=plan_hash,
+            start_date=start,
+            variables=dict(variables),
+            status="active",
+            horizon=start,
+            end_date=end_date,
+            not_before=now,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return get_enrollment(conn, enrollment_id)
+
+
+def get_enrollment(conn: Connection, enrollment_id: str) -> Enrollment:
+    found = (
+        conn.execute(select(enrollments).where(enrollments.c.id == enrollment_id))
+        .mappings()
+        .first()
+    )
+    if found is None:
+        raise NotFound(f"no enrollment '{enrollment_id}'")
+    return _enrollment(found)
+
+
+def list_enrollments(
+    conn: Connection,
+    *,
+    participant_id: str | None = None,
+    plan_id: str | None = None,
+    statuses: Sequence[str] | None = None,
+) -> list[Enrollment]:
+    query = select(enrollments).order_by(enrollments.c.created_at, enrollments.c.id)
+    if participant_id is not None:
+        query = query.where(enrollments.c.participant_id == participant_id)
+    if plan_id is not None:
+        query = query.where(enrollments.c.plan_id == plan_id)
+    if statuses is not None:
+        query = query.where(enrollments.c.status.in_(tuple(statuses)))
+    return [_enrollment(r) for r in conn.execute(query).mappings()]
+
+
+def set_enrollment_status(
+    conn: Connection, enrollment_id: str, status: str, *, now: datetime
+) -> Enrollment:
+    """Pause, resume, finish or cancel. Pausing or cancelling stops every unsent
+    delivery at once; resuming brings back those still ahead that the pause stopped."""
+    current = get_enrollment(conn, enrollment_id)
+    allowed = {
+        "paused": ("active",),
+        "active": ("paused",),
+        "cancelled": ("active", "paused"),
+        "finished": ("active", "paused"),
+    }
+    if current.status not in allowed.get(status, ()):
+        raise ValueError(
+            f"enrollment {enrollment_id} is {current.status}; it cannot become {status}"
+        )
+    conn.execute(
+        update(enrollments)
+        .where(enrollments.c.id == enrollment_id)
+        .values(status=status, updated_at=now)
+    )
+    ids = (
+        select(deliveries.c.id)
+        .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+        .where(occurrences.c.enrollment_id == enrollment_id)
+        .scalar_subquery()
+    )
+    if status == "paused":
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(ids))
+            .where(deliveries.c.state.in_(("pending", "claimed")))
+            .values(state="cancelled", last_error=PAUSED_NOTE, lease_until=None, updated_at=now)
+        )
+    elif status == "active":
+        _restore(conn, now, PAUSED_NOTE, enrollment_id=enrollment_id)
+    else:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(ids))
+            .where(deliveries.c.state.in_(("pending", "claimed")))
+            .values(state="cancelled", last_error=f"enrollment {status}", updated_at=now)
+        )
+        if status == "cancelled":
+            conn.execute(
+                update(occurrences)
+                .where(occurrences.c.enrollment_id == enrollment_id)
+                .where(occurrences.c.instant > now)
+                .values(state="cancelled", sequence=occurrences.c.sequence + 1, updated_at=now)
+            )
+    return get_enrollment(conn, enrollment_id)
+
+
+def set_horizon(
+    conn: Connection,
+    enrollment_id: str,
+    *,
+    horizon: date,
+    end_date: date,
+    plan_hash: str,
+    now: datetime,
+) -> None:
+    conn.execute(
+        update(enrollments)
+        .where(enrollments.c.id == enrollment_id)
+        .values(horizon=horizon, end_date=end_date, plan_hash=plan_hash, updated_at=now)
+    )
+
+
+def enrollments_to_extend(conn: Connection, before: date, limit: int = 500) -> list[Enrollment]:
+    """Active enrollments whose materialised horizon ends before `before` and before
+    their plan's end."""
+    rows = conn.execute(
+        select(enrollments)
+        .where(enrollments.c.status == "active")
+        .where(enrollments.c.horizon < before)
+        .where(enrollments.c.horizon < enrollments.c.end_date)
+        .order_by(enrollments.c.horizon)
+        .limit(limit)
+    )
+    return [_enrollment(r) for r in rows.mappings()]
+
+
+def finish_ended(conn: Connection, *, now: datetime) -> int:
+    """Active enrollments past their plan's end, with every check-in window closed."""
+    open_windows = (
+        select(occurrences.c.id)
+        .where(occurrences.c.enrollment_id == enrollments.c.id)
+        .where(occurrences.c.state == "scheduled")
+        .where(occurrences.c.window_end > now)
+        .exists()
+    )
+    result = conn.execute(
+        update(enrollments)
+        .where(enrollments.c.status == "active")
+        .where(enrollments.c.horizon >= enrollments.c.end_date)
+        .where(enrollments.c.end_date < now.date())
+        .where(~open_windows)
+        .values(status="finished", updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def plan_hashes(conn: Connection) -> dict[str, set[str]]:
+    """For each plan id, the content hashes its active or paused enrollments were built from."""
+    rows = conn.execute(
+        select(enrollments.c.plan_id, enrollments.c.plan_hash)
+        .where(enrollments.c.status.in_(("active", "paused")))
+        .distinct()
+    )
+    out: dict[str, set[str]] = {}
+    for plan_id, plan_hash in rows:
+        out.setdefault(plan_id, set()).add(plan_hash)
+    return out
+
+
+# --- occurrences ---------------------------------------------------------------------
+
+
+def stored_occurrences(conn: Connection, enrollment_id: str) -> list[Stored]:
+    touched = (
+        select(func.count())
+        .select_from(deliveries)
+        .where(deliveries.c.occurrence_id == occurrences.c.id)
+        .where(deliveries.c.state.in_(("sending", "sent", "delivered")))
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        select(
+            occurrences.c.id,
+            occurrences.c.key,
+            occurrences.c.instant,
+            occurrences.c.fingerprint,
+            occurrences.c.state,
+            touched.label("touched"),
+        ).where(occurrences.c.enrollment_id == enrollment_id)
+    )
+    return [Stored(r.id, r.key, r.instant, r.fingerprint, r.state, bool(r.touched)) for r in rows]
+
+
+def apply_changes(conn: Connection, enrollment_id: str, changes: Changes, now: datetime) -> None:
+    """Store what `reconcile` decided: new occurrences with their deliveries, changed
+    ones moved (pending deliveries follow), and the dropped ones cancelled."""
+    if changes.added:
+        _insert_occurrences(conn, enrollment_id, changes.added, now)
+    for stored, planned in changes.moved:
+        conn.execute(
+            update(occurrences)
+            .where(occurrences.c.id == stored.id)
+            .values(
+                instant=planned.instant,
+                duration_minutes=planned.duration_minutes,
+                window_end=planned.window_end,
+                week=planned.week,
+                seq=planned.seq,
+                channels=list(planned.channels),
+                item=planned.item,
+                fingerprint=planned.fingerprint,
+                state="scheduled",
+                sequence=occurrences.c.sequence + 1,
+                updated_at=now,
+            )
+        )
+        _sync_deliveries(conn, stored.id, planned, now)
+    if changes.cancelled:
+        ids = [s.id for s in changes.cancelled]
+        conn.execute(
+            update(occurrences)
+            .where(occurrences.c.id.in_(ids))
+            .values(state="cancelled", sequence=occurrences.c.sequence + 1, updated_at=now)
+        )
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.occurrence_id.in_(ids))
+            .where(deliveries.c.state.in_(("pending", "claimed")))
+            .values(state="cancelled", last_error="removed from the plan", updated_at=now)
+        )
+
+
+def _insert_occurrences(
+    conn: Connection, enrollment_id: str, planned: Iterable[Planned], now: datetime
+) -> None:
+    items = list(planned)
+    rows = [
+        {
+            "enrollment_id": enrollment_id,
+            "key": p.key,
+            "practice_id": p.practice_id,
+            "local_date": p.local_date,
+            "week": p.week,
+            "seq": p.seq,
+            "instant": p.instant,
+            "duration_minutes": p.duration_minutes,
+            "window_end": p.window_end,
+            "channels": list(p.channels),
+            "item": p.item,
+            "fingerprint": p.fingerprint,
+            "state": "scheduled",
+            "sequence": 0,
+            "updated_at": now,
+        }
+        for p in items
+    ]
+    ids = conn.execute(
+        insert(occurrences).returning(
+            occurrences.c.id, occurrences.c.key, sort_by_parameter_order=True
+        ),
+        rows,
+    ).all()
+    by_key = {p.key: p for p in items}
+    delivery_rows = [
+        {
+            "occurrence_id": occurrence_id,
+            "channel": channel,
+            "kind": "reminder",
+            "state": "pending",
+            "due_at": by_key[key].instant,
+            "attempts": 0,
+            "updated_at": now,
+        }
+        for occurrence_id, key in ids
+        for channel in by_key[key].delivery_channels
+    ]
+    if delivery_rows:
+        conn.execute(insert(deliveries), delivery_rows)
+
+
+def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now: datetime) -> None:
+    existing = {
+        r.channel: r
+        for r in conn.execute(
+            select(deliveries.c.id, deliveries.c.channel, deliveries.c.state)
+            .where(deliveries.c.occurrence_id == occurrence_id)
+            .where(deliveries.c.kind == "reminder")
+        )
+    }
+    wanted = set(planned.delivery_channels)
+    for channel, row in existing.items():
+        if channel in wanted and row.state in ("pending", "claimed", "cancelled", "expired"):
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == row.id)
+                .values(
+                    state="pending",
+                    due_at=planned.instant,
+                    lease_until=None,
+                    last_error=None,
+                    updated_at=now,
+                )
+            )
+        elif channel not in wanted and row.state in ("pending", "claimed"):
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == row.id)
+                .values(
+                    state="cancelled", last_error="channel removed from the plan", updated_at=now
+                )
+            )
+    new = [c for c in planned.delivery_channels if c not in existing]
+    if new:
+        conn.execute(
+            insert(deliveries),
+            [
+                {
+                    "occurrence_id": occurrence_id,
+                    "channel": channel,
+                    "kind": "reminder",
+                    "state": "pending",
+                    "due_at": planned.instant,
+                    "attempts": 0,
+                    "updated_at": now,
+                }
+                for channel in new
+            ],
+        )
+
+
+# --- the scheduler's side --------------------------------------------------------------
+
+
+def expire_stale(conn: Connection, *, now: datetime, grace: timedelta) -> int:
+    """Deliveries not handed to a channel within the grace period never go out late."""
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.state.in_(("pending", "claimed")))
+        .where(deliveries.c.due_at < now - grace)
+        .values(
+            state="expired",
+            lease_until=None,
+            last_error="not sent within the grace period",
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount or 0)
+
+
+def claim_due(conn: Connection, *, now: datetime, limit: int, lease: timedelta) -> list[int]:
+    """Claim up to `limit` due deliveries, and any whose claim's lease ran out, in one
+    conditional update. On PostgreSQL, rows another scheduler holds are skipped."""
+    due = (
+        select(deliveries.c.id)
+        .where(
+            or_(
+                and_(deliveries.c.state == "pending", deliveries.c.due_at <= now),
+                and_(
+                    deliveries.c.state.in_(("claimed", "sending")),
+                    deliveries.c.lease_until < now,
+                ),
+            )
+        )
+        .order_by(deliveries.c.due_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(
+            # A lease that ran out while sending: the outcome is unknown, and the
+            # worker must ask the channel before sending again.
+            uncertain=or_(deliveries.c.uncertain, deliveries.c.state == "sending"),
+            state="claimed",
+            lease_until=now + lease,
+            updated_at=now,
+        )
+        .returning(deliveries.c.id)
+    )
+    return sorted(int(r) for r in claimed.scalars())
+
+
+# --- the worker's side ---------------------------------------------------------------
+
+
+def start_sending(
+    conn: Connection, delivery_id: int, *, now: datetime, lease: timedelta
+) -> DeliveryJob | None:
+    """Move a claimed delivery to `sending`; None when it is not (any longer) claimed."""
+    moved = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id)
+        .where(deliveries.c.state == "claimed")
+        .values(
+            state="sending",
+            lease_until=now + lease,
+            attempts=deliveries.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(deliveries.c.id)
+    ).scalar()
+    if moved is None:
+        return None
+    row = (
+        conn.execute(
+            select(
+                deliveries.c.id,
+                deliveries.c.channel,
+                deliveries.c.kind,
+                deliveries.c.due_at,
+                deliveries.c.attempts,
+                deliveries.c.uncertain,
+                occurrences.c.id.label("occurrence_id"),
+                occurrences.c.key.label("occurrence_key"),
+                occurrences.c.practice_id,
+                occurrences.c.local_date,
+                occurrences.c.week,
+                occurrences.c.seq,
+                occurrences.c.instant,
+                occurrences.c.item,
+                occurrences.c.window_end,
+                occurrences.c.state.label("occurrence_state"),
+                occurrences.c.enrollment_id,
+            )
+            .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+            .where(deliveries.c.id == delivery_id)
+        )
+        .mappings()
+        .one()
+    )
+    enrollment = get_enrollment(conn, row["enrollment_id"])
+    participant = get_participant(conn, enrollment.participant_id)
+    return DeliveryJob(
+        id=row["id"],
+        channel=row["channel"],
+        kind=row["kind"],
+        due_at=row["due_at"],
+        attempts=row["attempts"],
+        occurrence_id=row["occurrence_id"],
+        occurrence_key=row["occurrence_key"],
+        practice_id=row["practice_id"],
+        local_date=row["local_date"],
+        week=row["week"],
+        seq=row["seq"],
+        instant=row["instant"],
+        item=row["item"],
+        window_end=row["window_end"],
+        enrollment=enrollment,
+        participant=participant,
+        extra={"uncertain": bool(row["uncertain"]), "occurrence_state": row["occurrence_state"]},
+    )
+
+
+def finish(
+    conn: Connection,
+    delivery_id: int,
+    state: str,
+    *,
+    now: datetime,
+    error: str | None = None,
+    provider_id: str | None = None,
+    segments: int | None = None,
+) -> bool:
+    """Move a `sending` delivery to its outcome: sent, failed, expired or cancelled."""
+    values: dict[str, Any] = {
+        "state": state,
+        "lease_until": None,
+        "last_error": error,
+        "updated_at": now,
+        "uncertain": False,
+    }
+    if provider_id is not None:
+        values["provider_id"] = provider_id
+    if segments is not None:
+        values["segments"] = segments
+    if state == "sent":
+        values["sent_at"] = now
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id)
+        .where(deliveries.c.state == "sending")
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def retry_later(
+    conn: Connection, delivery_id: int, *, now: datetime, error: str, lease_until: datetime
+) -> bool:
+    """After a transient error: claimed again, its lease covering the retry's delay."""
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id)
+        .where(deliveries.c.state == "sending")
+        .values(state="claimed", lease_until=lease_until, last_error=error, updated_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def delivery_states(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(deliveries.c.state, func.count()).group_by(deliveries.c.state))
+    return {state: int(count) for state, count in rows}
+
+
+def get_delivery(conn: Connection, delivery_id: int) -> dict[str, Any]:
+    row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    return dict(row)
+
+
+# --- the development outbox ----------------------------------------------------------
+
+
+def outbox_put(
+    conn: Connection,
+    *,
+    delivery_id: int | None,
+    channel: str,
+    recipient: str,
+    body: str,
+    now: datetime,
+    subject: str | None = None,
+    html: str | None = None,
+) -> int:
+    """Store a message; idempotent on the delivery: the same delivery is stored once."""
+    if delivery_id is not None:
+        existing = conn.execute(
+            select(outbox.c.id).where(outbox.c.delivery_id == delivery_id)
+        ).scalar()
+        if existing is not None:
+            return int(existing)
+    return int(
+        conn.execute(
+            insert(outbox)
+            .values(
+                delivery_id=delivery_id,
+                channel=channel,
+                recipient=recipient,
+                subject=subject,
+                body=body,
+                html=html,
+                created_at=now,
+            )
+            .returning(outbox.c.id)
+        ).scalar_one()
+    )
+
+
+def outbox_has(conn: Connection, delivery_id: int) -> bool:
+    return (
+        conn.execute(select(outbox.c.id).where(outbox.c.delivery_id == delivery_id)).scalar()
+        is not None
+    )
+
+
+def outbox_list(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
+    rows = conn.execute(select(outbox).order_by(outbox.c.id.desc()).limit(limit))
+    return [dict(r) for r in rows.mappings()]
+
+
+def outbox_clear(conn: Connection) -> int:
+    return int(conn.execute(delete(outbox)).rowcount or 0)
+
+
+def upcoming(conn: Connection, enrollment_id: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The enrollment's next scheduled occurrences still to come (by instant)."""
+    rows = conn.execute(
+        select(occurrences.c.key, occurrences.c.practice_id, occurrences.c.instant)
+        .where(occurrences.c.enrollment_id == enrollment_id)
+        .where(occurrences.c.state == "scheduled")
+        .where(
+            select(deliveries.c.id)
+            .where(deliveries.c.occurrence_id == occurrences.c.id)
+            .where(deliveries.c.state == "pending")
+            .exists()
+        )
+        .order_by(occurrences.c.instant)
+        .limit(limit)
+    )
+    return [dict(r) for r in rows.mappings()]

@@ -1,0 +1,181 @@
+"""The tables. SQLAlchemy Core: the repository writes its own statements.
+
+States, and the only ways they move:
+
+- participant.sms_state: subscribed <-> opted_out (every change is in consent_log)
+- enrollment.status: active <-> paused; active|paused -> finished|cancelled
+- occurrence.state: scheduled -> cancelled (a plan edit or a cancelled enrollment)
+- delivery.state: pending -> claimed -> sending -> sent -> delivered
+                  claimed|sending -> pending   (transient error, retried later)
+                  any unsent -> expired | cancelled | failed
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from service.storage.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+SMS_STATES = ("subscribed", "opted_out")
+ENROLLMENT_STATUSES = ("active", "paused", "finished", "cancelled")
+OCCURRENCE_STATES = ("scheduled", "cancelled")
+DELIVERY_STATES = (
+    "pending",
+    "claimed",
+    "sending",
+    "sent",
+    "delivered",
+    "failed",
+    "expired",
+    "cancelled",
+)
+UNSENT_STATES = ("pending", "claimed", "sending")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("phone", String(20), unique=True),
+    Column("email", String(320)),
+    Column("timezone", String(64), nullable=False),
+    Column("variables", JSON, nullable=False, default=dict),
+    Column("sms_state", String(16), nullable=False, default="subscribed"),
+    Column("paused_until", UTCDateTime()),
+    Column("email_unsubscribed", Boolean, nullable=False, default=False),
+    Column("feed_version", Integer, nullable=False, default=1),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint(_one_of("sms_state", SMS_STATES), name="sms_state"),
+)
+
+consent_log = Table(
+    "consent_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("participant_id", ForeignKey("participants.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("action", String(16), nullable=False),  # opt_out, opt_in, pause, resume
+    Column("source", String(64), nullable=False),  # sms:STOP, cli, api, twilio:21610, ...
+    Column("detail", Text),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_consent_log_participant_at", "participant_id", "at"),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("participant_id", ForeignKey("participants.id", ondelete="CASCADE"), nullable=False),
+    Column("plan_id", String(64), nullable=False),
+    Column("plan_hash", String(64), nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("variables", JSON, nullable=False, default=dict),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("horizon", Date, nullable=False),  # occurrences exist for local dates before this
+    Column("end_date", Date, nullable=False),  # the day after the plan's last local date
+    Column("not_before", UTCDateTime(), nullable=False),  # nothing is scheduled earlier
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint(_one_of("status", ENROLLMENT_STATUSES), name="status"),
+    Index("ix_enrollments_plan_status", "plan_id", "status"),
+    Index("ix_enrollments_participant", "participant_id"),
+)
+
+occurrences = Table(
+    "occurrences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("enrollment_id", ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(80), nullable=False),
+    Column("practice_id", String(64), nullable=False),
+    Column("local_date", Date, nullable=False),
+    Column("week", Integer, nullable=False),
+    Column("seq", Integer, nullable=False),  # the n-th occurrence of the practice, from 0
+    Column("instant", UTCDateTime(), nullable=False),
+    Column("duration_minutes", Integer, nullable=False),
+    Column("window_end", UTCDateTime(), nullable=False),
+    Column("channels", JSON, nullable=False),
+    Column("item", Text),
+    Column("fingerprint", String(64), nullable=False),  # what the reminder says and when
+    Column("state", String(16), nullable=False, default="scheduled"),
+    Column("sequence", Integer, nullable=False, default=0),  # iCalendar SEQUENCE
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("enrollment_id", "key"),
+    CheckConstraint(_one_of("state", OCCURRENCE_STATES), name="state"),
+    Index("ix_occurrences_enrollment_instant", "enrollment_id", "instant"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("occurrence_id", ForeignKey("occurrences.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("kind", String(16), nullable=False, default="reminder"),  # reminder, nudge
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("lease_until", UTCDateTime()),
+    Column("attempts", Integer, nullable=False, default=0),
+    # Set when a lease ran out while sending: did the channel get it? Ask before resending.
+    Column("uncertain", Boolean, nullable=False, default=False),
+    Column("provider_id", String(64)),
+    Column("segments", Integer),
+    Column("last_error", Text),
+    Column("sent_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("occurrence_id", "channel", "kind"),
+    CheckConstraint(_one_of("state", DELIVERY_STATES), name="state"),
+    # The scheduler's claim reads pending rows by due time, and expired leases.
+    Index("ix_deliveries_state_due_at", "state", "due_at"),
+    Index("ix_deliveries_state_lease_until", "state", "lease_until"),
+    Index("ix_deliveries_provider_id", "provider_id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", ForeignKey("deliveries.id", ondelete="SET NULL"), unique=True),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("subject", Text),
+    Column("body", Text, nullable=False),
+    Column("html", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+app_state = Table(
+    "app_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

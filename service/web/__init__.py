@@ -1,0 +1,1 @@
+"""The HTTP app: routes stay thin and call the layers below."""

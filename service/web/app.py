@@ -1,0 +1,21 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from service import __version__
+from service.engine.runtime import Runtime
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(title="Tend", version=__version__, docs_url=None, redoc_url=None)
+    app.state.runtime = runtime
+
+    @app.get("/healthz", response_class=PlainTextResponse, tags=["operations"])
+    def healthz() -> str:
+        """Liveness: the process answers."""
+        return "ok\n"
+
+    return app
