@@ -191,11 +191,13 @@ def runtime(*, migrate: bool = False, serving: bool = False) -> Runtime:
         engine = make_engine(current.database_url)
         if migrate:
             upgrade(engine)
-        return Runtime.build(current, engine=engine)
+        built = Runtime.build(current, engine=engine)
     except DatabaseError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
         fail(f"the database at {_safe_url(current.database_url)} cannot be used: {exc}")
+    click.get_current_context().call_on_close(built.close)
+    return built
 
 
 def _safe_url(url: str) -> str:

@@ -1,0 +1,282 @@
+"""Fixtures for the engine: databases (SQLite and a throwaway PostgreSQL), Redis, a
+runtime on a manual clock with recording channels, and a harness that runs the
+scheduler and an in-process worker."""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.stub import StubBroker
+
+from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
+from service.core.plan import Plan
+from service.engine import enrollment as enrollment_service
+from service.engine.clock import Clock, ManualClock
+from service.engine.runtime import Runtime
+from service.engine.scheduler import Scheduler, Tick
+from service.engine.tasks import QUEUE, declare, middleware
+from service.settings import Settings, load_settings
+from service.storage import repo
+from service.storage.db import make_engine, transaction, upgrade
+from tests.services import PostgresServer, RedisServer
+
+_names = itertools.count()
+
+TEMPLATES = {
+    "default/sleep.sms.j2": "Time for {{ practice.title }}, {{ participant.first_name }}.",
+    "default/mindfulness.sms.j2": "{{ practice.title }} now, {{ participant.first_name }}.",
+    "default/movement.sms.j2": "Move: {{ practice.title }}.",
+}
+_EMAIL = (
+    "{% block subject %}{{ practice.title }}{% endblock %}"
+    "{% block text %}Hi {{ participant.first_name }}. {{ message or practice.title }}"
+    " {{ check_in_url }}{% endblock %}"
+    "{% block html %}<p>Hi {{ participant.first_name }}. {{ message or practice.title }}</p>"
+    "{% endblock %}"
+)
+for _category in ("sleep", "mindfulness", "movement"):
+    TEMPLATES[f"default/{_category}.email.j2"] = _EMAIL
+    TEMPLATES[f"default/{_category}.calendar.j2"] = "{{ message or practice.title }}"
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        server.start()
+        template = server.create_database("tend_template")
+        engine = make_engine(template)
+        upgrade(engine)
+        engine.dispose()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_session() -> Iterator[RedisServer]:
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_session: RedisServer) -> str:
+    import redis
+
+    client = redis.Redis.from_url(redis_session.url)
+    client.flushall()
+    client.close()
+    return redis_session.url
+
+
+def sqlite_url(folder: Path) -> str:
+    url = f"sqlite:///{folder / 'tend.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: each test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path)
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"t{next(_names)}", template="tend_template")
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    return postgres.create_database(f"t{next(_names)}", template="tend_template")
+
+
+# --- channels --------------------------------------------------------------------------
+
+
+@dataclass
+class RecordingChannel(Channel):
+    """Records every send; can be told to fail. Thread-safe."""
+
+    name: str = "sms"
+    sent: list[OutgoingMessage] = field(default_factory=list)
+    failures: list[ChannelError] = field(default_factory=list)
+    before_send: Callable[[OutgoingMessage], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, message: OutgoingMessage) -> Receipt:
+        if self.before_send is not None:
+            self.before_send(message)
+        with self.lock:
+            if self.failures:
+                raise self.failures.pop(0)
+            self.sent.append(message)
+            return Receipt(provider_id=f"rec-{len(self.sent)}", segments=1)
+
+    def already_sent(self, delivery_id: int) -> bool | None:
+        with self.lock:
+            return any(m.delivery_id == delivery_id for m in self.sent)
+
+    def ids(self) -> list[int | None]:
+        with self.lock:
+            return [m.delivery_id for m in self.sent]
+
+
+# --- plans and runtime -----------------------------------------------------------------
+
+
+@dataclass
+class Folders:
+    schedules: Path
+    templates: Path
+
+    def write_plan(self, name: str, text: str) -> Path:
+        path = self.schedules / f"{name}.yaml"
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        return path
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Folders:
+    schedules = tmp_path / "schedules"
+    templates = tmp_path / "templates"
+    schedules.mkdir()
+    for name, text in TEMPLATES.items():
+        target = templates / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return Folders(schedules, templates)
+
+
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
+
+
+def settings_for(db_url: str, folders: Folders, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": db_url,
+        "schedules_dir": folders.schedules,
+        "templates_dir": folders.templates,
+        "secret_key": "test-secret",
+        "public_url": "https://tend.test",
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def build_runtime(
+    db_url: str,
+    folders: Folders,
+    clock: Clock,
+    channels: dict[str, Channel],
+    **settings: Any,
+) -> Runtime:
+    return Runtime.build(settings_for(db_url, folders, **settings), clock=clock, channels=channels)
+
+
+class Harness:
+    """A runtime with an in-process broker and worker, driven tick by tick."""
+
+    def __init__(self, runtime: Runtime, clock: ManualClock, sms: RecordingChannel,
+                 email: RecordingChannel) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.clock = clock
+        self.sms = sms
+        self.email = email
+        self.broker = StubBroker(middleware=middleware())
+        self.broker.emit_after("process_boot")
+        self.actor = declare(self.broker, runtime)
+        self.worker = dramatiq.Worker(self.broker, worker_threads=2, worker_timeout=50)
+        self.worker.start()
+        self.scheduler = Scheduler(runtime, self.actor.send)
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.broker.close()
+        self.runtime.close()
+
+    # set-up helpers
+
+    def participant(self, name: str = "Rae Example", tz: str = "America/New_York",
+                    phone: str | None = "+14155550123", email: str | None = "rae@example.com",
+                    **variables: str) -> str:  # fmt: skip
+        with transaction(self.runtime.engine) as conn:
+            return repo.add_participant(
+                conn, name=name, timezone=tz, phone=phone, email=email,
+                variables=variables, now=self.clock.now(),
+            ).id  # fmt: skip
+
+    def plan(self, plan_id: str) -> Plan:
+        found = self.runtime.plans.get(plan_id)
+        assert found is not None, f"plan {plan_id} did not load"
+        return found
+
+    def enroll(self, participant_id: str, plan_id: str, start: date, **overrides: str) -> str:
+        return enrollment_service.enroll(
+            self.runtime, participant_id, self.plan(plan_id), start, overrides
+        ).id
+
+    # running
+
+    def tick(self) -> Tick:
+        """One scheduler pass, then wait until the worker has handled what it enqueued."""
+        result = self.scheduler.tick()
+        self.broker.join(QUEUE, fail_fast=True)
+        self.worker.join()
+        return result
+
+    def at(self, moment: datetime) -> Tick:
+        self.clock.set(moment)
+        return self.tick()
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        from service.storage.tables import deliveries, occurrences
+
+        with transaction(self.runtime.engine) as conn:
+            rows = conn.execute(
+                select(deliveries, occurrences.c.key)
+                .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+                .order_by(deliveries.c.due_at, deliveries.c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def states(self) -> dict[str, int]:
+        with transaction(self.runtime.engine) as conn:
+            return repo.delivery_states(conn)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def harness(db_url: str, folders: Folders, clock: ManualClock) -> Iterator[Harness]:
+    sms, email = RecordingChannel("sms"), RecordingChannel("email")
+    runtime = build_runtime(db_url, folders, clock, {"sms": sms, "email": email})
+    h = Harness(runtime, clock, sms, email)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def later(moment: datetime, **delta: float) -> datetime:
+    return moment + timedelta(**delta)
