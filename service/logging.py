@@ -20,7 +20,7 @@ _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za
 
 
 def mask(text: str) -> str:
-    """`+14155550123` becomes `+1*******23`; `rae@example.com` becomes `r***@example.com`."""
+    """`+14155550123` becomes `+1********23`; `rae@example.com` becomes `r***@example.com`."""
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
     return _PHONE.sub(_mask_phone, text)
 

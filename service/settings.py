@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -151,9 +152,14 @@ def load_settings(**overrides: object) -> Settings:
             name = "TEND_" + "_".join(str(p) for p in error["loc"]).upper() if error["loc"] else ""
             message = error["msg"].removeprefix("Value error, ")
             given = error.get("input")
-            shown = f" (got {given!r})" if isinstance(given, str) and name else ""
+            shown = f" (got {_redacted(given)!r})" if isinstance(given, str) and name else ""
             lines.append(f"{name + ': ' if name else ''}{message}{shown}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def _redacted(value: str) -> str:
+    """A URL as it may be shown in an error: `scheme://user:***@host`."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^/:@]*):[^/@]*@", r"\1:***@", value, flags=re.I)
 
 
 @lru_cache(maxsize=1)

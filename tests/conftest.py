@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import jinja2
@@ -71,7 +71,9 @@ def renderer(extra: dict[str, str] | None = None) -> Renderer:
     return Renderer(jinja2.DictLoader({**TEMPLATES, **(extra or {})}))
 
 
-def load(text: str, *, templates: dict[str, str] | None = None, path: str = "plan.yaml") -> LoadResult:
+def load(
+    text: str, *, templates: dict[str, str] | None = None, path: str = "plan.yaml"
+) -> LoadResult:
     """Load plan text (dedented) with the test templates."""
     return load_plan(textwrap.dedent(text), path, renderer(templates))
 
@@ -102,9 +104,7 @@ def find(
     )
 
 
-def assert_only(
-    result: LoadResult, line: int, column: int, severity: str, text: str
-) -> Diagnostic:
+def assert_only(result: LoadResult, line: int, column: int, severity: str, text: str) -> Diagnostic:
     """`find`, and that this is the only diagnostic of the file."""
     found = find(result, line, column, severity, text)
     assert result.diagnostics == [found], "\n".join(str(d) for d in result.diagnostics)
@@ -114,12 +114,11 @@ def assert_only(
 
 
 @pytest.fixture(autouse=True)
-def _no_tend_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_tend_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No TEND_* variable from the developer's shell leaks into a test."""
     for name in list(os.environ):
         if name.startswith("TEND_"):
             monkeypatch.delenv(name)
-    yield
 
 
 @pytest.fixture

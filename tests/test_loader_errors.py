@@ -19,7 +19,7 @@ from service.catalog import Catalog
 from service.core.loader import load_plan
 from service.core.render import Renderer
 
-from .conftest import HEADER, TEMPLATES, assert_only, find, load, load_ok, practice
+from .conftest import TEMPLATES, assert_only, find, load, load_ok, practice
 
 ONE = "  - {id: a, category: sleep, title: A, at: '07:00', message: hi}\n"
 
@@ -65,7 +65,9 @@ def test_unknown_nudge_key() -> None:
 
 
 def test_unknown_phase_key() -> None:
-    result = load(practice("at: '07:00'", "message: hi", "phases:", "  - weeks: 1-2", "    mesage: x"))
+    result = load(
+        practice("at: '07:00'", "message: hi", "phases:", "  - weeks: 1-2", "    mesage: x")
+    )
     assert_only(result, 15, 9, "error", "unknown key 'mesage' (did you mean 'message'?)")
 
 
@@ -119,8 +121,10 @@ def test_defaults_supply_a_required_category() -> None:
 
 
 def test_an_empty_required_value_points_at_its_key() -> None:
-    result = load("plan: x\ntitle: t\nweeks: 2\npractices:\n  - id: a\n    category: sleep\n"
-                  "    title: A\n    at:\n    message: hi\n")
+    result = load(
+        "plan: x\ntitle: t\nweeks: 2\npractices:\n  - id: a\n    category: sleep\n"
+        "    title: A\n    at:\n    message: hi\n"
+    )
     assert_only(result, 8, 5, "error", "practice 'a' has an empty 'at'")
 
 
@@ -158,9 +162,23 @@ def test_bad_plan_id() -> None:
     assert_only(result, 1, 7, "error", "'Sleep_Plan' is not a valid id")
 
 
+def test_bad_practice_id() -> None:
+    result = load(practice("at: '07:00'", "message: hi").replace("id: screens-off", "id: Screens"))
+    assert_only(
+        result, 8, 9, "error", "'Screens' is not a valid id: lower case letters, digits and -"
+    )
+
+
+def test_days_beyond_ten_years() -> None:
+    result = load("plan: x\ntitle: t\ndays: 3641\npractices:\n" + ONE)
+    assert_only(result, 3, 7, "error", "'days' must be at most 3640, not 3641")
+
+
 def test_empty_practice_id_is_reported_not_raised() -> None:
-    result = load("plan: x\ntitle: t\nweeks: 2\npractices:\n  - id:\n    category: sleep\n"
-                  "    title: A\n    at: '07:00'\n    message: hi\n")
+    result = load(
+        "plan: x\ntitle: t\nweeks: 2\npractices:\n  - id:\n    category: sleep\n"
+        "    title: A\n    at: '07:00'\n    message: hi\n"
+    )
     assert_only(result, 5, 5, "error", "'id' must be text, not empty")
 
 
@@ -225,8 +243,10 @@ def test_unknown_variable_suggests_the_near_miss() -> None:
 
 
 def test_unknown_variable_in_a_plan_without_variables() -> None:
-    result = load("plan: x\ntitle: t\nweeks: 2\npractices:\n"
-                  "  - {id: a, category: sleep, title: A, at: wake, message: hi}\n")
+    result = load(
+        "plan: x\ntitle: t\nweeks: 2\npractices:\n"
+        "  - {id: a, category: sleep, title: A, at: wake, message: hi}\n"
+    )
     assert_only(result, 5, 44, "error", "unknown variable 'wake'; the plan's variables are: none")
 
 
@@ -313,9 +333,7 @@ def test_duplicate_practice_id() -> None:
         "  - id: screens-off\n    category: sleep\n    title: Again\n"
         "    at: '08:00'\n    message: hi\n"
     )
-    assert_only(
-        load(text), 13, 9, "error", "practice id 'screens-off' is used twice in this plan"
-    )
+    assert_only(load(text), 13, 9, "error", "practice id 'screens-off' is used twice in this plan")
 
 
 def test_yaml_alias_of_a_whole_practice_is_a_duplicate_id() -> None:
@@ -352,7 +370,9 @@ def test_every_empty_list() -> None:
 
 def test_bad_every_keyword() -> None:
     result = load(practice("at: '07:00'", "every: weekdays", "message: hi"))
-    assert_only(result, 12, 12, "error", "unknown value for every: 'weekdays' (did you mean 'weekday'?)")
+    assert_only(
+        result, 12, 12, "error", "unknown value for every: 'weekdays' (did you mean 'weekday'?)"
+    )
 
 
 def test_every_single_day_name_suggests_a_list() -> None:
@@ -419,8 +439,10 @@ def test_bad_active_weeks(weeks: str, column: int, message: str) -> None:
 
 
 def test_days_based_plan_has_weeks_rounded_up() -> None:
-    text = "plan: x\ntitle: t\ndays: 10\npractices:\n  - id: a\n    category: sleep\n" \
+    text = (
+        "plan: x\ntitle: t\ndays: 10\npractices:\n  - id: a\n    category: sleep\n"
         "    title: A\n    at: '07:00'\n    weeks: {weeks}\n    message: hi\n"
+    )
     assert load_ok(text.format(weeks=2)).weeks == 2
     assert_only(load(text.format(weeks=3)), 9, 12, "error", "the plan has 2 weeks")
 
@@ -445,7 +467,9 @@ def test_empty_channel_list() -> None:
 
 def test_unknown_category() -> None:
     text = with_category("slep") + "    at: '07:00'\n    message: hi\n"
-    found = assert_only(load(text), 9, 15, "error", "unknown category 'slep' (did you mean 'sleep'?)")
+    found = assert_only(
+        load(text), 9, 15, "error", "unknown category 'slep' (did you mean 'sleep'?)"
+    )
     assert "expected one of sleep, movement, affirmation" in found.message
 
 
@@ -469,25 +493,44 @@ def test_unknown_check_in_kind_in_a_block_mapping() -> None:
 
 
 def test_scale_on_a_check_in_that_is_not_a_rating() -> None:
-    result = load(practice("at: '07:00'", "check_in:", "  kind: number", "  scale: [1, 5]", "message: hi"))
+    result = load(
+        practice("at: '07:00'", "check_in:", "  kind: number", "  scale: [1, 5]", "message: hi")
+    )
     assert_only(result, 14, 7, "error", "scale is for rating check-ins, not number")
 
 
 def test_unit_on_a_check_in_that_is_not_a_number() -> None:
-    result = load(practice("at: '07:00'", "check_in:", "  kind: rating", "  unit: minutes", "message: hi"))
+    result = load(
+        practice("at: '07:00'", "check_in:", "  kind: rating", "  unit: minutes", "message: hi")
+    )
     assert_only(result, 14, 7, "error", "unit is for number check-ins, not rating")
 
 
 @pytest.mark.parametrize("scale", ["[5, 5]", "[5, 1]"])
 def test_rating_scale_must_go_up(scale: str) -> None:
-    result = load(practice("at: '07:00'", "check_in:", "  kind: rating", f"  scale: {scale}", "message: hi"))
+    result = load(
+        practice("at: '07:00'", "check_in:", "  kind: rating", f"  scale: {scale}", "message: hi")
+    )
     assert_only(result, 14, 14, "error", "must go from low to high")
 
 
 def test_rating_scale_of_the_wrong_length() -> None:
-    result = load(practice("at: '07:00'", "check_in:", "  kind: rating", "  scale: [1, 5, 9]", "message: hi"))
+    result = load(
+        practice("at: '07:00'", "check_in:", "  kind: rating", "  scale: [1, 5, 9]", "message: hi")
+    )
     find(result, 14, 14, "error", "'scale' takes at most 2 items")
     assert result.plan is None
+    short = load(
+        practice("at: '07:00'", "check_in:", "  kind: rating", "  scale: [1]", "message: hi")
+    )
+    find(short, 14, 14, "error", "'scale' needs at least 2 items")
+
+
+def test_rating_scale_of_more_than_a_hundred_steps() -> None:
+    result = load(
+        practice("at: '07:00'", "check_in:", "  kind: rating", "  scale: [0, 101]", "message: hi")
+    )
+    assert_only(result, 14, 14, "error", "a rating scale spans at most 100 steps")
 
 
 # --- templates and messages ---------------------------------------------------------
@@ -496,7 +539,10 @@ def test_rating_scale_of_the_wrong_length() -> None:
 def test_template_that_does_not_exist() -> None:
     result = load(practice("at: '07:00'", "template: sleep/nope"))
     assert_only(
-        result, 12, 15, "error",
+        result,
+        12,
+        15,
+        "error",
         "template 'sleep/nope' has no sms file: templates/sleep/nope.sms.j2 does not exist",
     )
 
@@ -510,14 +556,19 @@ def test_template_missing_for_one_of_its_channels() -> None:
 
 def test_template_with_a_syntax_error() -> None:
     result = load(practice("at: '07:00'", "template: broken/syntax"))
-    found = assert_only(result, 12, 15, "error", "templates/broken/syntax.sms.j2:1: template syntax")
+    found = assert_only(
+        result, 12, 15, "error", "templates/broken/syntax.sms.j2:1: template syntax"
+    )
     assert "expected 'end of print statement'" in found.message
 
 
 def test_email_template_missing_a_block() -> None:
     result = load(practice("at: '07:00'", "channels: [email]", "template: broken/no-html"))
     assert_only(
-        result, 13, 15, "error",
+        result,
+        13,
+        15,
+        "error",
         "templates/broken/no-html.email.j2 lacks the block html; an email template defines "
         "subject, text and html",
     )
@@ -563,8 +614,12 @@ def test_a_practice_message_beats_a_default_template() -> None:
 def test_missing_default_template_for_the_category() -> None:
     text = with_category("journaling") + "    at: '07:00'\n"
     assert_only(
-        load(text), 9, 15, "error",
-        "the default sms template for this category is missing: templates/default/journaling.sms.j2",
+        load(text),
+        9,
+        15,
+        "error",
+        "the default sms template for this category is missing: "
+        "templates/default/journaling.sms.j2",
     )
 
 
@@ -597,7 +652,13 @@ def test_undefined_names_in_a_message(message: str, expected: str) -> None:
 
 def test_undefined_name_in_a_phase_message_points_at_the_phase() -> None:
     result = load(
-        practice("at: '07:00'", "message: hi", "phases:", "  - weeks: 2", "    message: '{{ vars.nope }}'")
+        practice(
+            "at: '07:00'",
+            "message: hi",
+            "phases:",
+            "  - weeks: 2",
+            "    message: '{{ vars.nope }}'",
+        )
     )
     assert_only(result, 15, 18, "error", "'vars' has no 'nope'")
 
@@ -612,8 +673,8 @@ def test_undefined_name_in_a_rotate_item_context() -> None:
     ("message", "expected"),
     [
         ("{{ 1/0 }}", "ZeroDivisionError"),
-        ("{{ 1 + \"a\" }}", "TypeError"),
-        ("{% include \"nope\" %}", "template nope does not exist"),
+        ('{{ 1 + "a" }}', "TypeError"),
+        ('{% include "nope" %}', "template nope does not exist"),
         ("{{ range(10**7)|list|length }}", "Range too big"),
     ],
 )
@@ -642,7 +703,14 @@ def test_empty_rotate() -> None:
 
 def test_nudge_without_a_check_in() -> None:
     result = load(
-        practice("at: '07:00'", "message: hi", "check_in: none", "nudge:", "  after: 90m", "  message: hey")
+        practice(
+            "at: '07:00'",
+            "message: hi",
+            "check_in: none",
+            "nudge:",
+            "  after: 90m",
+            "  message: hey",
+        )
     )
     assert_only(result, 14, 5, "error", "a nudge waits for a check-in, but check_in is none")
 
@@ -650,27 +718,44 @@ def test_nudge_without_a_check_in() -> None:
 @pytest.mark.parametrize("after", ["1h", "2h"])
 def test_nudge_at_or_after_the_window(after: str) -> None:
     result = load(
-        practice("at: '07:00'", "message: hi", "window: 1h", "nudge:", f"  after: {after}", "  message: hey")
+        practice(
+            "at: '07:00'",
+            "message: hi",
+            "window: 1h",
+            "nudge:",
+            f"  after: {after}",
+            "  message: hey",
+        )
     )
     assert_only(result, 15, 14, "error", "the nudge comes after the check-in window closes (1h)")
 
 
 def test_nudge_just_inside_the_window_is_fine() -> None:
     plan = load_ok(
-        practice("at: '07:00'", "message: hi", "window: 1h", "nudge:", "  after: 59m", "  message: hey")
+        practice(
+            "at: '07:00'", "message: hi", "window: 1h", "nudge:", "  after: 59m", "  message: hey"
+        )
     )
     assert plan.practices[0].nudge is not None
     assert plan.practices[0].nudge.after_minutes == 59
 
 
 def test_nudge_after_with_seconds() -> None:
-    result = load(practice("at: '07:00'", "message: hi", "nudge:", "  after: 90s", "  message: hey"))
+    result = load(
+        practice("at: '07:00'", "message: hi", "nudge:", "  after: 90s", "  message: hey")
+    )
     assert_only(result, 14, 14, "error", "'90s' has seconds")
 
 
 def test_nudge_message_with_an_undefined_name() -> None:
     result = load(
-        practice("at: '07:00'", "message: hi", "nudge:", "  after: 1h", "  message: '{{ participant.nme }}'")
+        practice(
+            "at: '07:00'",
+            "message: hi",
+            "nudge:",
+            "  after: 1h",
+            "  message: '{{ participant.nme }}'",
+        )
     )
     assert_only(result, 15, 16, "error", "'participant' has no 'nme' (did you mean 'name'?)")
 
@@ -678,15 +763,22 @@ def test_nudge_message_with_an_undefined_name() -> None:
 def test_overlapping_phases() -> None:
     result = load(
         practice(
-            "at: '07:00'", "message: hi", "phases:",
-            "  - weeks: 1-3", "    at: '08:00'", "  - weeks: 3-4", "    at: '09:00'",
+            "at: '07:00'",
+            "message: hi",
+            "phases:",
+            "  - weeks: 1-3",
+            "    at: '08:00'",
+            "  - weeks: 3-4",
+            "    at: '09:00'",
         )
     )
     assert_only(result, 16, 16, "error", "phases overlap in week 3")
 
 
 def test_phase_with_weeks_past_the_end() -> None:
-    result = load(practice("at: '07:00'", "message: hi", "phases:", "  - weeks: 7-9", "    at: '08:00'"))
+    result = load(
+        practice("at: '07:00'", "message: hi", "phases:", "  - weeks: 7-9", "    at: '08:00'")
+    )
     assert_only(result, 14, 16, "error", "week 9 is past the plan's end")
 
 
@@ -706,11 +798,31 @@ def test_phase_with_a_bad_time() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "column", "message"),
     [
-        ("plan: x\ntitle: t\nweeks: 2\npractices:\n  - id: a\n    title: [unclosed\n    at: '07:00'\n",
-         7, 7, "YAML syntax: while parsing a flow sequence expected ',' or ']'"),
-        ("plan: x\ntitle: 'unterminated\nweeks: 2\n", 4, 1, "YAML syntax: while scanning a quoted scalar"),
-        ("plan: x\ntitle: t\n\tweeks: 2\n", 3, 1, "found character '\\t' that cannot start any token"),
-        ("plan: x\n  title: t\nweeks: 2\n", 2, 8, "YAML syntax: mapping values are not allowed here"),
+        (
+            "plan: x\ntitle: t\nweeks: 2\npractices:\n"
+            "  - id: a\n    title: [unclosed\n    at: '07:00'\n",
+            7,
+            7,
+            "YAML syntax: while parsing a flow sequence expected ',' or ']'",
+        ),
+        (
+            "plan: x\ntitle: 'unterminated\nweeks: 2\n",
+            4,
+            1,
+            "YAML syntax: while scanning a quoted scalar",
+        ),
+        (
+            "plan: x\ntitle: t\n\tweeks: 2\n",
+            3,
+            1,
+            "found character '\\t' that cannot start any token",
+        ),
+        (
+            "plan: x\n  title: t\nweeks: 2\n",
+            2,
+            8,
+            "YAML syntax: mapping values are not allowed here",
+        ),
     ],
 )
 def test_yaml_syntax_error_position(text: str, line: int, column: int, message: str) -> None:
@@ -719,13 +831,19 @@ def test_yaml_syntax_error_position(text: str, line: int, column: int, message: 
 
 def test_duplicate_key() -> None:
     result = load("plan: x\ntitle: t\nweeks: 2\ntitle: u\npractices:\n" + ONE)
-    assert_only(result, 4, 1, "error", "key 'title' appears twice in the same mapping (first on line 2)")
+    assert_only(
+        result, 4, 1, "error", "key 'title' appears twice in the same mapping (first on line 2)"
+    )
 
 
 def test_duplicate_key_in_a_practice() -> None:
-    text = "plan: x\ntitle: t\nweeks: 2\npractices:\n  - id: a\n    category: sleep\n" \
+    text = (
+        "plan: x\ntitle: t\nweeks: 2\npractices:\n  - id: a\n    category: sleep\n"
         "    title: A\n    at: '07:00'\n    at: '08:00'\n    message: hi\n"
-    assert_only(load(text), 9, 5, "error", "key 'at' appears twice in the same mapping (first on line 8)")
+    )
+    assert_only(
+        load(text), 9, 5, "error", "key 'at' appears twice in the same mapping (first on line 8)"
+    )
 
 
 @pytest.mark.parametrize("text", ["", "   \n\n", "# a plan\n   # to come\n", "---\n"])
@@ -735,16 +853,22 @@ def test_empty_file(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "kind"),
-    [("- plan: x\n- title: y\n", "not a list"), ("just text\n", "not the text 'just text'"),
-     ("42\n", "not the number 42")],
+    [
+        ("- plan: x\n- title: y\n", "not a list"),
+        ("just text\n", "not the text 'just text'"),
+        ("42\n", "not the number 42"),
+    ],
 )
 def test_file_that_is_not_a_mapping(text: str, kind: str) -> None:
-    assert_only(load(text), 1, 1, "error", f"a plan is a mapping of keys (plan, title, ...), {kind}")
+    assert_only(
+        load(text), 1, 1, "error", f"a plan is a mapping of keys (plan, title, ...), {kind}"
+    )
 
 
 def test_python_tags_are_not_executed() -> None:
-    result = load("plan: !!python/object/apply:os.system ['false']\ntitle: t\nweeks: 1\n"
-                  "practices:\n" + ONE)
+    result = load(
+        "plan: !!python/object/apply:os.system ['false']\ntitle: t\nweeks: 1\npractices:\n" + ONE
+    )
     find(result, 1, 7, "error", "'plan' must be text")
 
 
@@ -798,7 +922,9 @@ def test_byte_order_mark_and_crlf_keep_positions(tmp_path: Path, templates_dir: 
 
 
 def test_plan_with_a_byte_order_mark_is_found_by_id(tmp_path: Path, templates_dir: Path) -> None:
-    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbf" + practice("at: '07:00'", "message: hi").encode())
+    (tmp_path / "bom.yaml").write_bytes(
+        b"\xef\xbb\xbf" + practice("at: '07:00'", "message: hi").encode()
+    )
     catalog = Catalog(tmp_path, templates_dir)
     assert catalog.find("sleep") == tmp_path / "bom.yaml"
     assert catalog.load("sleep").plan is not None
@@ -863,12 +989,43 @@ _VALUES = st.one_of(
     st.text(max_size=4),
     st.sampled_from(
         [
-            "07:00", "7:30", "wake", "wake + 10m", "bedtime - 1h30m", "25:00", "1-4", "0", "9-2",
-            "day", "weekday", "mon", "sms", "email", "calendar", "rating", "number", "none",
-            "15m", "45s", "0m", "FREQ=DAILY", "FREQ=WEEKLY;BYDAY=MO", "FREQ=HOURLY", "BYDAY=MO",
-            "FREQ=DAILY;COUNT=0", "FREQ=DAILY;INTERVAL=0", "FREQ=YEARLY;BYWEEKNO=60",
-            "{{ item }}", "{{ participant.nme }}", "{{ 1/0 }}", "{% if %}", "sleep", "slep",
-            "sleep/wind-down", "broken/syntax", "../x",
+            "07:00",
+            "7:30",
+            "wake",
+            "wake + 10m",
+            "bedtime - 1h30m",
+            "25:00",
+            "1-4",
+            "0",
+            "9-2",
+            "day",
+            "weekday",
+            "mon",
+            "sms",
+            "email",
+            "calendar",
+            "rating",
+            "number",
+            "none",
+            "15m",
+            "45s",
+            "0m",
+            "FREQ=DAILY",
+            "FREQ=WEEKLY;BYDAY=MO",
+            "FREQ=HOURLY",
+            "BYDAY=MO",
+            "FREQ=DAILY;COUNT=0",
+            "FREQ=DAILY;INTERVAL=0",
+            "FREQ=YEARLY;BYWEEKNO=60",
+            "{{ item }}",
+            "{{ participant.nme }}",
+            "{{ 1/0 }}",
+            "{% if %}",
+            "sleep",
+            "slep",
+            "sleep/wind-down",
+            "broken/syntax",
+            "../x",
         ]
     ),
 )
@@ -885,8 +1042,23 @@ _NESTED = st.recursive(
     max_leaves=6,
 )
 _PRACTICE_KEYS = [
-    "id", "category", "title", "at", "every", "rrule", "weeks", "duration", "channels",
-    "message", "template", "rotate", "check_in", "window", "nudge", "phases", "bogus",
+    "id",
+    "category",
+    "title",
+    "at",
+    "every",
+    "rrule",
+    "weeks",
+    "duration",
+    "channels",
+    "message",
+    "template",
+    "rotate",
+    "check_in",
+    "window",
+    "nudge",
+    "phases",
+    "bogus",
 ]
 _PRACTICE = st.dictionaries(st.sampled_from(_PRACTICE_KEYS), _NESTED, max_size=6).map(
     lambda extra: {"id": "a", "category": "sleep", "title": "A", "at": "07:00", **extra}

@@ -20,7 +20,9 @@ def test_sms_of_exactly_one_gsm7_segment_has_no_warning() -> None:
 
 def test_sms_longer_than_one_gsm7_segment() -> None:
     result = load(_message("a" * 161))
-    found = assert_only(result, 12, 14, "warning", "the SMS needs 2 segments (GSM-7, 161 characters)")
+    found = assert_only(
+        result, 12, 14, "warning", "the SMS needs 2 segments (GSM-7, 161 characters)"
+    )
     assert "one segment holds 160 GSM-7 or 70 UCS-2 characters" in found.message
     assert result.plan is not None
 
@@ -33,7 +35,9 @@ def test_extension_characters_count_twice_toward_the_segment() -> None:
 
 def test_an_emoji_forces_ucs2_and_is_named() -> None:
     result = load(_message("a" * 69 + "😀"))
-    found = assert_only(result, 12, 14, "warning", "the SMS needs 2 segments (UCS-2, 71 UTF-16 units")
+    found = assert_only(
+        result, 12, 14, "warning", "the SMS needs 2 segments (UCS-2, 71 UTF-16 units"
+    )
     assert "UCS-2 forced by '😀' U+1F600" in found.message
     assert result.plan is not None
 
@@ -54,11 +58,11 @@ def test_a_short_ucs2_message_has_no_warning() -> None:
 def test_smart_quotes_are_cleaned_before_counting() -> None:
     # The curly apostrophe would force UCS-2 (100 characters: 2 segments), but SMS are
     # cleaned to plain GSM-7 first, so this fits one segment.
-    assert load(_message("It’s time " + "a" * 90)).diagnostics == []
+    assert load(_message("It\u2019s time " + "a" * 90)).diagnostics == []
 
 
 def test_the_warning_names_what_the_cleaning_cannot_fix() -> None:
-    result = load(_message("It’s time 😀 " + "a" * 70))
+    result = load(_message("It\u2019s time 😀 " + "a" * 70))
     found = find(result, 12, 14, "warning", "UCS-2 forced by '😀' U+1F600")
     assert "U+2019" not in found.message
 
@@ -72,15 +76,15 @@ def test_long_sms_from_a_template_points_at_the_template_name() -> None:
 
 
 def test_long_sms_in_only_one_rotate_item() -> None:
-    result = load(
-        practice("at: '07:00'", "message: '{{ item }}'", f"rotate: [short, {'b' * 170}]")
-    )
+    result = load(practice("at: '07:00'", "message: '{{ item }}'", f"rotate: [short, {'b' * 170}]"))
     assert_only(result, 12, 14, "warning", "2 segments (GSM-7, 170 characters)")
 
 
 def test_long_sms_in_a_phase_points_at_the_phase_message() -> None:
     result = load(
-        practice("at: '07:00'", "message: hi", "phases:", "  - weeks: 2", f"    message: {'c' * 200}")
+        practice(
+            "at: '07:00'", "message: hi", "phases:", "  - weeks: 2", f"    message: {'c' * 200}"
+        )
     )
     assert_only(result, 15, 18, "warning", "2 segments (GSM-7, 200 characters)")
 
@@ -142,9 +146,13 @@ def test_practice_that_never_occurs() -> None:
 
 def test_phase_outside_the_practice_weeks() -> None:
     result = load(
-        practice("at: '07:00'", "message: hi", "weeks: 1-2", "phases:", "  - weeks: 5", "    at: '08:00'")
+        practice(
+            "at: '07:00'", "message: hi", "weeks: 1-2", "phases:", "  - weeks: 5", "    at: '08:00'"
+        )
     )
-    assert_only(result, 15, 16, "warning", "this phase covers no week in which the practice is active")
+    assert_only(
+        result, 15, 16, "warning", "this phase covers no week in which the practice is active"
+    )
 
 
 def test_warnings_do_not_hide_errors_and_errors_block_the_plan() -> None:

@@ -20,8 +20,16 @@ from service.core.timeexpr import (
 
 @pytest.mark.parametrize(
     ("text", "minutes"),
-    [("5m", 5), ("1h", 60), ("1h30m", 90), ("90m", 90), ("2d", 2880), ("1d2h3m", 1563),
-     (" 1h 30m ", 90), ("1H30M", 90)],
+    [
+        ("5m", 5),
+        ("1h", 60),
+        ("1h30m", 90),
+        ("90m", 90),
+        ("2d", 2880),
+        ("1d2h3m", 1563),
+        (" 1h 30m ", 90),
+        ("1H30M", 90),
+    ],
 )
 def test_parse_duration(text: str, minutes: int) -> None:
     assert parse_duration(text) == minutes
@@ -163,7 +171,11 @@ def test_resolve_variables_wraps_past_midnight() -> None:
 
 
 def test_resolve_variables_cycle() -> None:
-    definitions = {"a": TimeExpr.parse("b + 1h"), "b": TimeExpr.parse("c"), "c": TimeExpr.parse("a")}
+    definitions = {
+        "a": TimeExpr.parse("b + 1h"),
+        "b": TimeExpr.parse("c"),
+        "c": TimeExpr.parse("a"),
+    }
     with pytest.raises(VariableError, match="loop: a -> b -> c -> a") as raised:
         resolve_variables(definitions)
     assert raised.value.name == "a"

@@ -9,8 +9,10 @@ another worker).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -25,7 +27,7 @@ from service.core.tokens import check_in_token
 from service.engine.enrollment import variables_for
 from service.engine.runtime import Runtime
 from service.storage import repo
-from service.storage.db import transaction
+from service.storage.db import Run, statements, transaction
 
 log = structlog.get_logger("tend.delivery")
 
@@ -58,38 +60,47 @@ def backoff(attempt: int) -> timedelta:
 
 
 def deliver(runtime: Runtime, delivery_id: int) -> Result:
+    return deliver_many(runtime, [delivery_id])[0]
+
+
+def deliver_many(runtime: Runtime, delivery_ids: Sequence[int]) -> list[Result]:
+    """Deliver each of `delivery_ids` in turn, on one database connection."""
+    with statements(runtime.engine) as run:
+        return [_deliver_one(runtime, run, delivery_id) for delivery_id in delivery_ids]
+
+
+def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
     now = runtime.clock.now()
     grace = timedelta(minutes=runtime.settings.grace_minutes)
-    with transaction(runtime.engine) as conn:
-        job = repo.start_sending(conn, delivery_id, now=now, lease=SEND_LEASE)
-        if job is None:
-            return Result(Outcome.SKIPPED)
-        blocked = _blocked(job, now, grace)
-        if blocked is not None:
-            outcome, reason = blocked
-            repo.finish(conn, job.id, outcome.value, now=now, error=reason)
-            log.info("delivery not sent", delivery=job.id, outcome=outcome.value, reason=reason)
-            return Result(outcome, detail=reason)
-    bound = log.bind(delivery=job.id, channel=job.channel, occurrence=job.occurrence_key)
+    job = run(lambda conn: repo.start_sending(conn, delivery_id, now=now, lease=SEND_LEASE))
+    if job is None:
+        return Result(Outcome.SKIPPED)
+    blocked = _blocked(job, now, grace)
+    if blocked is not None:
+        outcome, reason = blocked
+        log.info("delivery not sent", delivery=job.id, outcome=outcome.value, reason=reason)
+        return _finish(runtime, run, job, outcome, reason)
 
     plan = runtime.plans.get(job.enrollment.plan_id)
     if plan is None or job.practice_id not in plan.practice_index:
-        return _retry_or_fail(runtime, job, f"plan '{job.enrollment.plan_id}' cannot be loaded")
+        problem = f"plan '{job.enrollment.plan_id}' cannot be loaded"
+        return _retry_or_fail(runtime, run, job, problem)
     try:
         message = compose(runtime, plan, job)
     except RenderError as exc:
-        return _finish(runtime, job, Outcome.FAILED, f"could not render the message: {exc}")
+        return _finish(runtime, run, job, Outcome.FAILED, f"could not render the message: {exc}")
 
     channel = runtime.channels[job.channel]
     if job.extra.get("uncertain"):
         # A worker stopped while sending this: send again only if it surely did not go.
         known = channel.already_sent(job.id)
         if known:
-            bound.info("delivery had been sent before the worker stopped")
-            return _finish(runtime, job, Outcome.SENT, None)
+            log.info("delivery had been sent before the worker stopped", delivery=job.id)
+            return _finish(runtime, run, job, Outcome.SENT, None)
         if known is None:
             return _finish(
                 runtime,
+                run,
                 job,
                 Outcome.FAILED,
                 "the worker stopped while sending and the channel cannot tell whether it "
@@ -104,10 +115,16 @@ def deliver(runtime: Runtime, delivery_id: int) -> Result:
                     conn, job.participant.id, source=f"provider:{exc.code}", now=runtime.clock.now()
                 )
         if exc.permanent:
-            return _finish(runtime, job, Outcome.FAILED, str(exc))
-        return _retry_or_fail(runtime, job, str(exc), exc.retry_after)
-    bound.info("delivery sent", provider_id=receipt.provider_id)
-    return _finish(runtime, job, Outcome.SENT, None, receipt)
+            return _finish(runtime, run, job, Outcome.FAILED, str(exc))
+        return _retry_or_fail(runtime, run, job, str(exc), exc.retry_after)
+    log.info(
+        "delivery sent",
+        delivery=job.id,
+        channel=job.channel,
+        occurrence=job.occurrence_key,
+        provider_id=receipt.provider_id,
+    )
+    return _finish(runtime, run, job, Outcome.SENT, None, receipt)
 
 
 def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome, str] | None:
@@ -176,28 +193,31 @@ def compose(runtime: Runtime, plan: Plan, job: DeliveryJob) -> OutgoingMessage:
 
 def _finish(
     runtime: Runtime,
+    run: Run[Any],
     job: DeliveryJob,
     outcome: Outcome,
     error: str | None,
     receipt: Receipt | None = None,
 ) -> Result:
-    with transaction(runtime.engine) as conn:
-        repo.finish(
+    now = runtime.clock.now()
+    run(
+        lambda conn: repo.finish(
             conn,
             job.id,
             outcome.value,
-            now=runtime.clock.now(),
+            now=now,
             error=error,
             provider_id=receipt.provider_id if receipt else None,
             segments=receipt.segments if receipt else None,
         )
+    )
     if outcome is Outcome.FAILED:
         log.warning("delivery failed", delivery=job.id, channel=job.channel, error=error)
     return Result(outcome, detail=error)
 
 
 def _retry_or_fail(
-    runtime: Runtime, job: DeliveryJob, error: str, retry_after: float | None = None
+    runtime: Runtime, run: Run[Any], job: DeliveryJob, error: str, retry_after: float | None = None
 ) -> Result:
     now = runtime.clock.now()
     delay = backoff(job.attempts)
@@ -205,10 +225,12 @@ def _retry_or_fail(
         delay = max(delay, timedelta(seconds=retry_after))
     grace = timedelta(minutes=runtime.settings.grace_minutes)
     if job.attempts >= MAX_ATTEMPTS or now + delay > job.due_at + grace:
-        return _finish(
-            runtime, job, Outcome.FAILED, f"gave up after {job.attempts} attempts: {error}"
+        problem = f"gave up after {job.attempts} attempts: {error}"
+        return _finish(runtime, run, job, Outcome.FAILED, problem)
+    run(
+        lambda conn: repo.retry_later(
+            conn, job.id, now=now, error=error, lease_until=now + delay + SEND_LEASE
         )
-    with transaction(runtime.engine) as conn:
-        repo.retry_later(conn, job.id, now=now, error=error, lease_until=now + delay + SEND_LEASE)
+    )
     log.info("delivery will be retried", delivery=job.id, error=error, delay=str(delay))
     return Result(Outcome.RETRY, retry_in=delay, detail=error)

@@ -20,6 +20,8 @@ log = structlog.get_logger("tend.scheduler")
 
 CLAIM_LEASE = timedelta(minutes=2)
 BATCH = 500
+FAN_OUT = 16  # a burst is split into at least this many messages, for parallel workers
+MAX_CHUNK = 25  # and no message carries more ids than this
 MAINTENANCE_EVERY = timedelta(seconds=30)
 
 
@@ -28,13 +30,21 @@ class Tick:
     expired: int
     claimed: int
     enqueued: int
+    next_due: datetime | None = None
+
+
+def chunks(ids: list[int]) -> list[list[int]]:
+    """Split claimed ids into messages: one id each when few are due (lowest latency),
+    up to MAX_CHUNK each in a burst (fewer broker round trips)."""
+    size = max(1, min(MAX_CHUNK, -(-len(ids) // FAN_OUT)))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 class Scheduler:
     def __init__(
         self,
         runtime: Runtime,
-        enqueue: Callable[[int], Any],
+        enqueue: Callable[[list[int]], Any],
         *,
         batch: int = BATCH,
         lease: timedelta = CLAIM_LEASE,
@@ -54,23 +64,25 @@ class Scheduler:
         if expired:
             log.warning("reminders expired unsent", count=expired)
         claimed = enqueued = 0
-        while True:
+        broker_down = False
+        while not broker_down:
             with transaction(self.runtime.engine) as conn:
                 ids = repo.claim_due(conn, now=now, limit=self.batch, lease=self.lease)
             claimed += len(ids)
-            for delivery_id in ids:
+            for chunk in chunks(ids):
                 try:
-                    self.enqueue(delivery_id)
+                    self.enqueue(chunk)
                 except Exception:
-                    # The claim's lease runs out and the delivery is claimed again.
-                    log.exception(
-                        "could not enqueue; the lease will recover it", delivery=delivery_id
-                    )
+                    # The claims' leases run out and the deliveries are claimed again.
+                    log.exception("could not enqueue; the lease will recover it", count=len(ids))
+                    broker_down = True
                     break
-                enqueued += 1
+                enqueued += len(chunk)
             if len(ids) < self.batch:
                 break
-        return Tick(expired, claimed, enqueued)
+        with transaction(self.runtime.engine) as conn:
+            upcoming = repo.next_due(conn)
+        return Tick(expired, claimed, enqueued, upcoming)
 
     def maintain(self, force: bool = False) -> None:
         """Horizons, plan edits and finished enrollments, at most every 30 seconds."""
@@ -88,13 +100,21 @@ class Scheduler:
         enrollment.finish_ended(self.runtime)
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """Loop until `stop` is set; errors are logged and the loop goes on."""
+        """Loop until `stop` is set; errors are logged and the loop goes on.
+
+        Between passes it waits until the next delivery is due, or `interval` at most
+        (new enrollments and expired leases are found by the next pass).
+        """
         log.info("scheduler started")
         while not stop.is_set():
+            wait = interval
             try:
                 self.maintain()
-                self.tick()
+                tick = self.tick()
+                if tick.next_due is not None and tick.enqueued == tick.claimed:
+                    until = (tick.next_due - self.runtime.clock.now()).total_seconds()
+                    wait = min(interval, max(until, 0.02))
             except Exception:
                 log.exception("scheduler pass failed; trying again")
-            stop.wait(interval)
+            stop.wait(wait)
         log.info("scheduler stopped")

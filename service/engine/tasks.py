@@ -18,7 +18,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
-from service.engine.delivery import MAX_ATTEMPTS, Outcome, deliver
+from service.engine.delivery import MAX_ATTEMPTS, Outcome, deliver_many
 from service.engine.runtime import Runtime
 
 log = structlog.get_logger("tend.tasks")
@@ -48,16 +48,24 @@ def make_broker(redis_url: str | None, **redis_options: Any) -> dramatiq.Broker:
     return StubBroker(middleware=middleware())
 
 
-def declare(broker: dramatiq.Broker, runtime: Runtime) -> dramatiq.Actor[[int], None]:
-    """Bind the deliver actor to `broker`, delivering with `runtime`."""
+def declare(broker: dramatiq.Broker, runtime: Runtime) -> dramatiq.Actor[[list[int]], None]:
+    """Bind the deliver actor to `broker`, delivering with `runtime`.
 
-    def deliver_reminder(delivery_id: int) -> None:
-        result = deliver(runtime, delivery_id)
-        if result.outcome is Outcome.RETRY and result.retry_in is not None:
-            raise dramatiq.Retry(
-                message=result.detail or "transient channel error",
-                delay=int(result.retry_in.total_seconds() * 1000),
-            )
+    A message carries a few delivery ids (one when little is due; up to
+    `scheduler.MAX_CHUNK` in a burst), so that a burst costs fewer broker round trips.
+    A delivery that meets a transient channel error comes back alone, after its backoff,
+    through dramatiq's delay queue.
+    """
+
+    def deliver_reminders(delivery_ids: list[int]) -> None:
+        for delivery_id, result in zip(
+            delivery_ids, deliver_many(runtime, delivery_ids), strict=True
+        ):
+            if result.outcome is Outcome.RETRY and result.retry_in is not None:
+                actor.send_with_options(
+                    args=([delivery_id],), delay=int(result.retry_in.total_seconds() * 1000)
+                )
 
     decorate = dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, broker=broker)
-    return decorate(deliver_reminder)
+    actor: dramatiq.Actor[[list[int]], None] = decorate(deliver_reminders)
+    return actor

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -43,7 +44,11 @@ def make_engine(url: str, **options: Any) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, **options)
+        # No pre-ping: a dropped connection fails its statement, the pool is invalidated,
+        # and the caller's retry (the actor's, the scheduler's next pass) reconnects.
+        options.setdefault("pool_size", 10)
+        options.setdefault("max_overflow", 20)
+        return create_engine(parsed, **options)
     raise DatabaseError(f"unsupported database '{parsed.drivername}'; use sqlite or postgresql")
 
 
@@ -62,6 +67,28 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction: committed when the block ends, rolled back if it raises."""
     with engine.begin() as connection:
         yield connection
+
+
+Run = Callable[[Callable[[Connection], T]], T]
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[Run[Any]]:
+    """Run several statements, each atomic on its own, on one connection.
+
+    On PostgreSQL the connection is in autocommit mode, which saves the round trips of
+    BEGIN and COMMIT; SQLite is local and gives each statement a transaction of its own.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield lambda statement: statement(connection)
+    else:
+
+        def run(statement: Callable[[Connection], Any]) -> Any:
+            with engine.begin() as connection:
+                return statement(connection)
+
+        yield run
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -13,7 +13,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 
 from service.core.records import DeliveryJob, Enrollment, Participant
@@ -27,6 +39,7 @@ from service.storage.tables import (
     outbox,
     participants,
 )
+from service.storage.types import UTCDateTime
 
 PAUSED_NOTE = "enrollment paused"
 OPTED_OUT_NOTE = "participant opted out of SMS"
@@ -666,56 +679,102 @@ def claim_due(conn: Connection, *, now: datetime, limit: int, lease: timedelta) 
     return sorted(int(r) for r in claimed.scalars())
 
 
+def next_due(conn: Connection) -> datetime | None:
+    """When the earliest pending delivery is due."""
+    found: datetime | None = conn.execute(
+        select(func.min(deliveries.c.due_at)).where(deliveries.c.state == "pending")
+    ).scalar()
+    return found
+
+
 # --- the worker's side ---------------------------------------------------------------
+
+
+# The worker's statements run for every reminder: built once, executed many times.
+_START_SENDING = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("delivery_id"))
+    .where(deliveries.c.state == "claimed")
+    .values(
+        state="sending",
+        lease_until=bindparam("lease_until", type_=UTCDateTime()),
+        attempts=deliveries.c.attempts + 1,
+        updated_at=bindparam("now", type_=UTCDateTime()),
+    )
+    .returning(deliveries.c.id)
+)
+_JOB_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.channel,
+    deliveries.c.kind,
+    deliveries.c.due_at,
+    deliveries.c.attempts,
+    deliveries.c.uncertain,
+    occurrences.c.id.label("occurrence_id"),
+    occurrences.c.key.label("occurrence_key"),
+    occurrences.c.practice_id,
+    occurrences.c.local_date,
+    occurrences.c.week,
+    occurrences.c.seq,
+    occurrences.c.instant,
+    occurrences.c.item,
+    occurrences.c.window_end,
+    occurrences.c.state.label("occurrence_state"),
+    *(c.label(f"e_{c.name}") for c in enrollments.c),
+    *(c.label(f"p_{c.name}") for c in participants.c),
+)
+_JOB = (
+    select(*_JOB_COLUMNS)
+    .select_from(
+        deliveries.join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+        .join(enrollments, enrollments.c.id == occurrences.c.enrollment_id)
+        .join(participants, participants.c.id == enrollments.c.participant_id)
+    )
+    .where(deliveries.c.id == bindparam("delivery_id"))
+)
+# PostgreSQL: the move and the read in one statement (UPDATE ... FROM ... RETURNING).
+_START_SENDING_JOB = (
+    _START_SENDING.where(occurrences.c.id == deliveries.c.occurrence_id)
+    .where(enrollments.c.id == occurrences.c.enrollment_id)
+    .where(participants.c.id == enrollments.c.participant_id)
+    .returning(*_JOB_COLUMNS[1:])
+)
+_FINISH = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("delivery_id"))
+    .where(deliveries.c.state == "sending")
+    .values(
+        state=bindparam("new_state"),
+        lease_until=None,
+        last_error=bindparam("error"),
+        updated_at=bindparam("now", type_=UTCDateTime()),
+        uncertain=False,
+        provider_id=func.coalesce(bindparam("provider", type_=String()), deliveries.c.provider_id),
+        segments=func.coalesce(bindparam("segment_count", type_=Integer()), deliveries.c.segments),
+        sent_at=func.coalesce(bindparam("sent", type_=UTCDateTime()), deliveries.c.sent_at),
+    )
+)
+
+
+def _prefixed(row: RowMapping, prefix: str) -> dict[str, Any]:
+    return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
 
 
 def start_sending(
     conn: Connection, delivery_id: int, *, now: datetime, lease: timedelta
 ) -> DeliveryJob | None:
-    """Move a claimed delivery to `sending`; None when it is not (any longer) claimed."""
-    moved = conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == delivery_id)
-        .where(deliveries.c.state == "claimed")
-        .values(
-            state="sending",
-            lease_until=now + lease,
-            attempts=deliveries.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(deliveries.c.id)
-    ).scalar()
-    if moved is None:
+    """Move a claimed delivery to `sending`; None when it is not (any longer) claimed.
+    Returns everything the worker needs, read in the same statement (PostgreSQL) or
+    the same transaction (SQLite)."""
+    params = {"delivery_id": delivery_id, "lease_until": now + lease, "now": now}
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(_START_SENDING_JOB, params).mappings().first()
+    else:
+        if conn.execute(_START_SENDING, params).scalar() is None:
+            return None
+        row = conn.execute(_JOB, {"delivery_id": delivery_id}).mappings().first()
+    if row is None:
         return None
-    row = (
-        conn.execute(
-            select(
-                deliveries.c.id,
-                deliveries.c.channel,
-                deliveries.c.kind,
-                deliveries.c.due_at,
-                deliveries.c.attempts,
-                deliveries.c.uncertain,
-                occurrences.c.id.label("occurrence_id"),
-                occurrences.c.key.label("occurrence_key"),
-                occurrences.c.practice_id,
-                occurrences.c.local_date,
-                occurrences.c.week,
-                occurrences.c.seq,
-                occurrences.c.instant,
-                occurrences.c.item,
-                occurrences.c.window_end,
-                occurrences.c.state.label("occurrence_state"),
-                occurrences.c.enrollment_id,
-            )
-            .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
-            .where(deliveries.c.id == delivery_id)
-        )
-        .mappings()
-        .one()
-    )
-    enrollment = get_enrollment(conn, row["enrollment_id"])
-    participant = get_participant(conn, enrollment.participant_id)
     return DeliveryJob(
         id=row["id"],
         channel=row["channel"],
@@ -731,8 +790,8 @@ def start_sending(
         instant=row["instant"],
         item=row["item"],
         window_end=row["window_end"],
-        enrollment=enrollment,
-        participant=participant,
+        enrollment=_enrollment(_prefixed(row, "e_")),  # type: ignore[arg-type]
+        participant=_participant(_prefixed(row, "p_")),  # type: ignore[arg-type]
         extra={"uncertain": bool(row["uncertain"]), "occurrence_state": row["occurrence_state"]},
     )
 
@@ -748,24 +807,17 @@ def finish(
     segments: int | None = None,
 ) -> bool:
     """Move a `sending` delivery to its outcome: sent, failed, expired or cancelled."""
-    values: dict[str, Any] = {
-        "state": state,
-        "lease_until": None,
-        "last_error": error,
-        "updated_at": now,
-        "uncertain": False,
-    }
-    if provider_id is not None:
-        values["provider_id"] = provider_id
-    if segments is not None:
-        values["segments"] = segments
-    if state == "sent":
-        values["sent_at"] = now
     result = conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == delivery_id)
-        .where(deliveries.c.state == "sending")
-        .values(**values)
+        _FINISH,
+        {
+            "delivery_id": delivery_id,
+            "new_state": state,
+            "error": error,
+            "now": now,
+            "provider": provider_id,
+            "segment_count": segments,
+            "sent": now if state == "sent" else None,
+        },
     )
     return bool(result.rowcount)
 

@@ -316,14 +316,14 @@ def test_a_lost_broker_message_is_recovered_by_the_lease(harness: Harness) -> No
     person = harness.participant()
     harness.enroll(person, "morning", date(2026, 3, 2))
     harness.clock.set(NY_9AM_MAR_2)
-    lost: list[int] = []
+    lost: list[list[int]] = []
     harness.scheduler.enqueue = lost.append  # the message never reaches a worker
     assert harness.scheduler.tick().claimed == 1
     harness.scheduler.enqueue = harness.actor.send
     assert harness.at(NY_9AM_MAR_2 + timedelta(minutes=1)).claimed == 0  # lease still held
     assert harness.at(NY_9AM_MAR_2 + timedelta(minutes=2, seconds=1)).claimed == 1
     assert len(harness.sms.sent) == 1
-    assert lost == [harness.deliveries()[0]["id"]]
+    assert lost == [[harness.deliveries()[0]["id"]]]
 
 
 @pytest.mark.usefixtures("morning")
