@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test check fmt bench clean help
 
 help:
-	@echo "make run    install, then check the plans and preview one (Tend's embedded defaults)"
+	@echo "make run    install, then run Tend on its embedded defaults (SQLite, in-process broker)"
 	@echo "make test   install, then run the whole test suite"
 	@echo "make check  ruff (lint and format), mypy --strict and the import layers"
 	@echo "make bench  run the benchmarks and write docs/benchmarks.md"
@@ -21,8 +21,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/tend plans check
-	$(BIN)/tend plans preview sleep-hygiene --start $$(date +%F) --tz $${TZ:-Europe/London}
+	$(BIN)/tend run
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
