@@ -65,8 +65,11 @@ def run_all(runtime: Runtime, worker_threads: int = 4) -> None:
     for name, channel in runtime.channels.items():
         if isinstance(channel, OutboxChannel):
             log.info(f"{name} messages go to the development outbox: see `tend outbox`")
+    # uvicorn handles SIGTERM and Ctrl-C while it runs, then hands the signal on to the
+    # handler that was there before it: ours, which lets the shutdown below finish.
+    _stop_on_signals(stop)
     try:
-        _server(runtime).run()  # returns on SIGTERM or Ctrl-C
+        _server(runtime).run()
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -77,6 +80,7 @@ def run_all(runtime: Runtime, worker_threads: int = 4) -> None:
 
 
 def run_web(runtime: Runtime) -> None:
+    _stop_on_signals(threading.Event())
     try:
         _server(runtime).run()
     finally:
