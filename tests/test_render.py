@@ -131,7 +131,7 @@ def test_context_names() -> None:
     )
     assert text == (
         "Rae  Example|Rae|07:00|p|Wind & rest|sleep|15|p:2026-03-02|1|Mon 07:00|"
-        "https://t.example/c/1|x|None"
+        "https://t.example/c/1|x|"  # without rotate, {{ item }} prints nothing
     )
     ctx = context(plan, occurrence)
     assert ctx["practice"]["duration_minutes"] == 20

@@ -119,7 +119,7 @@ def load_plan(text: str, path: str, renderer: Renderer | None = None) -> LoadRes
         _report_structure(exc, data, report)
     compiler = _Compiler(data, report, renderer, text)
     plan = compiler.compile()
-    if plan is not None and not report.has_errors:
+    if plan is not None:
         _sample_render(plan, report, renderer, compiler.origins)
     declared = data.get("plan")
     return LoadResult(
@@ -437,15 +437,15 @@ class _Compiler:
                     "no practice asks for a check-in, so adherence cannot be tracked",
                     key=True,
                 )
-        plan_id, title = data.get("plan"), data.get("title")
-        if self.report.has_errors or days is None or not practices:
+        # With errors elsewhere in the file, the practices that compiled cleanly still make
+        # a plan: rendering their messages finds the errors in their text in the same run.
+        if days is None or not practices:
             return None
-        assert isinstance(plan_id, str)
-        assert isinstance(title, str)
+        plan_id, title = data.get("plan"), data.get("title")
         summary = data.get("summary")
         return Plan(
-            id=plan_id,
-            title=title,
+            id=plan_id if isinstance(plan_id, str) else "plan",
+            title=title if isinstance(title, str) else "",
             summary=summary if isinstance(summary, str) else None,
             days=days,
             variables=self.variables,
@@ -454,6 +454,9 @@ class _Compiler:
             content_hash=hashlib.sha256(self.text.encode()).hexdigest(),
             practice_index={p.id: p for p in practices},
         )
+
+    def _errors(self) -> int:
+        return sum(1 for d in self.report.items.values() if d.severity == "error")
 
     # plan-level keys
 
@@ -514,7 +517,7 @@ class _Compiler:
                 return _Field(defaults[name], ("defaults", name))
             return None
 
-        errors_before = len(self.report.items)
+        errors_before = self._errors()
         practice_id = raw.get("id")
         if isinstance(practice_id, str):
             if practice_id in seen:
@@ -556,7 +559,7 @@ class _Compiler:
         text_loc = next((f.loc for f in (get("message"), get("template")) if f), base)
         self.origins[id(variant)] = (text_loc, at.loc if at else base)
         phases = self._phases(get("phases"), variant, weeks, channels, category)
-        if len(self.report.items) > errors_before and self.report.has_errors:
+        if self._errors() > errors_before:
             return None
         if not all(isinstance(v.value, str) for v in (category, title) if v):
             return None

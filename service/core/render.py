@@ -107,7 +107,13 @@ def _environment(loader: jinja2.BaseLoader | None, autoescape: bool) -> Sandboxe
         keep_trailing_newline=False,
         auto_reload=False,
         cache_size=1000,
+        finalize=_blank_none,
     )
+
+
+def _blank_none(value: Any) -> Any:
+    """`{{ item }}` in a practice without `rotate` prints nothing, not "None"."""
+    return "" if value is None else value
 
 
 class Renderer:
@@ -212,9 +218,6 @@ class Renderer:
         """The reminder's text as a person reads it: the SMS when there is one."""
         if variant.message is not None or "sms" in practice.channels:
             return self.sms(variant, practice, context)
-        name = variant.template or default_template(practice.category)
-        if self.has_template(name, "sms"):
-            return self._file(name, "sms", context)
         if "email" in practice.channels:
             return self.email(variant, practice, context).text
         return self.calendar(variant, practice, context)
