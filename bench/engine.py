@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import threading
 import time
@@ -27,10 +26,10 @@ from sqlalchemy import insert
 from bench.report import write_section
 from service.channels.base import Channel, OutgoingMessage, Receipt
 from service.engine.clock import SystemClock
-from service.engine.runtime import Runtime
 from service.engine.scheduler import Scheduler
 from service.engine.tasks import declare, make_broker
 from service.logging import configure_logging
+from service.runtime import Runtime
 from service.settings import load_settings
 from service.storage import repo
 from service.storage.db import make_engine, transaction, upgrade
@@ -58,7 +57,9 @@ def setup_runtime(db_url: str, folder: Path, channel: Channel) -> Runtime:
     templates = folder / "templates" / "default"
     schedules.mkdir(parents=True, exist_ok=True)
     templates.mkdir(parents=True, exist_ok=True)
-    (templates / "mindfulness.sms.j2").write_text("{{ practice.title }}, {{ participant.first_name }}.")
+    (templates / "mindfulness.sms.j2").write_text(
+        "{{ practice.title }}, {{ participant.first_name }}."
+    )
     (schedules / "bench.yaml").write_text(
         "plan: bench\ntitle: Bench\ndays: 1\npractices:\n"
         "  - id: breathe\n    category: mindfulness\n    title: Breathe\n    at: '09:00'\n"
@@ -238,7 +239,9 @@ def lateness(pg: object, redis_url: str, rate: int, seconds: int, folder: Path) 
     with transaction(runtime.engine) as conn:
         due = {
             row.id: row.due_at
-            for row in conn.execute(deliveries.select().with_only_columns(deliveries.c.id, deliveries.c.due_at))
+            for row in conn.execute(
+                deliveries.select().with_only_columns(deliveries.c.id, deliveries.c.due_at)
+            )
         }
     runtime.close()
     return sorted((channel.handed[i] - due[i].timestamp()) * 1000 for i in due)

@@ -28,9 +28,12 @@ def machine() -> str:
 
 def write_section(name: str, body: str) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = f"<!-- bench:{name} -->\n{body.rstrip()}\n\n_Measured {stamp}, {machine()}._\n<!-- /bench:{name} -->"
+    footer = f"_Measured {stamp}, {machine()}._"
+    block = f"<!-- bench:{name} -->\n{body.rstrip()}\n\n{footer}\n<!-- /bench:{name} -->"
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else HEADER
-    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+    pattern = re.compile(
+        rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S
+    )
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)
     else:

@@ -24,7 +24,7 @@ from service.logging import configure_logging
 from service.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from service.engine.runtime import Runtime
+    from service.runtime import Runtime
 
 # The plan commands load fast; the rest import the engine, the database and the web
 # stack (a second of imports) only when they run: see `_engine()`.
@@ -181,7 +181,7 @@ def runtime(*, migrate: bool = False, serving: bool = False) -> Runtime:
     Short commands log warnings only; the long-running ones log at TEND_LOG_LEVEL."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from service.engine.runtime import Runtime
+    from service.runtime import Runtime
     from service.storage.db import DatabaseError, make_engine, upgrade
 
     current = settings()
@@ -573,7 +573,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 @click.option("--workers", default=4, show_default=True, help="Worker threads.")
 def run_command(workers: int) -> None:
     """Everything in one process: HTTP app, scheduler and workers."""
-    from service.engine import processes
+    from service import processes
 
     rt = runtime(migrate=True, serving=True)
     processes.run_all(rt, worker_threads=workers)
@@ -582,7 +582,7 @@ def run_command(workers: int) -> None:
 @main.command("web")
 def web_command() -> None:
     """The HTTP app alone."""
-    from service.engine import processes
+    from service import processes
 
     processes.run_web(runtime(serving=True))
 
@@ -590,7 +590,7 @@ def web_command() -> None:
 @main.command("scheduler")
 def scheduler_command() -> None:
     """The scheduler alone (needs TEND_REDIS_URL)."""
-    from service.engine import processes
+    from service import processes
 
     rt = runtime(serving=True)
     if rt.settings.redis_url is None:
@@ -602,7 +602,7 @@ def scheduler_command() -> None:
 @click.option("--threads", default=8, show_default=True, help="Worker threads.")
 def worker_command(threads: int) -> None:
     """A worker alone (needs TEND_REDIS_URL)."""
-    from service.engine import processes
+    from service import processes
 
     rt = runtime(serving=True)
     if rt.settings.redis_url is None:

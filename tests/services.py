@@ -73,14 +73,21 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.dir,
-                "--daemonize", "no",
-                "--loglevel", "warning",
-            ],  # fmt: skip
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -134,8 +141,7 @@ class PostgresServer:
         bindir = postgres_bindir()
         if bindir is None:
             unavailable(
-                "PostgreSQL's initdb and pg_ctl were not found "
-                "(Debian: apt-get install postgresql)"
+                "PostgreSQL's initdb and pg_ctl were not found (Debian: apt-get install postgresql)"
             )
         assert bindir is not None
         self.bindir = bindir

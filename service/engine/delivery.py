@@ -25,7 +25,7 @@ from service.core.render import Person, RenderError
 from service.core.sms import clean_for_sms
 from service.core.tokens import check_in_token
 from service.engine.enrollment import variables_for
-from service.engine.runtime import Runtime
+from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import Run, statements, transaction
 

@@ -21,7 +21,7 @@ from service.core.schedule import (
     plan_end,
     reconcile,
 )
-from service.engine.runtime import Runtime
+from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
 

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from service.engine import enrollment
-from service.engine.runtime import Runtime
+from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
 

@@ -19,7 +19,7 @@ from dramatiq.middleware import (
 )
 
 from service.engine.delivery import MAX_ATTEMPTS, Outcome, deliver_many
-from service.engine.runtime import Runtime
+from service.runtime import Runtime
 
 log = structlog.get_logger("tend.tasks")
 

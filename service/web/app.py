@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from service import __version__
-from service.engine.runtime import Runtime
+from service.runtime import Runtime
 
 
 def create_app(runtime: Runtime) -> FastAPI:

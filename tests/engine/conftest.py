@@ -21,9 +21,9 @@ from service.channels.base import Channel, ChannelError, OutgoingMessage, Receip
 from service.core.plan import Plan
 from service.engine import enrollment as enrollment_service
 from service.engine.clock import Clock, ManualClock
-from service.engine.runtime import Runtime
 from service.engine.scheduler import Scheduler, Tick
 from service.engine.tasks import QUEUE, declare, middleware
+from service.runtime import Runtime
 from service.settings import Settings, load_settings
 from service.storage import repo
 from service.storage.db import make_engine, transaction, upgrade

@@ -71,8 +71,8 @@ def sent_ids(path: Path) -> list[int]:
 def run_worker(args: argparse.Namespace) -> None:
     import dramatiq
 
-    from service.engine.runtime import Runtime
     from service.engine.tasks import declare, make_broker
+    from service.runtime import Runtime
     from service.settings import load_settings
 
     settings = load_settings(
@@ -86,9 +86,7 @@ def run_worker(args: argparse.Namespace) -> None:
     runtime = Runtime.build(
         settings, clock=FileClock(Path(args.clock)), channels={"sms": channel, "email": channel}
     )
-    broker = make_broker(
-        args.redis, heartbeat_timeout=1000, maintenance_chance=1_000_000
-    )
+    broker = make_broker(args.redis, heartbeat_timeout=1000, maintenance_chance=1_000_000)
     declare(broker, runtime)
     worker = dramatiq.Worker(broker, worker_threads=args.threads, worker_timeout=100)
     stop = threading.Event()

@@ -56,7 +56,9 @@ def test_a_newcomer_adds_a_participant_enrolls_them_and_lists_it(env: dict[str, 
     person = added.stdout.splitlines()[-1]
     assert person.startswith("p_")
 
-    enrolled = tend(env, "enroll", person, "evening", "--start", "2030-01-07", "--var", "bedtime=23:00")
+    enrolled = tend(
+        env, "enroll", person, "evening", "--start", "2030-01-07", "--var", "bedtime=23:00"
+    )
     assert enrolled.exit_code == 0, enrolled.output
     enrollment = enrolled.stdout.splitlines()[-1]
     assert enrollment.startswith("e_")
@@ -64,7 +66,11 @@ def test_a_newcomer_adds_a_participant_enrolls_them_and_lists_it(env: dict[str, 
 
     listed = json.loads(tend(env, "participants", "list", "--format", "json").stdout)
     (row,) = listed["participants"]
-    assert (row["phone"], row["sms"], row["enrollments"]) == ("+14155550123", "subscribed", [enrollment])
+    assert (row["phone"], row["sms"], row["enrollments"]) == (
+        "+14155550123",
+        "subscribed",
+        [enrollment],
+    )
 
     table = tend(env, "enrollments", "list").stdout
     assert "Rae Example" in table
@@ -121,10 +127,14 @@ def test_enrolling_with_bad_input_is_refused_and_stores_nothing(env: dict[str, s
         (["enroll", "p_nobody", "evening", "--start", "today"], "no participant 'p_nobody'"),
         (["enroll", person, "nightly", "--start", "today"], "no plan with id 'nightly'"),
         (["enroll", person, "evening", "--start", "March"], "not a date"),
-        (["enroll", person, "evening", "--start", "today", "--var", "wake=7:00"],
-         "has no variable 'wake'"),  # fmt: skip
-        (["enroll", person, "evening", "--start", "today", "--var", "bedtime=late"],
-         "unknown variable 'late'"),  # fmt: skip
+        (
+            ["enroll", person, "evening", "--start", "today", "--var", "wake=7:00"],
+            "has no variable 'wake'",
+        ),
+        (
+            ["enroll", person, "evening", "--start", "today", "--var", "bedtime=late"],
+            "unknown variable 'late'",
+        ),
     ]
     for args, message in cases:
         result = tend(env, *args)

@@ -17,9 +17,9 @@ import pytest
 
 from service.engine import enrollment as enrollment_service
 from service.engine.clock import ManualClock
-from service.engine.runtime import Runtime
 from service.engine.scheduler import Scheduler
 from service.engine.tasks import declare, make_broker
+from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
 from tests.engine.conftest import Folders, RecordingChannel, build_runtime
@@ -124,12 +124,27 @@ def start_worker(tmp: Path, name: str, pg_url: str, redis_url: str, folders: Fol
     log = (tmp / f"{name}.log").open("wb")
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "tests.engine.procs", "worker",
-            "--db", pg_url, "--redis", redis_url,
-            "--clock", str(tmp / "clock"), "--record", str(tmp / "sent.jsonl"),
-            "--schedules", str(folders.schedules), "--templates", str(folders.templates),
-            "--ready", str(ready), "--delay", str(delay),
-        ],  # fmt: skip
+            sys.executable,
+            "-m",
+            "tests.engine.procs",
+            "worker",
+            "--db",
+            pg_url,
+            "--redis",
+            redis_url,
+            "--clock",
+            str(tmp / "clock"),
+            "--record",
+            str(tmp / "sent.jsonl"),
+            "--schedules",
+            str(folders.schedules),
+            "--templates",
+            str(folders.templates),
+            "--ready",
+            str(ready),
+            "--delay",
+            str(delay),
+        ],
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.DEVNULL,
         stderr=log,

@@ -61,28 +61,51 @@ def _due(conn: object, count: int) -> None:
     person = repo.add_participant(conn, name="A", timezone="UTC", now=NOW)  # type: ignore[arg-type]
     conn.execute(  # type: ignore[attr-defined]
         insert(enrollments).values(
-            id="e_1", participant_id=person.id, plan_id="p", plan_hash="h",
-            start_date=date(2026, 3, 2), variables={}, status="active",
-            horizon=date(2026, 3, 3), end_date=date(2026, 3, 3), not_before=NOW,
-            created_at=NOW, updated_at=NOW,
-        )  # fmt: skip
+            id="e_1",
+            participant_id=person.id,
+            plan_id="p",
+            plan_hash="h",
+            start_date=date(2026, 3, 2),
+            variables={},
+            status="active",
+            horizon=date(2026, 3, 3),
+            end_date=date(2026, 3, 3),
+            not_before=NOW,
+            created_at=NOW,
+            updated_at=NOW,
+        )
     )
     for i in range(count):
         occurrence_id = conn.execute(  # type: ignore[attr-defined]
             insert(occurrences)
             .values(
-                enrollment_id="e_1", key=f"p{i}:2026-03-02", practice_id=f"p{i}",
-                local_date=date(2026, 3, 2), week=1, seq=0, instant=NOW,
-                duration_minutes=15, window_end=NOW + timedelta(hours=12), channels=["sms"],
-                fingerprint="x", state="scheduled", sequence=0, updated_at=NOW,
-            )  # fmt: skip
+                enrollment_id="e_1",
+                key=f"p{i}:2026-03-02",
+                practice_id=f"p{i}",
+                local_date=date(2026, 3, 2),
+                week=1,
+                seq=0,
+                instant=NOW,
+                duration_minutes=15,
+                window_end=NOW + timedelta(hours=12),
+                channels=["sms"],
+                fingerprint="x",
+                state="scheduled",
+                sequence=0,
+                updated_at=NOW,
+            )
             .returning(occurrences.c.id)
         ).scalar_one()
         conn.execute(  # type: ignore[attr-defined]
             insert(deliveries).values(
-                occurrence_id=occurrence_id, channel="sms", kind="reminder", state="pending",
-                due_at=NOW + timedelta(seconds=i), attempts=0, updated_at=NOW,
-            )  # fmt: skip
+                occurrence_id=occurrence_id,
+                channel="sms",
+                kind="reminder",
+                state="pending",
+                due_at=NOW + timedelta(seconds=i),
+                attempts=0,
+                updated_at=NOW,
+            )
         )
 
 

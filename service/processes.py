@@ -15,9 +15,9 @@ import structlog
 import uvicorn
 
 from service.channels.outbox import OutboxChannel
-from service.engine.runtime import Runtime
 from service.engine.scheduler import Scheduler
 from service.engine.tasks import declare, make_broker
+from service.runtime import Runtime
 from service.web.app import create_app
 
 log = structlog.get_logger("tend")
