@@ -25,7 +25,7 @@ from sqlalchemy import insert
 
 from bench.report import write_section
 from service.channels.base import Channel, OutgoingMessage, Receipt
-from service.engine.clock import SystemClock
+from service.clock import SystemClock
 from service.engine.scheduler import Scheduler
 from service.engine.tasks import declare, make_broker
 from service.logging import configure_logging

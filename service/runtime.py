@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from service.catalog import Catalog
 from service.channels.base import Channel
 from service.channels.outbox import OutboxChannel
+from service.clock import Clock, SystemClock
 from service.core.plan import Plan
-from service.engine.clock import Clock, SystemClock
 from service.settings import Settings
 from service.storage import repo
 from service.storage.db import ensure_current, make_engine, transaction

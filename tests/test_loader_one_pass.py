@@ -60,3 +60,27 @@ def test_item_without_rotate_renders_as_nothing() -> None:
     texts = {item.occurrence.practice.id: item.text for item in preview.items}
     assert texts["fine"] == "Morning ."
     assert texts["typo"] == "Hi Alex"
+
+
+def test_messages_cannot_stall_a_worker_or_change_their_context() -> None:
+    for text, found in [
+        ("{{ 'a' * 10**9 }}", "longer than"),
+        ("{{ 9 ** 999999999 }}", "power above"),
+        ("{{ participant.clear() }}", "not allowed"),
+    ]:
+        plan = PLAN.replace('"25:00"', '"06:00"').replace("Hi {{ participant.firstname }}", text)
+        result = load_plan(plan, "one-pass.yaml", Renderer())
+        (error,) = result.errors
+        assert found in error.message, error.message
+
+
+def test_the_published_schema_matches_the_command() -> None:
+    import json
+    from pathlib import Path
+
+    from service.cli import plan_schema
+
+    published = Path(__file__).resolve().parent.parent / "docs" / "plan.schema.json"
+    assert json.loads(published.read_text()) == plan_schema(), (
+        "docs/plan.schema.json is stale: run tend plans schema > docs/plan.schema.json"
+    )

@@ -1008,7 +1008,8 @@ def _sample_render(
         if not found:
             report.warning(
                 practice_locs.get(practice.id, ()),
-                f"practice '{practice.id}' never occurs within the plan's {plan.weeks} weeks",
+                f"practice '{practice.id}' never occurs within the plan's "
+                f"{plan.weeks} week{'s' if plan.weeks != 1 else ''}",
             )
             continue
         for variant in practice.variants():

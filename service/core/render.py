@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from service.core.diagnostics import did_you_mean, one_of
 from service.core.expand import Occurrence
@@ -97,8 +97,30 @@ class _StrictUndefined(jinja2.StrictUndefined):
         return f"{jinja2.utils.object_type_repr(owner)} has no attribute '{name}'"
 
 
-def _environment(loader: jinja2.BaseLoader | None, autoescape: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+MAX_POWER = 64
+MAX_SIZE = 10_000  # characters or items a multiplication may make
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox (no `participant.clear()`), with arithmetic bounded so
+    that a message cannot stall a worker (`'a' * 10**9`, `9**9**9`)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_POWER:
+                raise jinja2.exceptions.SecurityError(f"a power above {MAX_POWER}")
+        elif operator == "*":
+            for size, count in ((left, right), (right, left)):
+                sized = isinstance(size, str | list | tuple) and isinstance(count, int)
+                if sized and len(size) * count > MAX_SIZE:
+                    raise jinja2.exceptions.SecurityError(f"text or a list longer than {MAX_SIZE}")
+        return super().call_binop(context, operator, left, right)
+
+
+def _environment(loader: jinja2.BaseLoader | None, autoescape: bool) -> _Sandbox:
+    return _Sandbox(
         loader=loader,
         undefined=_StrictUndefined,
         autoescape=autoescape,

@@ -89,4 +89,8 @@ def clean_for_sms(text: str) -> str:
     """
     if all(char in GSM7_BASIC for char in text):
         return text
-    return "".join(_PLAIN.get(char, char) for char in text)
+    cleaned = "".join(_PLAIN.get(char, char) for char in text)
+    # Rarely, plain twins cost more: 70 "…" fit one UCS-2 segment, 210 "." do not.
+    if count_segments(cleaned).count > count_segments(text).count:
+        return text
+    return cleaned

@@ -18,9 +18,9 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 
 from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
+from service.clock import Clock, ManualClock
 from service.core.plan import Plan
 from service.engine import enrollment as enrollment_service
-from service.engine.clock import Clock, ManualClock
 from service.engine.scheduler import Scheduler, Tick
 from service.engine.tasks import QUEUE, declare, middleware
 from service.runtime import Runtime
