@@ -10,7 +10,7 @@ help:
 	@echo "make run    install, then run Tend on its embedded defaults (SQLite, in-process broker)"
 	@echo "make test   install, then run the whole test suite"
 	@echo "make check  ruff (lint and format), mypy --strict and the import layers"
-	@echo "make bench  run the benchmarks and write docs/benchmarks.md"
+	@echo "make bench  run the benchmarks and write docs/benchmarks.md (BENCHES=engine: one)"
 	@echo "make fmt    format the code"
 
 $(STAMP): pyproject.toml
@@ -36,9 +36,9 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix service tests bench
 	$(BIN)/ruff format service tests bench
 
-BENCH ?= expand
+BENCHES ?= expand engine
 bench: $(STAMP)
-	$(BIN)/python -m bench.$(BENCH)
+	@for name in $(BENCHES); do $(BIN)/python -m bench.$$name || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -176,10 +176,10 @@ def fresh_database(pg: object, name: str) -> str:
     return url
 
 
-def throughput(pg: object, redis_url: str, count: int, folder: Path) -> tuple[float, float]:
-    """Reminders per second end to end, and the raw dramatiq baseline's messages per second."""
+def tend_rate(pg: object, redis_url: str, count: int, folder: Path, name: str) -> float:
+    """Reminders per second end to end: scheduler loop, Redis, worker, no-op channel."""
     channel = NoopChannel()
-    runtime = setup_runtime(fresh_database(pg, "throughput"), folder / "t", channel)
+    runtime = setup_runtime(fresh_database(pg, name), folder / name, channel)
     insert_due(runtime, [datetime.now(UTC) - timedelta(seconds=1)] * count)
     broker = make_broker(redis_url)
     actor = declare(broker, runtime)
@@ -190,31 +190,46 @@ def throughput(pg: object, redis_url: str, count: int, folder: Path) -> tuple[fl
     thread = threading.Thread(target=Scheduler(runtime, actor.send).run, args=(stop,))
     thread.start()
     wait_until(lambda: sent_count(runtime) == count, 600)
-    tend_seconds = time.perf_counter() - began
+    seconds = time.perf_counter() - began
     stop.set()
     thread.join()
     worker.stop()
     broker.close()
     runtime.close()
+    return count / seconds
 
+
+def raw_rate(redis_url: str, count: int, name: str) -> float:
+    """The baseline: raw dramatiq enqueue and consume of a no-op actor, same threads."""
     raw = make_broker(redis_url)
     done = threading.Semaphore(0)
 
-    @dramatiq.actor(broker=raw, actor_name="noop", queue_name="raw")
     def noop(_value: int) -> None:
         done.release()
 
-    raw_worker = dramatiq.Worker(raw, worker_threads=THREADS, worker_timeout=20)
-    raw_worker.start()
+    actor = dramatiq.actor(actor_name=f"noop_{name}", queue_name=f"raw_{name}", broker=raw)(noop)
+    worker = dramatiq.Worker(raw, worker_threads=THREADS, worker_timeout=20)
+    worker.start()
     began = time.perf_counter()
     for i in range(count):
-        noop.send(i)
+        actor.send(i)
     for _ in range(count):
         done.acquire()
-    raw_seconds = time.perf_counter() - began
-    raw_worker.stop()
+    seconds = time.perf_counter() - began
+    worker.stop()
     raw.close()
-    return count / tend_seconds, count / raw_seconds
+    return count / seconds
+
+
+def throughput(
+    pg: object, redis_url: str, count: int, folder: Path, rounds: int
+) -> tuple[float, float]:
+    """Best of `rounds` interleaved runs of each: Tend's rate and the baseline's."""
+    best_tend = best_raw = 0.0
+    for i in range(rounds):
+        best_tend = max(best_tend, tend_rate(pg, redis_url, count, folder, f"t{i}"))
+        best_raw = max(best_raw, raw_rate(redis_url, count, f"r{i}"))
+    return best_tend, best_raw
 
 
 def lateness(pg: object, redis_url: str, rate: int, seconds: int, folder: Path) -> list[float]:
@@ -256,23 +271,25 @@ def main() -> None:
     parser.add_argument("--reminders", type=int, default=2000)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput runs")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     configure_logging("json", "warning")  # as in production, less the per-reminder lines
     with tempfile.TemporaryDirectory() as tmp, postgres_server() as pg, redis_server() as redis:
-        tend_rate, raw_rate = throughput(pg, redis.url, args.reminders, Path(tmp))
+        tend, raw = throughput(pg, redis.url, args.reminders, Path(tmp), args.rounds)
         late = lateness(pg, redis.url, args.rate, args.seconds, Path(tmp))
-    ratio = tend_rate / raw_rate
+    ratio = tend / raw
     p50, p95, p99 = (percentile(late, s) for s in (0.5, 0.95, 0.99))
     body = f"""## Delivery engine (PostgreSQL and Redis)
 
 `python -m bench.engine`: throwaway PostgreSQL and Redis servers, one scheduler and
-an in-process worker with {THREADS} threads, a no-op channel.
+an in-process worker with {THREADS} threads, a no-op channel; throughput is the best of
+{args.rounds} interleaved runs of each side.
 
 | throughput, {args.reminders:,} reminders due at once | rate | ratio to baseline |
 |---|---:|---:|
-| baseline: raw dramatiq enqueue and consume of a no-op actor | {raw_rate:,.0f} /s | 1.00 |
-| Tend: claim, enqueue, actor, channel, recorded | {tend_rate:,.0f} /s | **{ratio:.2f}** |
+| baseline: raw dramatiq enqueue and consume of a no-op actor | {raw:,.0f} /s | 1.00 |
+| Tend: claim, enqueue, actor, channel, recorded | {tend:,.0f} /s | **{ratio:.2f}** |
 
 Target: at least 0.5 of the baseline; this run {"meets" if ratio >= 0.5 else "MISSES"} it.
 

@@ -18,7 +18,7 @@ HEADER = """# Benchmarks
 
 Every figure is a ratio to a baseline measured in the same run on the same machine, so
 that the numbers mean the same on a laptop and in CI. Run them all with `make bench`, or
-one with `make bench BENCH=name`. Each section below is rewritten by its benchmark.
+one with `make bench BENCHES=name`. Each section below is rewritten by its benchmark.
 """
 
 

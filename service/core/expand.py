@@ -10,7 +10,7 @@ time) and a time that occurs twice is the first of the two.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
@@ -83,10 +83,7 @@ def expand(
 ) -> list[Occurrence]:
     """Every occurrence of the plan for an enrollment, sorted by instant, then practice."""
     resolved = resolve_plan_variables(plan, variables)
-    dates = [start + timedelta(days=i) for i in range(plan.days)]
-    calendar = [
-        (i, day, day.year, day.month, day.day, day.weekday()) for i, day in enumerate(dates)
-    ]
+    calendar = _calendar(start, plan.days)
     occurrences: list[Occurrence] = []
     # Practices in id order, then a stable sort by instant: ties stay in id order.
     for practice in sorted(plan.practices, key=_practice_id):
@@ -97,12 +94,22 @@ def expand(
 
 _instant = attrgetter("utc")
 _practice_id = attrgetter("id")
-_Day = tuple[int, date, int, int, int, int]  # offset, date, year, month, day, weekday
+_Day = tuple[int, date, int, int, int, int]  # week, date, year, month, day, weekday
+
+
+@lru_cache(maxsize=1024)
+def _calendar(start: date, days: int) -> tuple[_Day, ...]:
+    """The plan's local dates, with what the hot loop needs of each already taken out."""
+    out = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        out.append((offset // 7 + 1, day, day.year, day.month, day.day, day.weekday()))
+    return tuple(out)
 
 
 def _expand_practice(
     practice: Practice,
-    calendar: list[_Day],
+    calendar: tuple[_Day, ...],
     start: date,
     zone: tzinfo,
     variables: Mapping[str, int],
@@ -110,37 +117,38 @@ def _expand_practice(
     """The practice's occurrences in date order. This loop is the hot path of expansion."""
     weekdays = practice.weekdays
     active = practice.weeks
+    days: Sequence[_Day] = calendar
     if practice.rrule:
         allowed = _rrule_dates(practice.rrule, start, len(calendar))
-        days = [d for d in calendar if d[1] in allowed]
+        days = [d for d in days if d[1] in allowed]
     elif weekdays is not None and len(weekdays) < 7:
-        days = [d for d in calendar if d[5] in weekdays]
-    else:
-        days = calendar
+        days = [d for d in days if d[5] in weekdays]
     if active is not None:
-        days = [d for d in days if d[0] // 7 + 1 in active]
-    slots: dict[int, tuple[Variant, int, int]] = {}  # week -> variant, hour, minute
-    for week in {d[0] // 7 + 1 for d in days}:
+        days = [d for d in days if d[0] in active]
+    # What each week needs, looked up by week number: variant, hour, minute, rotate.
+    slots: list[tuple[Variant, int, int, tuple[str, ...], int]] = []
+    times = set()
+    for week in range(calendar[-1][0] + 1 if calendar else 0):
         variant = practice.variant(week)
         hour, minute = divmod(variant.at.resolve(variables), 60)
-        slots[week] = (variant, hour, minute)
+        slots.append((variant, hour, minute, variant.rotate, len(variant.rotate)))
+        if week and (active is None or week in active):
+            times.add((hour, minute))
     window = timedelta(minutes=practice.window_minutes)
     utc_zone = UTC
     make = datetime
     out: list[Occurrence] = []
     append = out.append
-    for index, (offset, day, year, month, dom, _) in enumerate(days):
-        week = offset // 7 + 1
-        variant, hour, minute = slots[week]
-        utc = make(year, month, dom, hour, minute, tzinfo=zone).astimezone(utc_zone)
-        rotate = variant.rotate
-        item = rotate[index % len(rotate)] if rotate else None
+    for index, (week, day, year, month, dom, _) in enumerate(days):
+        variant, hour, minute, rotate, turns = slots[week]
+        utc = make(year, month, dom, hour, minute, 0, 0, zone).astimezone(utc_zone)
+        item = rotate[index % turns] if turns else None
         append(Occurrence(practice, day, week, index, utc, zone, variant, item, utc + window))
     # A window never runs past the next occurrence of the same practice. When every
     # occurrence is at the same wall time, consecutive ones are at least a day less the
     # largest daylight-saving shift apart (2 hours in the tz database), and a window
     # shorter than that needs no trimming.
-    same_time = len({slot[1:] for slot in slots.values()}) <= 1
+    same_time = len(times) <= 1
     if not same_time or window > _SAFE_WINDOW:
         for current, following in pairwise(out):
             if following.utc < current.window_end:

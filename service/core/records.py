@@ -66,6 +66,9 @@ class DeliveryJob:
     instant: datetime
     item: str | None
     window_end: datetime
-    enrollment: Enrollment
+    enrollment_id: str
+    plan_id: str
+    enrollment_status: str
+    enrollment_variables: dict[str, str]
     participant: Participant
     extra: dict[str, Any] = field(default_factory=dict)

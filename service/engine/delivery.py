@@ -81,9 +81,9 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
         log.info("delivery not sent", delivery=job.id, outcome=outcome.value, reason=reason)
         return _finish(runtime, run, job, outcome, reason)
 
-    plan = runtime.plans.get(job.enrollment.plan_id)
+    plan = runtime.plans.get(job.plan_id)
     if plan is None or job.practice_id not in plan.practice_index:
-        problem = f"plan '{job.enrollment.plan_id}' cannot be loaded"
+        problem = f"plan '{job.plan_id}' cannot be loaded"
         return _retry_or_fail(runtime, run, job, problem)
     try:
         message = compose(runtime, plan, job)
@@ -131,8 +131,8 @@ def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome
     """Why this delivery must not go out now, if it must not."""
     if now > job.due_at + grace:
         return Outcome.EXPIRED, f"not sent within the grace period ({grace})"
-    if job.enrollment.status != "active":
-        return Outcome.CANCELLED, f"enrollment {job.enrollment.status}"
+    if job.enrollment_status != "active":
+        return Outcome.CANCELLED, f"enrollment {job.enrollment_status}"
     if job.extra.get("occurrence_state") != "scheduled":
         return Outcome.CANCELLED, "occurrence cancelled"
     participant = job.participant
@@ -176,7 +176,7 @@ def compose(runtime: Runtime, plan: Plan, job: DeliveryJob) -> OutgoingMessage:
     """Render the delivery's message; raises RenderError."""
     occurrence = occurrence_of(plan, job)
     variables = resolve_plan_variables(
-        plan, variables_for(plan, job.participant, job.enrollment.variables)
+        plan, variables_for(plan, job.participant, job.enrollment_variables)
     )
     renderer = runtime.catalog.renderer
     context = renderer.context(

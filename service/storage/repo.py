@@ -86,7 +86,7 @@ def _participant(row: RowMapping) -> Participant:
         paused_until=row["paused_until"],
         email_unsubscribed=row["email_unsubscribed"],
         feed_version=row["feed_version"],
-        created_at=row["created_at"],
+        created_at=row.get("created_at"),
     )
 
 
@@ -720,8 +720,12 @@ _JOB_COLUMNS = (
     occurrences.c.item,
     occurrences.c.window_end,
     occurrences.c.state.label("occurrence_state"),
-    *(c.label(f"e_{c.name}") for c in enrollments.c),
-    *(c.label(f"p_{c.name}") for c in participants.c),
+    occurrences.c.enrollment_id,
+    enrollments.c.plan_id,
+    enrollments.c.status.label("enrollment_status"),
+    enrollments.c.variables.label("enrollment_variables"),
+    # Only what sending needs: each column returned costs every reminder a little.
+    *(c.label(f"p_{c.name}") for c in participants.c if c.name not in ("created_at",)),
 )
 _JOB = (
     select(*_JOB_COLUMNS)
@@ -790,7 +794,10 @@ def start_sending(
         instant=row["instant"],
         item=row["item"],
         window_end=row["window_end"],
-        enrollment=_enrollment(_prefixed(row, "e_")),  # type: ignore[arg-type]
+        enrollment_id=row["enrollment_id"],
+        plan_id=row["plan_id"],
+        enrollment_status=row["enrollment_status"],
+        enrollment_variables=dict(row["enrollment_variables"] or {}),
         participant=_participant(_prefixed(row, "p_")),  # type: ignore[arg-type]
         extra={"uncertain": bool(row["uncertain"]), "occurrence_state": row["occurrence_state"]},
     )
