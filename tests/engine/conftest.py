@@ -27,7 +27,7 @@ from service.runtime import Runtime
 from service.settings import Settings, load_settings
 from service.storage import repo
 from service.storage.db import make_engine, transaction, upgrade
-from tests.services import PostgresServer, RedisServer
+from tests.services import PostgresServer, RedisServer, postgres_server, redis_server
 
 _names = itertools.count()
 
@@ -53,26 +53,19 @@ for _category in ("sleep", "mindfulness", "movement"):
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        server.start()
-        template = server.create_database("tend_template")
-        engine = make_engine(template)
+    """One server for the session; each test gets a database copied from a migrated
+    template (`CREATE DATABASE ... TEMPLATE`), which takes milliseconds."""
+    with postgres_server() as server:
+        engine = make_engine(server.create_database("tend_template"))
         upgrade(engine)
         engine.dispose()
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")
 def redis_session() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start()
+    with redis_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
