@@ -536,10 +536,10 @@ def plans_sync(dry_run: bool) -> None:
         click.echo("every enrollment matches its plan")
         return
     for line in lines:
-        click.echo(
-            f"{line.plan_id}  {line.enrollment_id}  ({line.participant_id}): "
-            f"{line.changes.summary()}"
+        outcome = (
+            f"cannot follow the change: {line.error}" if line.error else line.changes.summary()
         )
+        click.echo(f"{line.plan_id}  {line.enrollment_id}  ({line.participant_id}): {outcome}")
         for planned in line.changes.added:
             click.echo(f"    + {planned.key} at {utc_text(planned.instant)}")
         for stored, planned in line.changes.moved:

@@ -75,10 +75,12 @@ class PlanRegistry:
                 self._plans.pop(plan_id, None)
             return dict(self._plans)
 
-    def get(self, plan_id: str) -> Plan | None:
+    def get(self, plan_id: str, content_hash: str | None = None) -> Plan | None:
+        """The plan as last loaded; reloaded first when it is unknown, or when it is not
+        the version `content_hash` names (an enrollment synced by another process)."""
         with self._lock:
             found = self._plans.get(plan_id)
-        if found is None:
+        if found is None or (content_hash is not None and found.content_hash != content_hash):
             found = self.refresh().get(plan_id)
         return found
 

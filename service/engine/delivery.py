@@ -9,7 +9,7 @@ another worker).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,10 +63,32 @@ def deliver(runtime: Runtime, delivery_id: int) -> Result:
     return deliver_many(runtime, [delivery_id])[0]
 
 
-def deliver_many(runtime: Runtime, delivery_ids: Sequence[int]) -> list[Result]:
-    """Deliver each of `delivery_ids` in turn, on one database connection."""
+OnRetry = Callable[[int, timedelta], None]
+
+
+def deliver_many(
+    runtime: Runtime, delivery_ids: Sequence[int], on_retry: OnRetry | None = None
+) -> list[Result]:
+    """Deliver each of `delivery_ids` in turn, on one database connection.
+
+    Each delivery stands alone: an unexpected error in one is recorded for that one
+    (retried later, or marked uncertain when its send may have gone out) and the rest
+    go on. `on_retry` is told at once of each delivery to try again, and when.
+    """
+    results = []
     with statements(runtime.engine) as run:
-        return [_deliver_one(runtime, run, delivery_id) for delivery_id in delivery_ids]
+        for delivery_id in delivery_ids:
+            try:
+                result = _deliver_one(runtime, run, delivery_id)
+            except Exception:
+                # The database itself failed: the delivery keeps its lease, and the
+                # scheduler takes it up again when the lease runs out.
+                log.exception("delivery could not be handled", delivery=delivery_id)
+                result = Result(Outcome.SKIPPED, detail="error; left to its lease")
+            if result.outcome is Outcome.RETRY and result.retry_in is not None and on_retry:
+                on_retry(delivery_id, result.retry_in)
+            results.append(result)
+    return results
 
 
 def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
@@ -75,37 +97,40 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
     job = run(lambda conn: repo.start_sending(conn, delivery_id, now=now, lease=SEND_LEASE))
     if job is None:
         return Result(Outcome.SKIPPED)
-    blocked = _blocked(job, now, grace)
-    if blocked is not None:
-        outcome, reason = blocked
-        log.info("delivery not sent", delivery=job.id, outcome=outcome.value, reason=reason)
-        return _finish(runtime, run, job, outcome, reason)
-
-    plan = runtime.plans.get(job.plan_id)
-    if plan is None or job.practice_id not in plan.practice_index:
-        problem = f"plan '{job.plan_id}' cannot be loaded"
-        return _retry_or_fail(runtime, run, job, problem)
     try:
-        message = compose(runtime, plan, job)
-    except RenderError as exc:
-        return _finish(runtime, run, job, Outcome.FAILED, f"could not render the message: {exc}")
-
-    channel = runtime.channels[job.channel]
-    if job.extra.get("uncertain"):
-        # A worker stopped while sending this: send again only if it surely did not go.
-        known = channel.already_sent(job.id)
-        if known:
-            log.info("delivery had been sent before the worker stopped", delivery=job.id)
-            return _finish(runtime, run, job, Outcome.SENT, None)
-        if known is None:
-            return _finish(
-                runtime,
-                run,
-                job,
-                Outcome.FAILED,
-                "the worker stopped while sending and the channel cannot tell whether it "
-                "went out; not sent again, to avoid a duplicate",
-            )
+        blocked = _blocked(job, now, grace)
+        if blocked is not None:
+            outcome, reason = blocked
+            log.info("delivery not sent", delivery=job.id, outcome=outcome.value, reason=reason)
+            return _finish(runtime, run, job, outcome, reason)
+        plan = runtime.plans.get(job.plan_id, job.extra.get("plan_hash"))
+        if plan is None or job.practice_id not in plan.practice_index:
+            problem = f"plan '{job.plan_id}' cannot be loaded"
+            return _retry_or_fail(runtime, run, job, problem)
+        try:
+            message = compose(runtime, plan, job)
+        except (RenderError, ValueError) as exc:
+            problem = f"could not render the message: {exc}"
+            return _finish(runtime, run, job, Outcome.FAILED, problem)
+        channel = runtime.channels[job.channel]
+        if job.extra.get("uncertain"):
+            # A worker stopped while sending this: send again only if it surely did not go.
+            known = channel.already_sent(job.id)
+            if known:
+                log.info("delivery had been sent before the worker stopped", delivery=job.id)
+                return _finish(runtime, run, job, Outcome.SENT, None)
+            if known is None:
+                return _finish(
+                    runtime,
+                    run,
+                    job,
+                    Outcome.FAILED,
+                    "the worker stopped while sending and the channel cannot tell whether it "
+                    "went out; not sent again, to avoid a duplicate",
+                )
+    except Exception as exc:  # before the send: nothing went out, try again later
+        log.exception("delivery failed before sending", delivery=job.id)
+        return _retry_or_fail(runtime, run, job, f"{type(exc).__name__}: {exc}")
     try:
         receipt = channel.send(message)
     except ChannelError as exc:
@@ -117,6 +142,10 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
         if exc.permanent:
             return _finish(runtime, run, job, Outcome.FAILED, str(exc))
         return _retry_or_fail(runtime, run, job, str(exc), exc.retry_after)
+    except Exception as exc:  # the channel broke its contract: it may or may not have sent
+        log.exception("channel raised an unexpected error", delivery=job.id)
+        problem = f"{type(exc).__name__}: {exc}"
+        return _retry_or_fail(runtime, run, job, problem, uncertain=True)
     log.info(
         "delivery sent",
         delivery=job.id,
@@ -135,6 +164,8 @@ def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome
         return Outcome.CANCELLED, f"enrollment {job.enrollment_status}"
     if job.extra.get("occurrence_state") != "scheduled":
         return Outcome.CANCELLED, "occurrence cancelled"
+    if job.channel not in job.extra.get("occurrence_channels", (job.channel,)):
+        return Outcome.CANCELLED, "channel removed from the plan"
     participant = job.participant
     if job.channel == "sms":
         if participant.sms_state == "opted_out":
@@ -206,6 +237,7 @@ def _finish(
             job.id,
             outcome.value,
             now=now,
+            attempt=job.attempts,
             error=error,
             provider_id=receipt.provider_id if receipt else None,
             segments=receipt.segments if receipt else None,
@@ -217,7 +249,13 @@ def _finish(
 
 
 def _retry_or_fail(
-    runtime: Runtime, run: Run[Any], job: DeliveryJob, error: str, retry_after: float | None = None
+    runtime: Runtime,
+    run: Run[Any],
+    job: DeliveryJob,
+    error: str,
+    retry_after: float | None = None,
+    *,
+    uncertain: bool = False,
 ) -> Result:
     now = runtime.clock.now()
     delay = backoff(job.attempts)
@@ -229,7 +267,13 @@ def _retry_or_fail(
         return _finish(runtime, run, job, Outcome.FAILED, problem)
     run(
         lambda conn: repo.retry_later(
-            conn, job.id, now=now, error=error, lease_until=now + delay + SEND_LEASE
+            conn,
+            job.id,
+            now=now,
+            attempt=job.attempts,
+            error=error,
+            lease_until=now + delay + SEND_LEASE,
+            uncertain=uncertain,
         )
     )
     log.info("delivery will be retried", delivery=job.id, error=error, delay=str(delay))

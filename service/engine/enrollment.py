@@ -51,6 +51,16 @@ def enroll(
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:
         participant = repo.get_participant(conn, participant_id)
+        current = repo.list_enrollments(
+            conn, participant_id=participant_id, plan_id=plan.id, statuses=("active", "paused")
+        )
+        if current:
+            # Enrolling twice would send every reminder twice (a command run again
+            # after a timeout, say): cancel the first one to start over.
+            raise EnrollmentError(
+                f"{participant.name} is already enrolled in {plan.id} ({current[0].id}, "
+                f"{current[0].status}); cancel that enrollment first to start again"
+            )
         variables = variables_for(plan, participant, overrides)
         try:
             resolve_plan_variables(plan, variables)
@@ -108,6 +118,7 @@ class SyncLine:
     enrollment_id: str
     participant_id: str
     changes: Changes
+    error: str | None = None
 
 
 def sync_plans(
@@ -115,41 +126,55 @@ def sync_plans(
 ) -> list[SyncLine]:
     """Bring active and paused enrollments whose plan file changed up to date.
 
-    With `dry_run`, nothing is written and the lines say what would change.
+    Each enrollment is its own transaction: one that cannot follow the new plan (an
+    override of a variable the plan no longer has, say) is reported and left as it
+    is, and the others go on. With `dry_run`, nothing is written.
     """
     plans = runtime.plans.refresh()
     now = runtime.clock.now()
     lines: list[SyncLine] = []
     with transaction(runtime.engine) as conn:
         hashes = repo.plan_hashes(conn)
-    for plan_id, stored_hashes in sorted(hashes.items()):
-        if plan_ids is not None and plan_id not in plan_ids:
-            continue
-        plan = plans.get(plan_id)
-        if plan is None or stored_hashes == {plan.content_hash}:
-            continue
-        with transaction(runtime.engine) as conn:
-            for enrollment in repo.list_enrollments(
-                conn, plan_id=plan_id, statuses=("active", "paused")
-            ):
-                if enrollment.plan_hash == plan.content_hash:
-                    continue
-                participant = repo.get_participant(conn, enrollment.participant_id)
-                if dry_run:
-                    changes, _ = plan_changes(conn, enrollment, participant, plan, now)
-                else:
-                    changes = refresh(conn, enrollment, participant, plan, now)
-                lines.append(SyncLine(plan_id, enrollment.id, participant.id, changes))
-            if dry_run:
-                conn.rollback()
-    for line in lines:
-        if not dry_run and line.changes:
-            log.info(
-                "plan change applied",
-                plan=line.plan_id,
-                enrollment=line.enrollment_id,
-                changes=line.changes.summary(),
-            )
+        stale = {
+            plan_id: [
+                e
+                for e in repo.list_enrollments(conn, plan_id=plan_id, statuses=("active", "paused"))
+                if e.plan_hash != plans[plan_id].content_hash
+            ]
+            for plan_id, stored in sorted(hashes.items())
+            if plan_id in plans
+            and (plan_ids is None or plan_id in plan_ids)
+            and stored != {plans[plan_id].content_hash}
+        }
+    for plan_id, enrollments in stale.items():
+        plan = plans[plan_id]
+        for enrollment in enrollments:
+            try:
+                with transaction(runtime.engine) as conn:
+                    participant = repo.get_participant(conn, enrollment.participant_id)
+                    if dry_run:
+                        changes, _ = plan_changes(conn, enrollment, participant, plan, now)
+                        conn.rollback()
+                    else:
+                        changes = refresh(conn, enrollment, participant, plan, now)
+            except ValueError as exc:
+                log.error(
+                    "enrollment cannot follow its plan's change; left as it was",
+                    plan=plan_id,
+                    enrollment=enrollment.id,
+                    error=str(exc),
+                )
+                lines.append(SyncLine(plan_id, enrollment.id, enrollment.participant_id,
+                                      Changes(), error=str(exc)))  # fmt: skip
+                continue
+            lines.append(SyncLine(plan_id, enrollment.id, participant.id, changes))
+            if not dry_run and changes:
+                log.info(
+                    "plan change applied",
+                    plan=plan_id,
+                    enrollment=enrollment.id,
+                    changes=changes.summary(),
+                )
     return lines
 
 
@@ -160,21 +185,36 @@ def finish_ended(runtime: Runtime) -> int:
         return repo.finish_ended(conn, now=now)
 
 
-def extend_horizons(runtime: Runtime, limit: int = 200) -> int:
-    """Materialise the next days for active enrollments; returns how many were extended."""
+def extend_horizons(runtime: Runtime, page: int = 200) -> int:
+    """Materialise the next days for active enrollments; returns how many were extended.
+
+    An enrollment is extended once fewer than about 12 days are materialised, so that
+    one just extended (to 14 days in its own zone) is not looked at again tomorrow's
+    UTC date. Candidates are paged through in (horizon, id) order, each in its own
+    transaction, so that none can hold up the others: not one whose plan is gone, not
+    one whose refresh fails.
+    """
     now = runtime.clock.now()
-    # Any zone's today is within a day of UTC's; the per-enrollment check is exact.
-    before = now.date() + timedelta(days=HORIZON_DAYS + 1)
+    before = now.date() + timedelta(days=HORIZON_DAYS - 2)
+    loaded = set(runtime.plans.all())
     extended = 0
-    with transaction(runtime.engine) as conn:
-        candidates = repo.enrollments_to_extend(conn, before, limit=limit)
+    after: tuple[date, str] | None = None
+    while True:
+        with transaction(runtime.engine) as conn:
+            candidates = repo.enrollments_to_extend(
+                conn, before, plan_ids=loaded, after=after, limit=page
+            )
         for enrollment in candidates:
             plan = runtime.plans.get(enrollment.plan_id)
             if plan is None:
                 continue
-            participant = repo.get_participant(conn, enrollment.participant_id)
-            changes, horizon = plan_changes(conn, enrollment, participant, plan, now)
-            if horizon != enrollment.horizon or changes:
-                refresh(conn, enrollment, participant, plan, now)
+            try:
+                with transaction(runtime.engine) as conn:
+                    participant = repo.get_participant(conn, enrollment.participant_id)
+                    refresh(conn, enrollment, participant, plan, now)
                 extended += 1
-    return extended
+            except ValueError as exc:
+                log.error("enrollment cannot be extended", enrollment=enrollment.id, error=str(exc))
+        if len(candidates) < page:
+            return extended
+        after = (candidates[-1].horizon, candidates[-1].id)

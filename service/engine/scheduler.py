@@ -94,10 +94,12 @@ class Scheduler:
         ):
             return
         self._last_maintenance = now
-        enrollment.sync_plans(self.runtime)
-        while enrollment.extend_horizons(self.runtime) > 0:
-            pass
-        enrollment.finish_ended(self.runtime)
+        # Three independent chores: one failing does not stop the others.
+        for chore in (enrollment.sync_plans, enrollment.extend_horizons, enrollment.finish_ended):
+            try:
+                chore(self.runtime)
+            except Exception:
+                log.exception("maintenance failed; trying again later", chore=chore.__name__)
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Loop until `stop` is set; errors are logged and the loop goes on.
@@ -108,8 +110,8 @@ class Scheduler:
         log.info("scheduler started")
         while not stop.is_set():
             wait = interval
+            self.maintain()
             try:
-                self.maintain()
                 tick = self.tick()
                 if tick.next_due is not None and tick.enqueued == tick.claimed:
                     until = (tick.next_due - self.runtime.clock.now()).total_seconds()

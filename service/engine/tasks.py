@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
@@ -18,7 +19,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
-from service.engine.delivery import MAX_ATTEMPTS, Outcome, deliver_many
+from service.engine.delivery import MAX_ATTEMPTS, deliver_many
 from service.runtime import Runtime
 
 log = structlog.get_logger("tend.tasks")
@@ -31,7 +32,9 @@ def middleware() -> list[dramatiq.Middleware]:
     """dramatiq's defaults, with retries that fit reminders: seconds to minutes, not days."""
     return [
         AgeLimit(),
-        TimeLimit(time_limit=5 * 60 * 1000),
+        # A message is a few deliveries, each bounded by its channel's timeouts and rate
+        # limit; the time limit is only a last resort against a stuck thread.
+        TimeLimit(time_limit=30 * 60 * 1000),
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
@@ -57,14 +60,11 @@ def declare(broker: dramatiq.Broker, runtime: Runtime) -> dramatiq.Actor[[list[i
     through dramatiq's delay queue.
     """
 
+    def retry(delivery_id: int, delay: timedelta) -> None:
+        actor.send_with_options(args=([delivery_id],), delay=int(delay.total_seconds() * 1000))
+
     def deliver_reminders(delivery_ids: list[int]) -> None:
-        for delivery_id, result in zip(
-            delivery_ids, deliver_many(runtime, delivery_ids), strict=True
-        ):
-            if result.outcome is Outcome.RETRY and result.retry_in is not None:
-                actor.send_with_options(
-                    args=([delivery_id],), delay=int(result.retry_in.total_seconds() * 1000)
-                )
+        deliver_many(runtime, delivery_ids, on_retry=retry)
 
     decorate = dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, broker=broker)
     actor: dramatiq.Actor[[list[int]], None] = decorate(deliver_reminders)

@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 
 from service.core.records import DeliveryJob, Enrollment, Participant
 from service.core.schedule import Changes, Planned, Stored
@@ -67,7 +68,13 @@ def put_state_once(conn: Connection, key: str, value: str) -> str:
     current = get_state(conn, key)
     if current is not None:
         return current
-    conn.execute(insert(app_state).values(key=key, value=value))
+    try:
+        with conn.begin_nested():  # two processes may race to be first
+            conn.execute(insert(app_state).values(key=key, value=value))
+    except IntegrityError:
+        stored = get_state(conn, key)
+        assert stored is not None
+        return stored
     return value
 
 
@@ -199,7 +206,7 @@ def opt_in_sms(conn: Connection, participant_id: str, *, source: str, now: datet
         .values(sms_state="subscribed")
     )
     log_consent(conn, participant_id, channel="sms", action="opt_in", source=source, now=now)
-    return _restore(conn, now, OPTED_OUT_NOTE, participant_id=participant_id, channel="sms")
+    return _restore(conn, now, OPTED_OUT_NOTE, participant_id=participant_id, channels=("sms",))
 
 
 def _participant_deliveries(participant_id: str) -> Any:
@@ -229,7 +236,7 @@ def _restore(
     *,
     participant_id: str | None = None,
     enrollment_id: str | None = None,
-    channel: str | None = None,
+    channels: tuple[str, ...] | None = None,
 ) -> int:
     """Cancelled deliveries still ahead, cancelled for `note`, become pending again."""
     ids = (
@@ -243,8 +250,8 @@ def _restore(
         ids = ids.where(enrollments.c.participant_id == participant_id)
     if enrollment_id is not None:
         ids = ids.where(enrollments.c.id == enrollment_id)
-    if channel is not None:
-        ids = ids.where(deliveries.c.channel == channel)
+    if channels is not None:
+        ids = ids.where(deliveries.c.channel.in_(channels))
     result = conn.execute(
         update(deliveries)
         .where(deliveries.c.id.in_(ids.scalar_subquery()))
@@ -359,16 +366,18 @@ def set_enrollment_status(
         "active": ("paused",),
         "cancelled": ("active", "paused"),
         "finished": ("active", "paused"),
-    }
-    if current.status not in allowed.get(status, ()):
+    }.get(status, ())
+    # Conditional, so that two changes at once (a cancel and a pause) cannot both pass.
+    changed = conn.execute(
+        update(enrollments)
+        .where(enrollments.c.id == enrollment_id)
+        .where(enrollments.c.status.in_(allowed))
+        .values(status=status, updated_at=now)
+    ).rowcount
+    if not changed:
         raise ValueError(
             f"enrollment {enrollment_id} is {current.status}; it cannot become {status}"
         )
-    conn.execute(
-        update(enrollments)
-        .where(enrollments.c.id == enrollment_id)
-        .values(status=status, updated_at=now)
-    )
     ids = (
         select(deliveries.c.id)
         .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
@@ -383,7 +392,16 @@ def set_enrollment_status(
             .values(state="cancelled", last_error=PAUSED_NOTE, lease_until=None, updated_at=now)
         )
     elif status == "active":
-        _restore(conn, now, PAUSED_NOTE, enrollment_id=enrollment_id)
+        participant = get_participant(conn, current.participant_id)
+        subscribed = participant.sms_state == "subscribed"
+        # What the pause stopped comes back, SMS only while the participant is subscribed;
+        # and SMS that an opt-out stopped during the pause, now that they opted back in.
+        _restore(
+            conn, now, PAUSED_NOTE, enrollment_id=enrollment_id,
+            channels=None if subscribed else ("email",),
+        )  # fmt: skip
+        if subscribed:
+            _restore(conn, now, OPTED_OUT_NOTE, enrollment_id=enrollment_id, channels=("sms",))
     else:
         conn.execute(
             update(deliveries)
@@ -417,18 +435,34 @@ def set_horizon(
     )
 
 
-def enrollments_to_extend(conn: Connection, before: date, limit: int = 500) -> list[Enrollment]:
-    """Active enrollments whose materialised horizon ends before `before` and before
-    their plan's end."""
-    rows = conn.execute(
+def enrollments_to_extend(
+    conn: Connection,
+    before: date,
+    *,
+    plan_ids: Iterable[str],
+    after: tuple[date, str] | None = None,
+    limit: int = 500,
+) -> list[Enrollment]:
+    """Active enrollments of `plan_ids` whose materialised horizon ends before `before`
+    and before their plan's end, in (horizon, id) order, after the key `after`."""
+    query = (
         select(enrollments)
         .where(enrollments.c.status == "active")
+        .where(enrollments.c.plan_id.in_(list(plan_ids)))
         .where(enrollments.c.horizon < before)
         .where(enrollments.c.horizon < enrollments.c.end_date)
-        .order_by(enrollments.c.horizon)
+        .order_by(enrollments.c.horizon, enrollments.c.id)
         .limit(limit)
     )
-    return [_enrollment(r) for r in rows.mappings()]
+    if after is not None:
+        horizon, enrollment_id = after
+        query = query.where(
+            or_(
+                enrollments.c.horizon > horizon,
+                and_(enrollments.c.horizon == horizon, enrollments.c.id > enrollment_id),
+            )
+        )
+    return [_enrollment(r) for r in conn.execute(query).mappings()]
 
 
 def finish_ended(conn: Connection, *, now: datetime) -> int:
@@ -467,6 +501,16 @@ def plan_hashes(conn: Connection) -> dict[str, set[str]]:
 # --- occurrences ---------------------------------------------------------------------
 
 
+def _touched(occurrence_id: Any) -> Any:
+    """Whether a delivery of the occurrence is being sent or was sent: history then."""
+    return (
+        select(deliveries.c.id)
+        .where(deliveries.c.occurrence_id == occurrence_id)
+        .where(deliveries.c.state.in_(("sending", "sent", "delivered")))
+        .exists()
+    )
+
+
 def stored_occurrences(conn: Connection, enrollment_id: str) -> list[Stored]:
     touched = (
         select(func.count())
@@ -494,9 +538,10 @@ def apply_changes(conn: Connection, enrollment_id: str, changes: Changes, now: d
     if changes.added:
         _insert_occurrences(conn, enrollment_id, changes.added, now)
     for stored, planned in changes.moved:
-        conn.execute(
+        moved = conn.execute(
             update(occurrences)
             .where(occurrences.c.id == stored.id)
+            .where(~_touched(occurrences.c.id))  # a worker may have started meanwhile
             .values(
                 instant=planned.instant,
                 duration_minutes=planned.duration_minutes,
@@ -510,13 +555,15 @@ def apply_changes(conn: Connection, enrollment_id: str, changes: Changes, now: d
                 sequence=occurrences.c.sequence + 1,
                 updated_at=now,
             )
-        )
-        _sync_deliveries(conn, stored.id, planned, now)
+        ).rowcount
+        if moved:
+            _sync_deliveries(conn, stored.id, planned, now)
     if changes.cancelled:
         ids = [s.id for s in changes.cancelled]
         conn.execute(
             update(occurrences)
             .where(occurrences.c.id.in_(ids))
+            .where(~_touched(occurrences.c.id))
             .values(state="cancelled", sequence=occurrences.c.sequence + 1, updated_at=now)
         )
         conn.execute(
@@ -575,22 +622,38 @@ def _insert_occurrences(
         conn.execute(insert(deliveries), delivery_rows)
 
 
+REMOVED_NOTES = ("removed from the plan", "channel removed from the plan")
+
+
 def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now: datetime) -> None:
+    """The deliveries of a moved occurrence follow it. Every update names the states it
+    moves from, so a delivery a worker took in the meantime is left alone."""
     existing = {
         r.channel: r
         for r in conn.execute(
-            select(deliveries.c.id, deliveries.c.channel, deliveries.c.state)
+            select(
+                deliveries.c.id, deliveries.c.channel, deliveries.c.state, deliveries.c.last_error
+            )
             .where(deliveries.c.occurrence_id == occurrence_id)
             .where(deliveries.c.kind == "reminder")
         )
     }
     wanted = set(planned.delivery_channels)
     for channel, row in existing.items():
-        if channel in wanted and row.state in ("pending", "claimed", "cancelled", "expired"):
+        base = update(deliveries).where(deliveries.c.id == row.id)
+        if channel not in wanted:
+            # Cancelled for good, whatever stopped it before: a later resume or START
+            # must not bring back a channel the plan no longer has.
             conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == row.id)
-                .values(
+                base.where(
+                    deliveries.c.state.in_(("pending", "claimed", "cancelled", "expired"))
+                ).values(state="cancelled", last_error=REMOVED_NOTES[1], updated_at=now)
+            )
+        elif row.state in ("pending", "claimed", "expired") or (
+            row.state == "cancelled" and row.last_error in REMOVED_NOTES
+        ):
+            conn.execute(
+                base.where(deliveries.c.state == row.state).values(
                     state="pending",
                     due_at=planned.instant,
                     lease_until=None,
@@ -598,12 +661,12 @@ def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now
                     updated_at=now,
                 )
             )
-        elif channel not in wanted and row.state in ("pending", "claimed"):
+        elif row.state == "cancelled":
+            # Stopped by a pause or an opt-out: it stays stopped, at its new time, so
+            # that resuming or opting back in brings it back when it is really due.
             conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == row.id)
-                .values(
-                    state="cancelled", last_error="channel removed from the plan", updated_at=now
+                base.where(deliveries.c.state == "cancelled").values(
+                    due_at=planned.instant, updated_at=now
                 )
             )
     new = [c for c in planned.delivery_channels if c not in existing]
@@ -721,7 +784,9 @@ _JOB_COLUMNS = (
     occurrences.c.window_end,
     occurrences.c.state.label("occurrence_state"),
     occurrences.c.enrollment_id,
+    occurrences.c.channels.label("occurrence_channels"),
     enrollments.c.plan_id,
+    enrollments.c.plan_hash,
     enrollments.c.status.label("enrollment_status"),
     enrollments.c.variables.label("enrollment_variables"),
     # Only what sending needs: each column returned costs every reminder a little.
@@ -747,6 +812,9 @@ _FINISH = (
     update(deliveries)
     .where(deliveries.c.id == bindparam("delivery_id"))
     .where(deliveries.c.state == "sending")
+    # The attempt is a fencing token: a worker whose lease ran out while it was
+    # sending, and whose delivery another worker took up since, changes nothing.
+    .where(deliveries.c.attempts == bindparam("attempt"))
     .values(
         state=bindparam("new_state"),
         lease_until=None,
@@ -799,7 +867,12 @@ def start_sending(
         enrollment_status=row["enrollment_status"],
         enrollment_variables=dict(row["enrollment_variables"] or {}),
         participant=_participant(_prefixed(row, "p_")),  # type: ignore[arg-type]
-        extra={"uncertain": bool(row["uncertain"]), "occurrence_state": row["occurrence_state"]},
+        extra={
+            "uncertain": bool(row["uncertain"]),
+            "occurrence_state": row["occurrence_state"],
+            "occurrence_channels": list(row["occurrence_channels"] or []),
+            "plan_hash": row["plan_hash"],
+        },
     )
 
 
@@ -809,15 +882,18 @@ def finish(
     state: str,
     *,
     now: datetime,
+    attempt: int,
     error: str | None = None,
     provider_id: str | None = None,
     segments: int | None = None,
 ) -> bool:
-    """Move a `sending` delivery to its outcome: sent, failed, expired or cancelled."""
+    """Move a `sending` delivery, on its `attempt`, to its outcome: sent, failed, expired
+    or cancelled. False when the delivery is no longer this attempt's to finish."""
     result = conn.execute(
         _FINISH,
         {
             "delivery_id": delivery_id,
+            "attempt": attempt,
             "new_state": state,
             "error": error,
             "now": now,
@@ -830,14 +906,29 @@ def finish(
 
 
 def retry_later(
-    conn: Connection, delivery_id: int, *, now: datetime, error: str, lease_until: datetime
+    conn: Connection,
+    delivery_id: int,
+    *,
+    now: datetime,
+    attempt: int,
+    error: str,
+    lease_until: datetime,
+    uncertain: bool = False,
 ) -> bool:
-    """After a transient error: claimed again, its lease covering the retry's delay."""
+    """After a transient error: claimed again, its lease covering the retry's delay.
+    `uncertain` when the send may have gone out (the channel is asked before the next)."""
     result = conn.execute(
         update(deliveries)
         .where(deliveries.c.id == delivery_id)
         .where(deliveries.c.state == "sending")
-        .values(state="claimed", lease_until=lease_until, last_error=error, updated_at=now)
+        .where(deliveries.c.attempts == attempt)
+        .values(
+            state="claimed",
+            lease_until=lease_until,
+            last_error=error,
+            updated_at=now,
+            uncertain=uncertain,
+        )
     )
     return bool(result.rowcount)
 

@@ -6,7 +6,8 @@ States, and the only ways they move:
 - enrollment.status: active <-> paused; active|paused -> finished|cancelled
 - occurrence.state: scheduled -> cancelled (a plan edit or a cancelled enrollment)
 - delivery.state: pending -> claimed -> sending -> sent -> delivered
-                  claimed|sending -> pending   (transient error, retried later)
+                  sending -> claimed   (transient error: retried after a backoff)
+                  claimed|sending -> claimed (a lease ran out: claimed again)
                   any unsent -> expired | cancelled | failed
 """
 
