@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from service.catalog import Catalog
 from service.channels.base import Channel
 from service.channels.outbox import OutboxChannel
+from service.channels.sms import TwilioSMSChannel
 from service.clock import Clock, SystemClock
 from service.core.plan import Plan
 from service.settings import Settings
@@ -126,7 +127,14 @@ class Runtime:
 
     def default_channels(self) -> dict[str, Channel]:
         """Real channels where configured, the development outbox otherwise."""
-        return {name: OutboxChannel(name, self.engine, self.clock.now) for name in ("sms", "email")}
+        channels: dict[str, Channel] = {
+            name: OutboxChannel(name, self.engine, self.clock.now) for name in ("sms", "email")
+        }
+        if self.settings.twilio_configured:
+            channels["sms"] = TwilioSMSChannel.from_settings(
+                self.settings, rate=self.settings.twilio_rate
+            )
+        return channels
 
     def describe_channels(self) -> dict[str, str]:
         return {name: type(channel).__name__ for name, channel in self.channels.items()}

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_from: str | None = None
     twilio_api_base: AnyHttpUrl = AnyHttpUrl("https://api.twilio.com")
+    twilio_rate: Annotated[float, Field(gt=0, le=1000)] = Field(
+        1.0,
+        description="SMS a second per sender: 1 for a long code, more for a short code.",
+    )
 
     smtp_host: str | None = None
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
