@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from service.catalog import Catalog
 from service.channels.base import Channel
+from service.channels.email import SMTPEmailChannel
 from service.channels.outbox import OutboxChannel
 from service.channels.sms import TwilioSMSChannel
 from service.clock import Clock, SystemClock
@@ -133,6 +134,12 @@ class Runtime:
         if self.settings.twilio_configured:
             channels["sms"] = TwilioSMSChannel.from_settings(
                 self.settings, rate=self.settings.twilio_rate
+            )
+        if self.settings.smtp_configured:
+            # The secret is read at the first send: in development it is kept in the
+            # database, which need not be reachable while the runtime is built.
+            channels["email"] = SMTPEmailChannel.from_settings(
+                self.settings, self.clock.now, message_id_key=lambda: self.secret
             )
         return channels
 

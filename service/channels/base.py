@@ -16,6 +16,8 @@ class OutgoingMessage:
     body: str  # the SMS text, or the email's plain text
     subject: str | None = None
     html: str | None = None
+    # Email only: the participant's one-click unsubscribe link (List-Unsubscribe).
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

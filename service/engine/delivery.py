@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from service.channels.base import ChannelError, OutgoingMessage, Receipt
+from service.channels.email import unsubscribe_link
 from service.core.expand import Occurrence, resolve_plan_variables
 from service.core.plan import Plan
 from service.core.records import DeliveryJob
@@ -218,7 +219,15 @@ def compose(runtime: Runtime, plan: Plan, job: DeliveryJob) -> OutgoingMessage:
         return OutgoingMessage(job.id, "sms", job.participant.phone or "", text)
     email = renderer.email(occurrence.variant, occurrence.practice, context)
     return OutgoingMessage(
-        job.id, "email", job.participant.email or "", email.text, email.subject, email.html
+        job.id,
+        "email",
+        job.participant.email or "",
+        email.text,
+        email.subject,
+        email.html,
+        unsubscribe_url=unsubscribe_link(
+            runtime.settings.public_base, runtime.secret, job.participant.id
+        ),
     )
 
 

@@ -7,11 +7,13 @@ from fastapi.responses import PlainTextResponse
 
 from service import __version__
 from service.runtime import Runtime
+from service.web.unsubscribe import router as unsubscribe_router
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="Tend", version=__version__, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
+    app.include_router(unsubscribe_router)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["operations"])
     def healthz() -> str:
