@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from service.channels.base import OutgoingMessage
@@ -33,12 +33,6 @@ from service.web.app import create_app
 from service.web.unsubscribe import UNSUBSCRIBED_NOTE, router, unsubscribe_url
 from tests.channels.smtp_server import outgoing, smtp_server
 from tests.engine.conftest import Folders, Harness, settings_for
-
-with warnings.catch_warnings():
-    # Starlette asks for the httpx2 package in its TestClient and warns about httpx, which
-    # is what is installed; the client works the same. (Install httpx2 to drop this.)
-    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
 
 PLAN = """
     plan: evening
