@@ -7,6 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 from service import __version__
 from service.runtime import Runtime
+from service.web.outbox import router as outbox_router
 from service.web.unsubscribe import router as unsubscribe_router
 
 
@@ -14,6 +15,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="Tend", version=__version__, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
     app.include_router(unsubscribe_router)
+    app.include_router(outbox_router)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["operations"])
     def healthz() -> str:

@@ -178,6 +178,8 @@ def test_tend_run_serves_and_stops_cleanly_on_sigterm(env: dict[str, str], tmp_p
                 return False
 
         wait_for(healthy, 60, "tend run to answer /healthz")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/outbox", timeout=5) as page:
+            assert "Development outbox" in page.read().decode()  # from this machine: shown
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     finally:
