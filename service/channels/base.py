@@ -18,6 +18,10 @@ class OutgoingMessage:
     html: str | None = None
     # Email only: the participant's one-click unsubscribe link (List-Unsubscribe).
     unsubscribe_url: str | None = None
+    # Email only: a calendar invitation (iMIP, RFC 6047), the iCalendar object as bytes,
+    # and its METHOD (REQUEST or CANCEL).
+    calendar: bytes | None = None
+    calendar_method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,37 @@ def with_footer(text: str, html_body: str | None, url: str) -> tuple[str, str | 
     return text, html_body
 
 
+INVITATION_FILENAME = "invite.ics"
+
+
+def add_invitation(mail: EmailMessage, calendar: bytes, method: str) -> None:
+    """Make `mail` (text, or text and HTML) an iMIP invitation (RFC 6047) in the shape
+    Outlook and Gmail take:
+
+        multipart/mixed
+          multipart/alternative
+            text/plain
+            text/html                                  (when there is one)
+            text/calendar; method=REQUEST; charset=UTF-8
+          application/ics; name=invite.ics             (attachment: the same object)
+
+    Calendar clients act on the text/calendar part (its `method` must match the
+    object's METHOD); the attachment is for clients that show only attachments.
+    """
+    method = method.upper()
+    text = calendar.decode("utf-8")
+    if mail.get_content_type() != "multipart/alternative":
+        mail.make_alternative()
+    mail.add_alternative(text, subtype="calendar", charset="utf-8", params={"method": method})
+    mail.add_attachment(
+        calendar,
+        maintype="application",
+        subtype="ics",
+        filename=INVITATION_FILENAME,
+        params={"name": INVITATION_FILENAME},
+    )
+
+
 class SMTPEmailChannel(Channel):
     """Sends email through one SMTP server: STARTTLS (or implicit TLS on port 465) and a
     login when configured, a timeout on every operation."""
@@ -230,6 +261,8 @@ class SMTPEmailChannel(Channel):
             mail.set_content(text)
             if html_body is not None:
                 mail.add_alternative(html_body, subtype="html")
+            if message.calendar is not None:
+                add_invitation(mail, message.calendar, message.calendar_method or "REQUEST")
         except (ValueError, TypeError) as exc:
             raise ChannelError(
                 f"the email could not be built: {mask(str(exc))}", permanent=True

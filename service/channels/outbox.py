@@ -37,6 +37,9 @@ class OutboxChannel(Channel):
                 subject=message.subject,
                 body=body,
                 html=message.html,
+                calendar=(
+                    message.calendar.decode("utf-8") if message.calendar is not None else None
+                ),
                 now=self.now(),
             )
         segments = count_segments(body).count if self.name == "sms" else None

@@ -72,3 +72,34 @@ class DeliveryJob:
     enrollment_variables: dict[str, str]
     participant: Participant
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationState:
+    """What was last sent of an enrollment's calendar invitation, and what is under way."""
+
+    enrollment_id: str
+    sequence: int
+    sent_hash: str | None
+    method_sent: str | None
+    sent_keys: tuple[str, ...]
+    wanted_hash: str | None
+    checked_key: str | None
+    state: str
+    attempts: int
+    last_error: str | None
+    lease_until: datetime | None
+
+    @property
+    def next_sequence(self) -> int:
+        """SEQUENCE of the next version: 0 for the first, then one more each time."""
+        return 0 if self.method_sent is None else self.sequence + 1
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationCandidate:
+    """An enrollment the invitation pass looks at, with its participant and its row."""
+
+    enrollment: Enrollment
+    participant: Participant
+    invitation: InvitationState | None

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from service.engine import enrollment
+from service.engine import enrollment, invitations
 from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
@@ -85,7 +85,8 @@ class Scheduler:
         return Tick(expired, claimed, enqueued, upcoming)
 
     def maintain(self, force: bool = False) -> None:
-        """Horizons, plan edits and finished enrollments, at most every 30 seconds."""
+        """Horizons, plan edits, finished enrollments and calendar invitations, at most
+        every 30 seconds."""
         now = self.runtime.clock.now()
         if (
             not force
@@ -94,8 +95,15 @@ class Scheduler:
         ):
             return
         self._last_maintenance = now
-        # Three independent chores: one failing does not stop the others.
-        for chore in (enrollment.sync_plans, enrollment.extend_horizons, enrollment.finish_ended):
+        # Independent chores: one failing does not stop the others. Invitations come
+        # after plan edits and finished enrollments, so that they follow both.
+        chores = (
+            enrollment.sync_plans,
+            enrollment.extend_horizons,
+            enrollment.finish_ended,
+            invitations.sync_invitations,
+        )
+        for chore in chores:
             try:
                 chore(self.runtime)
             except Exception:

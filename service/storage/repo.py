@@ -29,13 +29,20 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from service.core.records import DeliveryJob, Enrollment, Participant
+from service.core.records import (
+    DeliveryJob,
+    Enrollment,
+    InvitationCandidate,
+    InvitationState,
+    Participant,
+)
 from service.core.schedule import Changes, Planned, Stored
 from service.storage.tables import (
     app_state,
     consent_log,
     deliveries,
     enrollments,
+    invitations,
     occurrences,
     outbox,
     participants,
@@ -958,6 +965,7 @@ def outbox_put(
     now: datetime,
     subject: str | None = None,
     html: str | None = None,
+    calendar: str | None = None,
 ) -> int:
     """Store a message; idempotent on the delivery: the same delivery is stored once."""
     if delivery_id is not None:
@@ -976,6 +984,7 @@ def outbox_put(
                 subject=subject,
                 body=body,
                 html=html,
+                calendar=calendar,
                 created_at=now,
             )
             .returning(outbox.c.id)
@@ -1015,3 +1024,233 @@ def upcoming(conn: Connection, enrollment_id: str, limit: int = 5) -> list[dict[
         .limit(limit)
     )
     return [dict(r) for r in rows.mappings()]
+
+
+# --- calendar invitations ------------------------------------------------------------
+
+
+def _invitation(row: RowMapping) -> InvitationState:
+    return InvitationState(
+        enrollment_id=row["enrollment_id"],
+        sequence=row["sequence"],
+        sent_hash=row["sent_hash"],
+        method_sent=row["method_sent"],
+        sent_keys=tuple(row["sent_keys"] or ()),
+        wanted_hash=row["wanted_hash"],
+        checked_key=row["checked_key"],
+        state=row["state"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        lease_until=row["lease_until"],
+    )
+
+
+def get_invitation(conn: Connection, enrollment_id: str) -> InvitationState | None:
+    row = (
+        conn.execute(select(invitations).where(invitations.c.enrollment_id == enrollment_id))
+        .mappings()
+        .first()
+    )
+    return _invitation(row) if row is not None else None
+
+
+def invitation_candidates(
+    conn: Connection,
+    *,
+    plan_ids: Iterable[str],
+    after: str | None = None,
+    limit: int = 500,
+) -> list[InvitationCandidate]:
+    """Enrollments of `plan_ids` (the plans with calendar practices) whose participant
+    has an email address: active or paused ones, and any other that has an invitation
+    row (it may need a CANCEL). In enrollment id order, after `after`."""
+    query = (
+        select(
+            *(c.label(f"e_{c.name}") for c in enrollments.c),
+            *(c.label(f"p_{c.name}") for c in participants.c),
+            *(c.label(f"i_{c.name}") for c in invitations.c),
+        )
+        .select_from(
+            enrollments.join(
+                participants, participants.c.id == enrollments.c.participant_id
+            ).outerjoin(invitations, invitations.c.enrollment_id == enrollments.c.id)
+        )
+        .where(enrollments.c.plan_id.in_(list(plan_ids)))
+        .where(participants.c.email.is_not(None))
+        .where(
+            or_(
+                enrollments.c.status.in_(("active", "paused")),
+                invitations.c.enrollment_id.is_not(None),
+            )
+        )
+        .order_by(enrollments.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(enrollments.c.id > after)
+    out = []
+    for row in conn.execute(query).mappings():
+        state = _prefixed(row, "i_")
+        out.append(
+            InvitationCandidate(
+                enrollment=_enrollment(_prefixed(row, "e_")),  # type: ignore[arg-type]
+                participant=_participant(_prefixed(row, "p_")),  # type: ignore[arg-type]
+                invitation=(
+                    _invitation(state)  # type: ignore[arg-type]
+                    if state["enrollment_id"] is not None
+                    else None
+                ),
+            )
+        )
+    return out
+
+
+def _ensure_invitation(conn: Connection, enrollment_id: str, now: datetime) -> None:
+    exists = conn.execute(
+        select(invitations.c.enrollment_id).where(invitations.c.enrollment_id == enrollment_id)
+    ).scalar()
+    if exists is not None:
+        return
+    try:
+        with conn.begin_nested():  # two schedulers may race to be first
+            conn.execute(
+                insert(invitations).values(
+                    enrollment_id=enrollment_id,
+                    sequence=0,
+                    sent_keys=[],
+                    state="idle",
+                    attempts=0,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError:
+        pass
+
+
+def invitation_checked(
+    conn: Connection, enrollment_id: str, checked_key: str, now: datetime
+) -> None:
+    """Remember that the invitation was up to date for these inputs."""
+    _ensure_invitation(conn, enrollment_id, now)
+    conn.execute(
+        update(invitations)
+        .where(invitations.c.enrollment_id == enrollment_id)
+        .where(invitations.c.state == "idle")
+        .values(checked_key=checked_key)
+    )
+
+
+def invitation_want(conn: Connection, enrollment_id: str, wanted_hash: str, now: datetime) -> bool:
+    """A new version is wanted: idle -> pending, and failed -> pending when the version
+    differs from the one that failed. False when the row is in no state to take it."""
+    _ensure_invitation(conn, enrollment_id, now)
+    result = conn.execute(
+        update(invitations)
+        .where(invitations.c.enrollment_id == enrollment_id)
+        .where(
+            or_(
+                invitations.c.state == "idle",
+                and_(
+                    invitations.c.state == "failed",
+                    or_(
+                        invitations.c.wanted_hash.is_(None),
+                        invitations.c.wanted_hash != wanted_hash,
+                    ),
+                ),
+            )
+        )
+        .values(
+            state="pending", wanted_hash=wanted_hash, attempts=0, lease_until=None, updated_at=now
+        )
+    )
+    return bool(result.rowcount)
+
+
+def invitation_start(
+    conn: Connection, enrollment_id: str, wanted_hash: str, *, now: datetime, lease: timedelta
+) -> int | None:
+    """pending (once its retry time has come) -> sending with a lease, or a sending row
+    whose lease ran out; returns the attempt (the fencing token), None when not ours."""
+    result = conn.execute(
+        update(invitations)
+        .where(invitations.c.enrollment_id == enrollment_id)
+        .where(
+            or_(
+                and_(
+                    invitations.c.state == "pending",
+                    or_(invitations.c.lease_until.is_(None), invitations.c.lease_until <= now),
+                ),
+                and_(invitations.c.state == "sending", invitations.c.lease_until < now),
+            )
+        )
+        .values(
+            state="sending",
+            wanted_hash=wanted_hash,
+            attempts=invitations.c.attempts + 1,
+            lease_until=now + lease,
+            updated_at=now,
+        )
+        .returning(invitations.c.attempts)
+    ).scalar()
+    return int(result) if result is not None else None
+
+
+def invitation_sent(
+    conn: Connection,
+    enrollment_id: str,
+    *,
+    attempt: int,
+    sent_hash: str,
+    sequence: int,
+    method: str,
+    keys: Sequence[str],
+    checked_key: str | None,
+    now: datetime,
+) -> bool:
+    """Record a version as sent, only if this attempt still holds the row."""
+    result = conn.execute(
+        update(invitations)
+        .where(invitations.c.enrollment_id == enrollment_id)
+        .where(invitations.c.state == "sending")
+        .where(invitations.c.attempts == attempt)
+        .values(
+            state="idle",
+            sent_hash=sent_hash,
+            sequence=sequence,
+            method_sent=method,
+            sent_keys=list(keys),
+            sent_at=now,
+            checked_key=checked_key,
+            attempts=0,
+            last_error=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    return bool(result.rowcount)
+
+
+def invitation_not_sent(
+    conn: Connection,
+    enrollment_id: str,
+    *,
+    attempt: int,
+    error: str,
+    retry_at: datetime | None,
+    now: datetime,
+) -> bool:
+    """A send that failed: pending again from `retry_at`, or failed when it is None
+    (permanent). Only if this attempt still holds the row."""
+    result = conn.execute(
+        update(invitations)
+        .where(invitations.c.enrollment_id == enrollment_id)
+        .where(invitations.c.state == "sending")
+        .where(invitations.c.attempts == attempt)
+        .values(
+            state="failed" if retry_at is None else "pending",
+            last_error=error,
+            lease_until=retry_at,
+            updated_at=now,
+        )
+    )
+    return bool(result.rowcount)

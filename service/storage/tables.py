@@ -9,6 +9,9 @@ States, and the only ways they move:
                   sending -> claimed   (transient error: retried after a backoff)
                   claimed|sending -> claimed (a lease ran out: claimed again)
                   any unsent -> expired | cancelled | failed
+- invitation.state: idle -> pending -> sending -> idle (sent) | pending (transient
+                    error, retried after `lease_until`) | failed (permanent; tried again
+                    only when what is wanted changes); sending -> sending (lease ran out)
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ DELIVERY_STATES = (
     "cancelled",
 )
 UNSENT_STATES = ("pending", "claimed", "sending")
+INVITATION_STATES = ("idle", "pending", "sending", "failed")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -171,7 +175,32 @@ outbox = Table(
     Column("subject", Text),
     Column("body", Text, nullable=False),
     Column("html", Text),
+    Column("calendar", Text),  # an invitation's iCalendar text (text/calendar)
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# One row per enrollment that has been sent (or is being sent) a calendar invitation.
+invitations = Table(
+    "invitations",
+    metadata,
+    Column(
+        "enrollment_id",
+        ForeignKey("enrollments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("sequence", Integer, nullable=False, default=0),  # SEQUENCE of the last version sent
+    Column("sent_hash", String(64)),  # content of the last version sent, DTSTAMP excluded
+    Column("method_sent", String(8)),  # REQUEST while events stand in the calendar, or CANCEL
+    Column("sent_keys", JSON, nullable=False, default=list),  # series keys standing there
+    Column("sent_at", UTCDateTime()),
+    Column("wanted_hash", String(64)),  # the version being sent, or the one that failed
+    Column("checked_key", String(64)),  # the inputs last found up to date (a shortcut)
+    Column("state", String(16), nullable=False, default="idle"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("lease_until", UTCDateTime()),  # sending: the lease; pending: not before
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint(_one_of("state", INVITATION_STATES), name="state"),
 )
 
 app_state = Table(
