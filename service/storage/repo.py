@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from psycopg.rows import dict_row
 from sqlalchemy import (
     Connection,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -835,7 +837,34 @@ _FINISH = (
 )
 
 
-def _prefixed(row: RowMapping, prefix: str) -> dict[str, Any]:
+# On PostgreSQL the two statements every reminder runs go straight to psycopg: compiled
+# once here, they skip SQLAlchemy's per-execution work (about a third of a worker's
+# time per reminder). The same statements, so the same meaning, on every database.
+_PG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+_PG_START = _START_SENDING_JOB.compile(dialect=_PG)
+_PG_FINISH = _FINISH.compile(dialect=_PG)
+_PG_START_SQL, _PG_START_DEFAULTS = str(_PG_START), dict(_PG_START.params)
+_PG_FINISH_SQL, _PG_FINISH_DEFAULTS = str(_PG_FINISH), dict(_PG_FINISH.params)
+_UTC_FIELDS = ("due_at", "instant", "window_end", "p_paused_until")
+
+
+def _driver_execute(
+    conn: Connection, sql: str, params: dict[str, Any], *, fetch: bool
+) -> tuple[dict[str, Any] | None, int]:
+    """Run `sql` on the connection's psycopg connection: the row (as a dict) and rowcount."""
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone() if fetch else None
+        count = int(cursor.rowcount)
+    if row is not None:
+        for field in _UTC_FIELDS:
+            if row.get(field) is not None:
+                row[field] = row[field].astimezone(UTC)
+    return row, count
+
+
+def _prefixed(row: Any, prefix: str) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
 
 
@@ -846,8 +875,9 @@ def start_sending(
     Returns everything the worker needs, read in the same statement (PostgreSQL) or
     the same transaction (SQLite)."""
     params = {"delivery_id": delivery_id, "lease_until": now + lease, "now": now}
+    row: Any
     if conn.dialect.name == "postgresql":
-        row = conn.execute(_START_SENDING_JOB, params).mappings().first()
+        row, _ = _driver_execute(conn, _PG_START_SQL, {**_PG_START_DEFAULTS, **params}, fetch=True)
     else:
         if conn.execute(_START_SENDING, params).scalar() is None:
             return None
@@ -896,20 +926,22 @@ def finish(
 ) -> bool:
     """Move a `sending` delivery, on its `attempt`, to its outcome: sent, failed, expired
     or cancelled. False when the delivery is no longer this attempt's to finish."""
-    result = conn.execute(
-        _FINISH,
-        {
-            "delivery_id": delivery_id,
-            "attempt": attempt,
-            "new_state": state,
-            "error": error,
-            "now": now,
-            "provider": provider_id,
-            "segment_count": segments,
-            "sent": now if state == "sent" else None,
-        },
-    )
-    return bool(result.rowcount)
+    params = {
+        "delivery_id": delivery_id,
+        "attempt": attempt,
+        "new_state": state,
+        "error": error,
+        "now": now,
+        "provider": provider_id,
+        "segment_count": segments,
+        "sent": now if state == "sent" else None,
+    }
+    if conn.dialect.name == "postgresql":
+        _, count = _driver_execute(
+            conn, _PG_FINISH_SQL, {**_PG_FINISH_DEFAULTS, **params}, fetch=False
+        )
+        return bool(count)
+    return bool(conn.execute(_FINISH, params).rowcount)
 
 
 def retry_later(
