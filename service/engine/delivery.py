@@ -177,7 +177,7 @@ def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome
             return Outcome.CANCELLED, "participant has no phone number"
     if job.channel == "email":
         if participant.email_unsubscribed:
-            return Outcome.CANCELLED, "participant unsubscribed from email"
+            return Outcome.CANCELLED, repo.UNSUBSCRIBED_NOTE
         if not participant.email:
             return Outcome.CANCELLED, "participant has no email address"
     return None

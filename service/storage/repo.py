@@ -53,6 +53,7 @@ from service.storage.types import UTCDateTime
 
 PAUSED_NOTE = "enrollment paused"
 OPTED_OUT_NOTE = "participant opted out of SMS"
+UNSUBSCRIBED_NOTE = "participant unsubscribed from email"
 
 
 class NotFound(LookupError):
@@ -204,7 +205,7 @@ def opt_out_sms(conn: Connection, participant_id: str, *, source: str, now: date
         .values(sms_state="opted_out")
     )
     log_consent(conn, participant_id, channel="sms", action="opt_out", source=source, now=now)
-    return _cancel_sms(conn, participant_id, now, OPTED_OUT_NOTE)
+    return _cancel_channel(conn, participant_id, "sms", now, OPTED_OUT_NOTE)
 
 
 def opt_in_sms(conn: Connection, participant_id: str, *, source: str, now: datetime) -> int:
@@ -227,8 +228,11 @@ def _participant_deliveries(participant_id: str) -> Any:
     )
 
 
-def _cancel_sms(conn: Connection, participant_id: str, now: datetime, note: str) -> int:
-    ids = _participant_deliveries(participant_id).where(deliveries.c.channel == "sms")
+def _cancel_channel(
+    conn: Connection, participant_id: str, channel: str, now: datetime, note: str
+) -> int:
+    """Cancel every unsent delivery of `channel` for the participant, with `note`."""
+    ids = _participant_deliveries(participant_id).where(deliveries.c.channel == channel)
     result = conn.execute(
         update(deliveries)
         .where(deliveries.c.id.in_(ids.scalar_subquery()))
@@ -270,6 +274,39 @@ def _restore(
         .values(state="pending", last_error=None, updated_at=now)
     )
     return int(result.rowcount or 0)
+
+
+def email_unsubscribed(conn: Connection, participant_id: str) -> bool | None:
+    """Whether the participant unsubscribed from email; None when there is no such one."""
+    row = conn.execute(
+        select(participants.c.email_unsubscribed).where(participants.c.id == participant_id)
+    ).first()
+    return None if row is None else bool(row[0])
+
+
+def unsubscribe_email(
+    conn: Connection, participant_id: str, *, source: str, now: datetime, detail: str | None = None
+) -> int:
+    """Unsubscribe the participant from email and cancel their unsent reminder emails;
+    returns how many were cancelled. The consent log records the change once: asking
+    again changes nothing and logs nothing. An email already being sent goes out."""
+    changed = conn.execute(
+        update(participants)
+        .where(participants.c.id == participant_id)
+        .where(participants.c.email_unsubscribed.is_(False))
+        .values(email_unsubscribed=True)
+    ).rowcount
+    if changed:
+        log_consent(
+            conn,
+            participant_id,
+            channel="email",
+            action="opt_out",
+            source=source,
+            now=now,
+            detail=detail,
+        )
+    return _cancel_channel(conn, participant_id, "email", now, UNSUBSCRIBED_NOTE)
 
 
 def set_sms_pause(

@@ -15,21 +15,18 @@ Unsubscribing is from email only: text messages and the calendar feed go on.
 
 from __future__ import annotations
 
-from datetime import datetime
 from html import escape
 from typing import cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Connection, select, update
 
 from service.channels.email import read_unsubscribe_token, unsubscribe_link
 from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
-from service.storage.tables import deliveries, enrollments, occurrences, participants
 
-UNSUBSCRIBED_NOTE = "participant unsubscribed from email"  # the engine's reason, too
+UNSUBSCRIBED_NOTE = repo.UNSUBSCRIBED_NOTE
 SOURCE = "email:list-unsubscribe"
 
 router = APIRouter(tags=["email"])
@@ -47,52 +44,6 @@ def unsubscribe_url(runtime: Runtime, participant_id: str) -> str:
     return unsubscribe_link(runtime.settings.public_base, runtime.secret, participant_id)
 
 
-def email_unsubscribed(conn: Connection, participant_id: str) -> bool | None:
-    """Whether the participant unsubscribed from email; None when there is no such one."""
-    row = conn.execute(
-        select(participants.c.email_unsubscribed).where(participants.c.id == participant_id)
-    ).first()
-    return None if row is None else bool(row[0])
-
-
-def unsubscribe_email(
-    conn: Connection, participant_id: str, *, source: str, now: datetime, detail: str | None = None
-) -> int:
-    """Unsubscribe the participant from email and cancel their unsent reminder emails;
-    returns how many were cancelled. The consent log records the change once: asking
-    again changes nothing and logs nothing. An email already being sent goes out."""
-    changed = conn.execute(
-        update(participants)
-        .where(participants.c.id == participant_id)
-        .where(participants.c.email_unsubscribed.is_(False))
-        .values(email_unsubscribed=True)
-    ).rowcount
-    if changed:
-        repo.log_consent(
-            conn,
-            participant_id,
-            channel="email",
-            action="opt_out",
-            source=source,
-            now=now,
-            detail=detail,
-        )
-    ids = (
-        select(deliveries.c.id)
-        .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
-        .join(enrollments, enrollments.c.id == occurrences.c.enrollment_id)
-        .where(enrollments.c.participant_id == participant_id)
-        .where(deliveries.c.channel == "email")
-    )
-    result = conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id.in_(ids.scalar_subquery()))
-        .where(deliveries.c.state.in_(("pending", "claimed")))
-        .values(state="cancelled", last_error=UNSUBSCRIBED_NOTE, lease_until=None, updated_at=now)
-    )
-    return int(result.rowcount or 0)
-
-
 def _runtime(request: Request) -> Runtime:
     return cast(Runtime, request.app.state.runtime)
 
@@ -103,7 +54,7 @@ def _participant(runtime: Runtime, token: str) -> tuple[str, bool] | None:
     if participant_id is None:
         return None
     with transaction(runtime.engine) as conn:
-        state = email_unsubscribed(conn, participant_id)
+        state = repo.email_unsubscribed(conn, participant_id)
     return None if state is None else (participant_id, state)
 
 
@@ -126,9 +77,9 @@ def unsubscribe(token: str, request: Request, via: str | None = None) -> HTMLRes
     if participant_id is None:
         return _not_found()
     with transaction(runtime.engine) as conn:
-        if email_unsubscribed(conn, participant_id) is None:
+        if repo.email_unsubscribed(conn, participant_id) is None:
             return _not_found()
-        unsubscribe_email(
+        repo.unsubscribe_email(
             conn,
             participant_id,
             source=SOURCE,
