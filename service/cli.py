@@ -629,3 +629,13 @@ def outbox_command(limit: int) -> None:
             click.echo(f"  Subject: {item['subject']}")
         for line in item["body"].splitlines() or [""]:
             click.echo(f"  {line}")
+        if item.get("calendar"):
+            click.echo(f"  [calendar invitation: {invitation_summary(item['calendar'])}]")
+
+
+def invitation_summary(text: str) -> str:
+    """`METHOD:REQUEST, 3 events` from an invitation's iCalendar text."""
+    lines = text.splitlines()
+    method = next((line.split(":", 1)[1] for line in lines if line.startswith("METHOD:")), "?")
+    events = sum(1 for line in lines if line.strip() == "BEGIN:VEVENT")
+    return f"METHOD:{method.strip()}, {events} event{'s' if events != 1 else ''}"

@@ -53,10 +53,16 @@ def _allowed(request: Request, runtime: Runtime) -> bool:
 
 def _item(row: dict[str, Any]) -> str:
     subject = f"<strong>{escape(row['subject'])}</strong><br>" if row["subject"] else ""
+    calendar = row.get("calendar")
+    invitation = (
+        f"<details><summary>calendar invitation</summary><pre>{escape(calendar)}</pre></details>"
+        if calendar
+        else ""
+    )
     return (
         f'<article><div class="meta">#{row["id"]} · {row["created_at"]:%Y-%m-%d %H:%M:%S} UTC'
         f" · {escape(row['channel'])} to {escape(row['recipient'])}</div>"
-        f"{subject}<pre>{escape(row['body'])}</pre></article>"
+        f"{subject}<pre>{escape(row['body'])}</pre>{invitation}</article>"
     )
 
 

@@ -47,3 +47,41 @@ def test_without_an_admin_token_only_this_machine_may_look(db_url: str, folders:
         assert client.get("/outbox").status_code == 404
     finally:
         runtime.close()
+
+
+def test_an_invitation_in_the_outbox_is_shown_by_the_command_and_the_page(
+    db_url: str, folders: Folders
+) -> None:
+    from click.testing import CliRunner
+
+    from service import cli
+
+    runtime = Runtime.build(settings_for(db_url, folders, admin_token="s3cret"),
+                            clock=ManualClock(NOW))  # fmt: skip
+    ics = b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    try:
+        runtime.channels["email"].send(
+            OutgoingMessage(
+                None,
+                "email",
+                "rae@example.com",
+                "Your practices",
+                subject="Calendar: Evening",
+                calendar=ics,
+                calendar_method="REQUEST",
+            )
+        )
+        page = TestClient(create_app(runtime)).get(
+            "/outbox", headers={"Authorization": "Bearer s3cret"}
+        )
+        assert "calendar invitation" in page.text
+        assert "METHOD:REQUEST" in page.text
+        env = {
+            "TEND_DATABASE_URL": runtime.settings.database_url,
+            "TEND_SCHEDULES_DIR": str(folders.schedules),
+            "TEND_TEMPLATES_DIR": str(folders.templates),
+        }
+        out = CliRunner().invoke(cli.main, ["outbox"], env=env)
+        assert "[calendar invitation: METHOD:REQUEST, 1 event]" in out.stdout
+    finally:
+        runtime.close()
