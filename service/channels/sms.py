@@ -44,7 +44,7 @@ DEFAULT_TIMEOUT = 10.0  # seconds, for connecting and for each read, on every re
 DEFAULT_RATE = 1.0  # messages a second: a US long code
 JOURNAL_TTL = timedelta(days=2)  # far longer than any retry of a reminder (grace: minutes)
 # How far before our clock's reading of an attempt Twilio's `date_created` of it may be.
-CLOCK_SKEW = timedelta(minutes=5)
+CLOCK_SKEW = timedelta(seconds=30)
 LOOKUP_LIMIT = 100  # messages to a participant read when looking for an attempt
 
 # The library's exceptions: TwilioRestException always; TwilioServiceException (RFC 9457
@@ -118,6 +118,11 @@ class AttemptJournal:
     def forget(self, delivery_id: int) -> None:
         raise NotImplementedError
 
+    def claim(self, sid: str, delivery_id: int) -> bool:
+        """Note that message `sid` is this delivery's; False when another delivery has it
+        already (two reminders with the same text to the same number, say)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release connections; the default holds none."""
 
@@ -129,6 +134,7 @@ class MemoryJournal(AttemptJournal):
     def __init__(self, now: Callable[[], datetime] | None = None) -> None:
         self.now = now or (lambda: datetime.now(UTC))
         self._entries: dict[int, Attempt] = {}
+        self._claims: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def put(self, delivery_id: int, attempt: Attempt) -> None:
@@ -151,6 +157,14 @@ class MemoryJournal(AttemptJournal):
         with self._lock:
             self._entries.pop(delivery_id, None)
 
+    def claim(self, sid: str, delivery_id: int) -> bool:
+        with self._lock:
+            owner = self._claims.setdefault(sid, delivery_id)
+            if len(self._claims) > 100_000:  # old claims outlive any lookup that needs them
+                for key in list(self._claims)[:50_000]:
+                    del self._claims[key]
+            return owner == delivery_id
+
 
 class RedisJournal(AttemptJournal):
     """In Redis, shared by every worker process, each entry expiring after JOURNAL_TTL."""
@@ -172,6 +186,13 @@ class RedisJournal(AttemptJournal):
 
     def forget(self, delivery_id: int) -> None:
         self.client.delete(self.prefix + str(delivery_id))
+
+    def claim(self, sid: str, delivery_id: int) -> bool:
+        key = f"{self.prefix}sid:{sid}"
+        self.client.set(key, str(delivery_id), nx=True, ex=JOURNAL_TTL)
+        owner: Any = self.client.get(key)
+        owner = owner.decode() if isinstance(owner, bytes) else owner
+        return bool(owner == str(delivery_id))
 
 
 # --- errors in plain words -------------------------------------------------------------
@@ -435,7 +456,7 @@ class TwilioSMSChannel(Channel):
             if earlier is not None:
                 # An earlier attempt ended without a clear answer (a 5xx, a timeout, a
                 # worker that stopped): if Twilio has it, it went out; do not send again.
-                sid = earlier.sid or self._find(earlier)
+                sid = earlier.sid or self._find(earlier, delivery_id)
                 if sid is not None:
                     log.warning(
                         "an earlier attempt had reached Twilio; not sending again",
@@ -482,6 +503,7 @@ class TwilioSMSChannel(Channel):
         sid = str(created.sid)
         if delivery_id is not None:
             try:
+                self.journal.claim(sid, delivery_id)
                 self.journal.put(delivery_id, replace(attempt, sid=sid))
             except redis.RedisError:  # the entry without its SID: a lookup still finds it
                 log.warning("could not note the SID of a sent SMS", delivery=delivery_id)
@@ -508,7 +530,7 @@ class TwilioSMSChannel(Channel):
         if attempt.sid is not None:
             return True
         try:
-            sid = self._find(attempt)
+            sid = self._find(attempt, delivery_id)
         except ChannelError as exc:
             log.warning("cannot tell whether an SMS went out", delivery=delivery_id, error=str(exc))
             return None
@@ -532,7 +554,7 @@ class TwilioSMSChannel(Channel):
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._local.headers = response.headers
 
-    def _find(self, attempt: Attempt) -> str | None:
+    def _find(self, attempt: Attempt, delivery_id: int) -> str | None:
         """The SID of the message `attempt` made, when Twilio lists one; raises a
         transient ChannelError when Twilio cannot be asked or its list cannot tell.
 
@@ -557,18 +579,24 @@ class TwilioSMSChannel(Channel):
             ) from None
         except requests.RequestException as exc:
             raise self._unreachable(exc) from None
+        # Twilio stamps a message when it accepts the POST: between the attempt's start
+        # and the end of its timeout, give or take the two clocks' difference.
         since = attempt.at - CLOCK_SKEW
+        until = attempt.at + timedelta(seconds=self.timeout) + CLOCK_SKEW
         unreadable = False
         for found in listed:
             created = found.date_created
-            if found.direction not in (None, "outbound-api") or created is None or created < since:
+            if found.direction not in (None, "outbound-api") or created is None:
+                continue
+            if not since <= created <= until:
                 continue
             if self.messaging_service and found.messaging_service_sid not in (None, self.from_):
                 continue
             body = found.body or ""
             if not body:  # a Messaging Service that discards message bodies
                 unreadable = True
-            elif attempt.matches(body):
+            elif attempt.matches(body) and self.journal.claim(str(found.sid), delivery_id):
+                # The same text to the same number from another delivery is not this one.
                 return str(found.sid)
         if unreadable:
             raise ChannelError(

@@ -572,3 +572,16 @@ def test_the_fake_lists_by_number_and_date_sent(
         timeout=5,
     )
     assert [m["body"] for m in response.json()["messages"]] == ["two"]
+
+
+def test_a_retry_does_not_take_another_deliverys_identical_message_for_its_own(
+    fake: FakeTwilio, channel: TwilioSMSChannel
+) -> None:
+    to = "+14155550123"
+    first = channel.send(OutgoingMessage(1, "sms", to, "Time to check in!"))
+    fake.server_error(500, accept=False)  # the second delivery's POST fails, nothing made
+    with pytest.raises(ChannelError):
+        channel.send(OutgoingMessage(2, "sms", to, "Time to check in!"))
+    second = channel.send(OutgoingMessage(2, "sms", to, "Time to check in!"))
+    assert second.provider_id != first.provider_id
+    assert len(fake.accepted()) == 2  # it was really sent, not mistaken for the first
