@@ -41,12 +41,16 @@ class ChannelError(Exception):
         code: str | None = None,
         opted_out: bool = False,
         retry_after: float | None = None,
+        uncertain: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
         self.opted_out = opted_out
         self.retry_after = retry_after
+        # The message may have gone out (the server took it, then the answer was lost):
+        # the engine asks `already_sent` before anything is sent again.
+        self.uncertain = uncertain
 
 
 class Channel:

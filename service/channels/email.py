@@ -30,6 +30,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
 
 from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
 from service.core.tokens import sign, verify
@@ -157,6 +158,26 @@ def add_invitation(mail: EmailMessage, calendar: bytes, method: str) -> None:
     )
 
 
+class _BodyTracking(smtplib.SMTP):
+    """Notes when the message body, with its final ".", has gone to the server: after
+    that, a lost answer means the message may have been accepted."""
+
+    body_sent = False
+
+    def send(self, s: Any) -> None:  # bytes, or str for commands
+        super().send(s)
+        if isinstance(s, bytes | bytearray) and s.endswith(b"\r\n.\r\n"):
+            self.body_sent = True
+
+
+class _TrackingSMTP(_BodyTracking):
+    pass
+
+
+class _TrackingSMTPSSL(_BodyTracking, smtplib.SMTP_SSL):
+    pass
+
+
 class SMTPEmailChannel(Channel):
     """Sends email through one SMTP server: STARTTLS (or implicit TLS on port 465) and a
     login when configured, a timeout on every operation."""
@@ -278,8 +299,19 @@ class SMTPEmailChannel(Channel):
             smtp = self._open()
             smtp.send_message(mail, from_addr=self.envelope_from, to_addrs=[message.to.strip()])
         except (smtplib.SMTPException, OSError) as exc:
+            body_sent = getattr(smtp, "body_sent", False)
             if smtp is not None:
                 smtp.close()
+            if body_sent and not isinstance(exc, smtplib.SMTPResponseException):
+                # The whole message reached the server and then its answer was lost: it
+                # may well have been accepted. Retrying would likely send it twice.
+                raise ChannelError(
+                    f"the mail server {self.host}:{self.port} took the message but its "
+                    f"answer was lost ({type(exc).__name__}); it may have been delivered",
+                    permanent=False,
+                    code="smtp-no-answer",
+                    uncertain=True,
+                ) from exc
             raise self._error(exc, message.to.strip()) from exc
         # The server has taken the message: a failing QUIT must not turn it into an error
         # (the engine would retry, and the person would get it twice).
@@ -302,7 +334,7 @@ class SMTPEmailChannel(Channel):
         for the connection and for every reply after it (smtplib sets it on the socket)."""
         smtp: smtplib.SMTP
         if self.implicit_tls:
-            smtp = smtplib.SMTP_SSL(
+            smtp = _TrackingSMTPSSL(
                 self.host,
                 self.port,
                 local_hostname=self.local_hostname,
@@ -310,7 +342,7 @@ class SMTPEmailChannel(Channel):
                 context=self._context(),
             )
         else:
-            smtp = smtplib.SMTP(
+            smtp = _TrackingSMTP(
                 self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
             )
         try:

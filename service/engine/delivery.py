@@ -142,6 +142,15 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
                 )
         if exc.permanent:
             return _finish(runtime, run, job, Outcome.FAILED, str(exc))
+        if exc.uncertain:
+            # It may have gone out: only the channel can say, and if it cannot, the
+            # delivery fails rather than risk a duplicate.
+            known = channel.already_sent(job.id)
+            if known:
+                return _finish(runtime, run, job, Outcome.SENT, None)
+            if known is None:
+                problem = f"{exc}; not sent again, to avoid a duplicate"
+                return _finish(runtime, run, job, Outcome.FAILED, problem)
         return _retry_or_fail(runtime, run, job, str(exc), exc.retry_after)
     except Exception as exc:  # the channel broke its contract: it may or may not have sent
         log.exception("channel raised an unexpected error", delivery=job.id)

@@ -338,3 +338,28 @@ def test_settings_that_cannot_work_are_refused_at_start() -> None:
 
 def test_smtp_cannot_tell_whether_a_delivery_went_out() -> None:
     assert channel(free_port()).already_sent(41) is None
+
+
+def test_an_answer_lost_after_the_message_was_taken_is_uncertain_not_retried() -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from service.channels.base import OutgoingMessage
+
+    with smtp_server() as server:
+        accept = server.handler.handle_DATA
+
+        async def late(*args: Any) -> Any:
+            answer = await accept(*args)
+            await asyncio.sleep(1.0)  # the server took it; its 250 comes after the timeout
+            return answer
+
+        server.handler.handle_DATA = late  # type: ignore[method-assign]
+        channel = SMTPEmailChannel(host="127.0.0.1", port=server.port, sender="t@tend.test",
+                                   now=lambda: datetime.now(UTC), starttls=False,
+                                   timeout=0.3)  # fmt: skip
+        with pytest.raises(ChannelError) as raised:
+            channel.send(OutgoingMessage(7, "email", "rae@example.com", "hi", "Subject"))
+        assert len(server.received) == 1
+        assert raised.value.uncertain
+        assert channel.already_sent(7) is None  # so the engine fails it, never sends twice

@@ -276,3 +276,37 @@ def test_enrolling_twice_in_the_same_plan_is_refused(harness: Harness, folders: 
     with transaction(harness.runtime.engine) as conn:
         repo.set_enrollment_status(conn, first, "cancelled", now=harness.clock.now())
     harness.enroll(person, "m", date(2026, 3, 9))  # after a cancel, a new start is fine
+
+
+def test_an_uncertain_send_is_failed_when_the_channel_cannot_tell(
+    harness: Harness, folders: Folders
+) -> None:
+    from service.channels.base import ChannelError
+
+    folders.write_plan("m", plan_text("m"))
+    harness.runtime.plans.refresh()
+    harness.enroll(harness.participant(), "m", date(2026, 3, 2))
+    harness.sms.failures.append(ChannelError("answer lost", permanent=False, uncertain=True))
+    harness.sms.already_sent = lambda _id: None  # type: ignore[method-assign]
+    harness.at(NY_9AM)
+    row = harness.deliveries()[0]
+    assert row["state"] == "failed"
+    assert "not sent again" in row["last_error"]
+    assert harness.sms.sent == []
+
+
+def test_an_uncertain_send_that_surely_did_not_go_is_retried(
+    harness: Harness, folders: Folders
+) -> None:
+    from service.channels.base import ChannelError
+
+    folders.write_plan("m", plan_text("m"))
+    harness.runtime.plans.refresh()
+    harness.enroll(harness.participant(), "m", date(2026, 3, 2))
+    harness.sms.failures.append(ChannelError("answer lost", permanent=False, uncertain=True))
+    harness.clock.set(NY_9AM)
+    with transaction(harness.runtime.engine) as conn:
+        (delivery,) = repo.claim_due(conn, now=NY_9AM, limit=5, lease=timedelta(minutes=2))
+    assert deliver(harness.runtime, delivery).outcome is Outcome.RETRY  # it knows: not sent
+    assert deliver(harness.runtime, delivery).outcome is Outcome.SENT
+    assert len(harness.sms.sent) == 1
