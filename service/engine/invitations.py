@@ -137,7 +137,7 @@ def _sync_one(
     runtime: Runtime, plan: Plan, candidate: InvitationCandidate, summary: Summary
 ) -> None:
     participant = candidate.participant
-    if not participant.email or participant.email_unsubscribed:
+    if not participant.email:
         return
     key = _inputs_key(runtime, plan, candidate)
     state = candidate.invitation
@@ -170,7 +170,7 @@ def desired(
     variables = variables_for(plan, participant, enrollment.variables)
     items = series(plan, enrollment.start_date, zone, variables, not_before=enrollment.not_before)
     current = [item.key for item in items]
-    if enrollment.status in ("active", "paused"):
+    if enrollment.status in ("active", "paused") and not participant.email_unsubscribed:
         dropped = [k for k in standing if k not in current]
         if dropped:
             # Cancel what the new version no longer has, first: one METHOD a message.
@@ -180,9 +180,15 @@ def desired(
         else:
             return None
     else:
-        early = enrollment.status == "cancelled" or (
-            enrollment.status == "finished"
-            and any(item.until > enrollment.updated_at for item in items)
+        # Cancelled, finished early, or unsubscribed from email: one last CANCEL takes the
+        # events (and their alarms) out of the calendar; nothing more is sent after it.
+        early = (
+            participant.email_unsubscribed
+            or enrollment.status == "cancelled"
+            or (
+                enrollment.status == "finished"
+                and any(item.until > enrollment.updated_at for item in items)
+            )
         )
         if not (early and standing):
             return None
@@ -290,8 +296,8 @@ def _send(
         retry_at = None if exc.permanent else now + backoff(attempt)
         with transaction(runtime.engine) as conn:
             repo.invitation_not_sent(
-                conn, enrollment.id, attempt=attempt, error=str(exc), retry_at=retry_at,
-                now=runtime.clock.now(),
+                conn, enrollment.id, attempt=attempt, wanted_hash=wanted.content_hash,
+                error=str(exc), retry_at=retry_at, now=runtime.clock.now(),
             )  # fmt: skip
         if exc.permanent:
             summary.failed += 1

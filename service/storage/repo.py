@@ -1276,12 +1276,14 @@ def invitation_sent(
     checked_key: str | None,
     now: datetime,
 ) -> bool:
-    """Record a version as sent, only if this attempt still holds the row."""
+    """Record a version as sent, only if this attempt, of this version, still holds the
+    row (attempts restart at each version, so the version is part of the fence)."""
     result = conn.execute(
         update(invitations)
         .where(invitations.c.enrollment_id == enrollment_id)
         .where(invitations.c.state == "sending")
         .where(invitations.c.attempts == attempt)
+        .where(invitations.c.wanted_hash == sent_hash)
         .values(
             state="idle",
             sent_hash=sent_hash,
@@ -1304,17 +1306,19 @@ def invitation_not_sent(
     enrollment_id: str,
     *,
     attempt: int,
+    wanted_hash: str,
     error: str,
     retry_at: datetime | None,
     now: datetime,
 ) -> bool:
     """A send that failed: pending again from `retry_at`, or failed when it is None
-    (permanent). Only if this attempt still holds the row."""
+    (permanent). Only if this attempt, of this version, still holds the row."""
     result = conn.execute(
         update(invitations)
         .where(invitations.c.enrollment_id == enrollment_id)
         .where(invitations.c.state == "sending")
         .where(invitations.c.attempts == attempt)
+        .where(invitations.c.wanted_hash == wanted_hash)
         .values(
             state="failed" if retry_at is None else "pending",
             last_error=error,

@@ -10,7 +10,8 @@ never a redirect (RFC 8058 asks for that: redirected POSTs are not reliably foll
 and both answer 200 again for someone already unsubscribed. A token that is not valid,
 or names no participant, gets the same bare 404 either way.
 
-Unsubscribing is from email only: text messages and the calendar feed go on.
+Unsubscribing is from email: reminder emails stop, and a calendar invitation already
+accepted is withdrawn with one last METHOD:CANCEL. Text messages go on.
 """
 
 from __future__ import annotations
@@ -89,15 +90,15 @@ def unsubscribe(token: str, request: Request, via: str | None = None) -> HTMLRes
     return _page("You are unsubscribed", _DONE)
 
 
-_ASK = """<p>You will get no more reminder emails from Tend. Text messages and your
-calendar are not affected.</p>
+_ASK = """<p>You will get no more reminder emails from Tend, and the practices Tend put in
+your calendar are taken out of it (one last email does that). Text messages go on.</p>
 <form method="post" action="?via=page">
 <button type="submit" style="padding:12px 22px; background-color:#3f6b5c; color:#ffffff;
 border:0; border-radius:6px; font-size:16px; cursor:pointer;">Stop reminder emails</button>
 </form>"""
 
-_DONE = """<p>You will get no more reminder emails from Tend. Text messages and your
-calendar are not affected.</p>
+_DONE = """<p>You will get no more reminder emails from Tend. The practices Tend put in your
+calendar are taken out of it with one last email. Text messages go on.</p>
 <p>If this was a mistake, tell your coach.</p>"""
 
 

@@ -306,3 +306,18 @@ def test_a_burst_of_enrollments_is_invited_a_few_at_a_time(
     assert sync_invitations(harness.runtime).sent == 2
     assert sync_invitations(harness.runtime).sent == 0
     assert len({m.to for m in harness.email.sent}) == MAX_ATTEMPTS_PER_PASS + 2
+
+
+def test_unsubscribing_from_email_withdraws_the_invitation_once(
+    harness: Harness, folders: Folders
+) -> None:
+    enrolled(harness, folders)
+    harness.scheduler.maintain(force=True)
+    [request] = harness.email.sent
+    with transaction(harness.runtime.engine) as conn:
+        (who,) = conn.execute(participants.select().with_only_columns(participants.c.id)).scalars()
+        repo.unsubscribe_email(conn, who, source="test", now=harness.clock.now())
+    harness.scheduler.maintain(force=True)
+    harness.scheduler.maintain(force=True)
+    assert [method(m) for m in harness.email.sent] == ["REQUEST", "CANCEL"]
+    assert uids(harness.email.sent[1]) == uids(request)  # the events and their alarms go
