@@ -89,6 +89,7 @@ class InvitationState:
     attempts: int
     last_error: str | None
     lease_until: datetime | None
+    sent_to: str | None = None
 
     @property
     def next_sequence(self) -> int:

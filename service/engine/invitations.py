@@ -72,6 +72,7 @@ class Wanted:
     keys_after: list[str] = field(default_factory=list)
     descriptions: dict[str, str] = field(default_factory=dict)
     content_hash: str = ""
+    to: str | None = None  # another address than the participant's: where it stood before
 
 
 @dataclass
@@ -170,7 +171,14 @@ def desired(
     variables = variables_for(plan, participant, enrollment.variables)
     items = series(plan, enrollment.start_date, zone, variables, not_before=enrollment.not_before)
     current = [item.key for item in items]
-    if enrollment.status in ("active", "paused") and not participant.email_unsubscribed:
+    moved_from = state.sent_to if state is not None else None
+    if standing and moved_from and moved_from != participant.email:
+        # The participant's address changed: the events leave the old mailbox's calendar
+        # first (it may be someone else's now); the next step invites the new address.
+        kept = [item for item in items if item.key in standing]
+        gone = [k for k in standing if k not in current]
+        wanted = Wanted(CANCEL, kept, gone, [], to=moved_from)
+    elif enrollment.status in ("active", "paused") and not participant.email_unsubscribed:
         dropped = [k for k in standing if k not in current]
         if dropped:
             # Cancel what the new version no longer has, first: one METHOD a message.
@@ -197,13 +205,13 @@ def desired(
         wanted = Wanted(CANCEL, kept, gone, [])
     descriptions = _descriptions(runtime, plan, participant, variables, wanted.items)
     content = invitation_hash(
-        plan, enrollment.id, participant.name, participant.email or "",
+        plan, enrollment.id, participant.name, wanted.to or participant.email or "",
         organizer(runtime), wanted.items, wanted.method, descriptions,
         cancelled_keys=wanted.cancelled_keys,
     )  # fmt: skip
     return Wanted(
         wanted.method, wanted.items, wanted.cancelled_keys, wanted.keys_after, descriptions,
-        content,
+        content, wanted.to,
     )  # fmt: skip
 
 
@@ -273,15 +281,16 @@ def _send(
     if attempt is None or current is None:
         return False  # another scheduler has it, it failed for good, or waits to retry
     sequence = current.next_sequence
+    recipient = wanted.to or participant.email or ""
     data = invitation(
-        plan, enrollment.id, participant.name, participant.email or "", organizer(runtime),
+        plan, enrollment.id, participant.name, recipient, organizer(runtime),
         wanted.items, wanted.method, sequence, now, wanted.descriptions,
         cancelled_keys=wanted.cancelled_keys,
     )  # fmt: skip
     message = OutgoingMessage(
         delivery_id=None,
         channel="email",
-        to=participant.email or "",
+        to=recipient,
         body=_text(plan, wanted),
         subject=f"{'Calendar' if wanted.method == REQUEST else 'Cancelled'}: {plan.title}",
         unsubscribe_url=unsubscribe_link(
@@ -311,7 +320,7 @@ def _send(
             conn, enrollment.id, attempt=attempt, sent_hash=wanted.content_hash,
             sequence=sequence, method=REQUEST if wanted.keys_after else CANCEL,
             keys=wanted.keys_after, checked_key=key if wanted.method == REQUEST else None,
-            now=runtime.clock.now(),
+            now=runtime.clock.now(), sent_to=recipient,
         )  # fmt: skip
     summary.sent += 1
     log.info("invitation sent", enrollment=enrollment.id, method=wanted.method,

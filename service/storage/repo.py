@@ -1111,6 +1111,7 @@ def _invitation(row: RowMapping) -> InvitationState:
         attempts=row["attempts"],
         last_error=row["last_error"],
         lease_until=row["lease_until"],
+        sent_to=row["sent_to"],
     )
 
 
@@ -1275,6 +1276,7 @@ def invitation_sent(
     keys: Sequence[str],
     checked_key: str | None,
     now: datetime,
+    sent_to: str | None = None,
 ) -> bool:
     """Record a version as sent, only if this attempt, of this version, still holds the
     row (attempts restart at each version, so the version is part of the fence)."""
@@ -1291,6 +1293,7 @@ def invitation_sent(
             method_sent=method,
             sent_keys=list(keys),
             sent_at=now,
+            sent_to=sent_to,
             checked_key=checked_key,
             attempts=0,
             last_error=None,

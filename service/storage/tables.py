@@ -193,6 +193,7 @@ invitations = Table(
     Column("method_sent", String(8)),  # REQUEST while events stand in the calendar, or CANCEL
     Column("sent_keys", JSON, nullable=False, default=list),  # series keys standing there
     Column("sent_at", UTCDateTime()),
+    Column("sent_to", String(320)),  # the attendee the last version went to
     Column("wanted_hash", String(64)),  # the version being sent, or the one that failed
     Column("checked_key", String(64)),  # the inputs last found up to date (a shortcut)
     Column("state", String(16), nullable=False, default="idle"),

@@ -321,3 +321,24 @@ def test_unsubscribing_from_email_withdraws_the_invitation_once(
     harness.scheduler.maintain(force=True)
     assert [method(m) for m in harness.email.sent] == ["REQUEST", "CANCEL"]
     assert uids(harness.email.sent[1]) == uids(request)  # the events and their alarms go
+
+
+def test_a_changed_address_withdraws_the_events_from_the_old_one_first(
+    harness: Harness, folders: Folders
+) -> None:
+    enrollment_id = enrolled(harness, folders)
+    harness.scheduler.maintain(force=True)
+    with transaction(harness.runtime.engine) as conn:
+        conn.execute(update(participants).values(email="new@example.com"))
+    harness.scheduler.maintain(force=True)
+    sent = [(m.to, method(m)) for m in harness.email.sent]
+    assert sent == [
+        ("rae@example.com", "REQUEST"),
+        ("rae@example.com", "CANCEL"),
+        ("new@example.com", "REQUEST"),
+    ]
+    with transaction(harness.runtime.engine) as conn:
+        repo.set_enrollment_status(conn, enrollment_id, "cancelled", now=harness.clock.now())
+    harness.scheduler.maintain(force=True)
+    assert [(m.to, method(m)) for m in harness.email.sent][-1] == ("new@example.com", "CANCEL")
+    assert len(harness.email.sent) == 4
