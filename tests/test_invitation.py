@@ -121,14 +121,15 @@ def test_the_rules_are_the_plain_ones() -> None:
     plan = shipped("rhythmic-movement")
     items = series(plan, date(2026, 3, 2), ZoneInfo("America/New_York"))
     text = build(plan, items).decode()
-    assert "RRULE:FREQ=WEEKLY;UNTIL=20260508T220000Z;BYDAY=TU,FR" in text  # strength, 18:00 EDT
+    # Strength at 18:00, until the end of its last day, Fri 8 May (23:59:59 EDT).
+    assert "RRULE:FREQ=WEEKLY;UNTIL=20260509T035959Z;BYDAY=TU,FR" in text
     # Weekend yoga, weeks 3-10 (from Mon 16 Mar) at 09:30: one weekly rule, no exceptions.
     assert "DTSTART;TZID=America/New_York:20260321T093000" in text
-    assert "RRULE:FREQ=WEEKLY;UNTIL=20260510T133000Z;BYDAY=SA,SU" in text
+    assert "RRULE:FREQ=WEEKLY;UNTIL=20260511T035959Z;BYDAY=SA,SU" in text
     assert "EXDATE" not in text
     sleep = shipped("sleep-hygiene")
     text = build(sleep, series(sleep, date(2026, 3, 2), ZoneInfo("America/New_York"))).decode()
-    assert "RRULE:FREQ=DAILY;UNTIL=20260426T110000Z" in text  # wake time, 07:00 EDT
+    assert "RRULE:FREQ=DAILY;UNTIL=20260427T035959Z" in text  # wake time, to Sun 26 Apr
 
 
 def test_body_scan_phases_are_two_series_with_their_own_length() -> None:
@@ -139,8 +140,10 @@ def test_body_scan_phases_are_two_series_with_their_own_length() -> None:
         ("body-scan.0", 5, 6),
         ("body-scan.1", 10, 18),
     ]
-    assert all(s.rrule() == {"freq": "weekly", "byday": ["MO", "WE", "FR"], "until": s.until}
-               for s in scans)  # fmt: skip
+    assert all(
+        s.rrule() == {"freq": "weekly", "byday": ["MO", "WE", "FR"], "until": s.rrule_until}
+        for s in scans
+    )
 
 
 # --- the DST gap ---------------------------------------------------------------------------

@@ -78,14 +78,22 @@ class Series:
     def until(self) -> datetime:
         return self.instants[-1]
 
+    @property
+    def rrule_until(self) -> datetime:
+        """UNTIL: the end of the last local day, in UTC. The last instant itself would do
+        by the letter of RFC 5545, but a reader that resolves a fall-back time to its
+        second instance would then drop the last occurrence; the day's end cannot."""
+        last_day_end = datetime.combine(self.dates[-1] + timedelta(days=1), time(), self.zone)
+        return (last_day_end - timedelta(seconds=1)).astimezone(UTC)
+
     def rrule(self) -> dict[str, object] | None:
         """The RRULE as icalendar takes it; None for a single occurrence."""
         if len(self.dates) < 2:
             return None
         if len(self.weekdays) == 7:
-            return {"freq": "daily", "until": self.until}
+            return {"freq": "daily", "until": self.rrule_until}
         days = [ICAL_DAYS[d] for d in sorted(self.weekdays)]
-        return {"freq": "weekly", "byday": days, "until": self.until}
+        return {"freq": "weekly", "byday": days, "until": self.rrule_until}
 
     def exdate_times(self) -> list[datetime]:
         return [datetime.combine(d, self.wall_time, tzinfo=self.zone) for d in self.exdates]

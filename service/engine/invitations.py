@@ -178,7 +178,7 @@ def desired(
         kept = [item for item in items if item.key in standing]
         gone = [k for k in standing if k not in current]
         wanted = Wanted(CANCEL, kept, gone, [], to=moved_from)
-    elif enrollment.status in ("active", "paused") and not participant.email_unsubscribed:
+    elif enrollment.status == "active" and not participant.email_unsubscribed:
         dropped = [k for k in standing if k not in current]
         if dropped:
             # Cancel what the new version no longer has, first: one METHOD a message.
@@ -188,11 +188,12 @@ def desired(
         else:
             return None
     else:
-        # Cancelled, finished early, or unsubscribed from email: one last CANCEL takes the
-        # events (and their alarms) out of the calendar; nothing more is sent after it.
+        # Paused, cancelled, finished early, or unsubscribed from email: a CANCEL takes the
+        # events (and their alarms) out of the calendar, so that it shows only what Tend
+        # reminds about; resuming invites again.
         early = (
             participant.email_unsubscribed
-            or enrollment.status == "cancelled"
+            or enrollment.status in ("paused", "cancelled")
             or (
                 enrollment.status == "finished"
                 and any(item.until > enrollment.updated_at for item in items)

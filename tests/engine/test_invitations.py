@@ -342,3 +342,20 @@ def test_a_changed_address_withdraws_the_events_from_the_old_one_first(
     harness.scheduler.maintain(force=True)
     assert [(m.to, method(m)) for m in harness.email.sent][-1] == ("new@example.com", "CANCEL")
     assert len(harness.email.sent) == 4
+
+
+def test_pausing_withdraws_the_events_and_resuming_invites_again(
+    harness: Harness, folders: Folders
+) -> None:
+    enrollment_id = enrolled(harness, folders)
+    harness.scheduler.maintain(force=True)
+    now = harness.clock.now()
+    with transaction(harness.runtime.engine) as conn:
+        repo.set_enrollment_status(conn, enrollment_id, "paused", now=now)
+    harness.scheduler.maintain(force=True)
+    with transaction(harness.runtime.engine) as conn:
+        repo.set_enrollment_status(conn, enrollment_id, "active", now=now)
+    harness.scheduler.maintain(force=True)
+    assert [method(m) for m in harness.email.sent] == ["REQUEST", "CANCEL", "REQUEST"]
+    assert [sequences(m) for m in harness.email.sent] == [{0}, {1}, {2}]
+    assert uids(harness.email.sent[0]) == uids(harness.email.sent[2])
