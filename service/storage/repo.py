@@ -1009,6 +1009,25 @@ def retry_later(
     return bool(result.rowcount)
 
 
+def record_provider_status(
+    conn: Connection, provider_id: str, state: str, *, error: str | None, now: datetime
+) -> bool:
+    """A provider's report on a sent message. States only move forward: sent ->
+    delivered or failed; a late "sent" after "delivered" changes nothing. False when no
+    delivery has that provider id in a state the report may move."""
+    earlier = {"sent": (), "delivered": ("sent",), "failed": ("sent",)}.get(state, ())
+    values: dict[str, Any] = {"state": state, "updated_at": now}
+    if error is not None:
+        values["last_error"] = error
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.provider_id == provider_id)
+        .where(deliveries.c.state.in_(earlier))
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
 def delivery_states(conn: Connection) -> dict[str, int]:
     rows = conn.execute(select(deliveries.c.state, func.count()).group_by(deliveries.c.state))
     return {state: int(count) for state, count in rows}

@@ -8,6 +8,7 @@ from fastapi.responses import PlainTextResponse
 from service import __version__
 from service.runtime import Runtime
 from service.web.outbox import router as outbox_router
+from service.web.twilio import router as twilio_router
 from service.web.unsubscribe import router as unsubscribe_router
 
 
@@ -16,6 +17,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(unsubscribe_router)
     app.include_router(outbox_router)
+    app.include_router(twilio_router)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["operations"])
     def healthz() -> str:

@@ -1,0 +1,85 @@
+"""Twilio's webhooks. `POST /twilio/status`: delivery reports for sent messages.
+
+Every request must carry a valid `X-Twilio-Signature`, computed by Twilio over the URL
+it called (built here from TEND_PUBLIC_URL, so that a proxy in front changes nothing)
+and every form parameter, repeated ones included; anything else gets 403. A report for
+a message Tend does not know still gets 200, or Twilio would keep retrying it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request, Response
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+from service.runtime import Runtime
+from service.storage import repo
+from service.storage.db import transaction
+
+router = APIRouter(tags=["twilio"])
+
+MAX_BODY = 64 * 1024  # Twilio's forms are a few hundred bytes
+
+# Twilio's MessageStatus, as delivery states. queued, accepted and sending say nothing
+# new: the delivery is `sent` once Twilio took it.
+STATUS = {"sent": "sent", "delivered": "delivered", "undelivered": "failed", "failed": "failed"}
+
+
+class _Form(dict[str, list[str]]):
+    """Form parameters with every value of a repeated key, as the validator wants them."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+
+async def signed_form(request: Request, runtime: Runtime) -> _Form | None:
+    """The request's form when Twilio signed it, or None."""
+    token = runtime.settings.twilio_auth_token
+    signature = request.headers.get("x-twilio-signature")
+    if token is None or not signature:
+        return None
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        return None
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return None
+    form = _Form()
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        return None
+    for key, value in pairs:
+        form.setdefault(key, []).append(value)
+    url = f"{runtime.settings.public_base}{request.url.path}"
+    if request.url.query:
+        url += f"?{request.url.query}"
+    validator = RequestValidator(token.get_secret_value())
+    return form if validator.validate(url, form, signature) else None
+
+
+@router.post("/twilio/status", include_in_schema=False)
+async def status_callback(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    form = await signed_form(request, runtime)
+    if form is None:
+        return Response(status_code=403)
+    sid = _first(form, "MessageSid") or _first(form, "SmsSid")
+    state = STATUS.get((_first(form, "MessageStatus") or "").lower())
+    if sid and state:
+        error = _first(form, "ErrorCode")
+        with transaction(runtime.engine) as conn:
+            repo.record_provider_status(
+                conn,
+                sid,
+                state,
+                error=f"Twilio error {error}" if error else None,
+                now=runtime.clock.now(),
+            )
+    return Response(status_code=200)
+
+
+def _first(form: dict[str, list[str]], name: str) -> str | None:
+    values: Any = form.get(name)
+    return values[0] if values else None
