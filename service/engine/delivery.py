@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from service.channels.base import ChannelError, OutgoingMessage, Receipt
+from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
 from service.channels.email import unsubscribe_link
 from service.core.expand import Occurrence, resolve_plan_variables
 from service.core.plan import Plan
@@ -116,19 +116,10 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
         channel = runtime.channels[job.channel]
         if job.extra.get("uncertain"):
             # A worker stopped while sending this: send again only if it surely did not go.
-            known = channel.already_sent(job.id)
-            if known:
-                log.info("delivery had been sent before the worker stopped", delivery=job.id)
-                return _finish(runtime, run, job, Outcome.SENT, None)
-            if known is None:
-                return _finish(
-                    runtime,
-                    run,
-                    job,
-                    Outcome.FAILED,
-                    "the worker stopped while sending and the channel cannot tell whether it "
-                    "went out; not sent again, to avoid a duplicate",
-                )
+            why = "the worker stopped while sending and the channel cannot tell whether it went out"
+            settled = _settle_uncertain(runtime, run, job, channel, why)
+            if settled is not None:
+                return settled
     except Exception as exc:  # before the send: nothing went out, try again later
         log.exception("delivery failed before sending", delivery=job.id)
         return _retry_or_fail(runtime, run, job, f"{type(exc).__name__}: {exc}")
@@ -143,14 +134,9 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
         if exc.permanent:
             return _finish(runtime, run, job, Outcome.FAILED, str(exc))
         if exc.uncertain:
-            # It may have gone out: only the channel can say, and if it cannot, the
-            # delivery fails rather than risk a duplicate.
-            known = channel.already_sent(job.id)
-            if known:
-                return _finish(runtime, run, job, Outcome.SENT, None)
-            if known is None:
-                problem = f"{exc}; not sent again, to avoid a duplicate"
-                return _finish(runtime, run, job, Outcome.FAILED, problem)
+            settled = _settle_uncertain(runtime, run, job, channel, str(exc))
+            if settled is not None:
+                return settled
         return _retry_or_fail(runtime, run, job, str(exc), exc.retry_after)
     except Exception as exc:  # the channel broke its contract: it may or may not have sent
         log.exception("channel raised an unexpected error", delivery=job.id)
@@ -164,6 +150,23 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
         provider_id=receipt.provider_id,
     )
     return _finish(runtime, run, job, Outcome.SENT, None, receipt)
+
+
+def _settle_uncertain(
+    runtime: Runtime, run: Run[Any], job: DeliveryJob, channel: Channel, why: str
+) -> Result | None:
+    """A send that may have gone out: only the channel can say. Sent when it knows it
+    went, failed when it cannot tell (rather than risk a duplicate), and None when it
+    surely did not, so that the caller may send or retry."""
+    known = channel.already_sent(job.id)
+    if known:
+        log.info("delivery had gone out before", delivery=job.id)
+        return _finish(runtime, run, job, Outcome.SENT, None)
+    if known is None:
+        return _finish(
+            runtime, run, job, Outcome.FAILED, f"{why}; not sent again, to avoid a duplicate"
+        )
+    return None
 
 
 def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome, str] | None:
