@@ -35,17 +35,28 @@ class Planned:
     channels: tuple[str, ...]
     item: str | None
     fingerprint: str
+    check_in_kind: str = "done"
+    nudge_minutes: int | None = None  # a follow-up SMS this long after the instant
 
     @property
     def delivery_channels(self) -> tuple[str, ...]:
         return tuple(c for c in self.channels if c in DELIVERY_CHANNELS)
+
+    def deliveries(self) -> dict[tuple[str, str], datetime]:
+        """Every delivery the occurrence should have, as (channel, kind) -> due time: a
+        reminder on each delivery channel at the instant, and the nudge by SMS when the
+        practice has one."""
+        wanted = {(channel, "reminder"): self.instant for channel in self.delivery_channels}
+        if self.nudge_minutes is not None:
+            wanted["sms", "nudge"] = self.instant + timedelta(minutes=self.nudge_minutes)
+        return wanted
 
 
 def fingerprint(occurrence: Occurrence) -> str:
     """A digest of everything that makes a reminder what it is: when, how long, where,
     and the text it is rendered from. A plan edit that changes it moves the occurrence."""
     practice, variant = occurrence.practice, occurrence.variant
-    parts = (
+    parts: tuple[str, ...] = (
         occurrence.utc.isoformat(),
         str(variant.duration_minutes),
         ",".join(practice.channels),
@@ -57,6 +68,8 @@ def fingerprint(occurrence: Occurrence) -> str:
         str(practice.window_minutes),
         occurrence.window_end.isoformat(),
     )
+    if practice.nudge is not None:  # only then, so that plans without one keep their digests
+        parts += (str(practice.nudge.after_minutes), practice.nudge.message)
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
@@ -73,6 +86,10 @@ def planned(occurrence: Occurrence) -> Planned:
         channels=occurrence.practice.channels,
         item=occurrence.item,
         fingerprint=fingerprint(occurrence),
+        check_in_kind=occurrence.practice.check_in.kind,
+        nudge_minutes=(
+            occurrence.practice.nudge.after_minutes if occurrence.practice.nudge else None
+        ),
     )
 
 

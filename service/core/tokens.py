@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 MAC_BYTES = 20  # 160 bits
@@ -53,15 +54,25 @@ def check_in_token(secret: bytes, occurrence_id: int, expires: datetime) -> str:
     return sign(secret, "check-in", f"{occurrence_id}.{int(expires.timestamp())}")
 
 
-def read_check_in_token(secret: bytes, token: str, now: datetime) -> int | None:
-    """The occurrence id of a valid, unexpired check-in token, or None."""
+@dataclass(frozen=True, slots=True)
+class CheckInLink:
+    """A check-in token that verified: its occurrence and when it stops working."""
+
+    occurrence_id: int
+    expires: datetime
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires
+
+
+def read_check_in(secret: bytes, token: str) -> CheckInLink | None:
+    """The occurrence and expiry of a genuine check-in token, expired or not; None for a
+    token this secret did not sign."""
     payload = verify(secret, "check-in", token)
     if payload is None:
         return None
     occurrence, _, expires = payload.partition(".")
     try:
-        if datetime.fromtimestamp(int(expires), UTC) < now:
-            return None
-        return int(occurrence)
-    except ValueError:
+        return CheckInLink(int(occurrence), datetime.fromtimestamp(int(expires), UTC))
+    except (ValueError, OverflowError, OSError):
         return None

@@ -28,6 +28,7 @@ from service.core.tokens import check_in_token
 from service.engine.enrollment import variables_for
 from service.runtime import Runtime
 from service.storage import repo
+from service.storage.checkins import CHECKED_IN_NOTE, WINDOW_CLOSED_NOTE
 from service.storage.db import Run, statements, transaction
 
 log = structlog.get_logger("tend.delivery")
@@ -179,6 +180,11 @@ def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome
         return Outcome.CANCELLED, "occurrence cancelled"
     if job.channel not in job.extra.get("occurrence_channels", (job.channel,)):
         return Outcome.CANCELLED, "channel removed from the plan"
+    if job.kind == "nudge":
+        if job.extra.get("check_in") is not None:
+            return Outcome.CANCELLED, CHECKED_IN_NOTE
+        if now >= job.window_end:
+            return Outcome.CANCELLED, WINDOW_CLOSED_NOTE
     participant = job.participant
     if job.channel == "sms":
         if participant.sms_state == "opted_out":
@@ -226,6 +232,9 @@ def compose(runtime: Runtime, plan: Plan, job: DeliveryJob) -> OutgoingMessage:
     context = renderer.context(
         plan, occurrence, Person(job.participant.name), variables, check_in_url(runtime, job)
     )
+    if job.kind == "nudge":
+        text = clean_for_sms(renderer.nudge(occurrence.practice, context))
+        return OutgoingMessage(job.id, "sms", job.participant.phone or "", text)
     if job.channel == "sms":
         text = clean_for_sms(renderer.sms(occurrence.variant, occurrence.practice, context))
         return OutgoingMessage(job.id, "sms", job.participant.phone or "", text)

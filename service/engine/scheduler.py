@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from service.engine import enrollment, invitations
+from service.engine import enrollment, invitations, windows
 from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
@@ -85,8 +85,8 @@ class Scheduler:
         return Tick(expired, claimed, enqueued, upcoming)
 
     def maintain(self, force: bool = False) -> None:
-        """Horizons, plan edits, finished enrollments and calendar invitations, at most
-        every 30 seconds."""
+        """Horizons, plan edits, finished enrollments, calendar invitations and closed
+        check-in windows, at most every 30 seconds."""
         now = self.runtime.clock.now()
         if (
             not force
@@ -102,6 +102,7 @@ class Scheduler:
             enrollment.extend_horizons,
             enrollment.finish_ended,
             invitations.sync_invitations,
+            windows.close_windows,
         )
         for chore in chores:
             try:

@@ -597,6 +597,7 @@ def apply_changes(conn: Connection, enrollment_id: str, changes: Changes, now: d
                 channels=list(planned.channels),
                 item=planned.item,
                 fingerprint=planned.fingerprint,
+                check_in_kind=planned.check_in_kind,
                 state="scheduled",
                 sequence=occurrences.c.sequence + 1,
                 updated_at=now,
@@ -638,6 +639,7 @@ def _insert_occurrences(
             "channels": list(p.channels),
             "item": p.item,
             "fingerprint": p.fingerprint,
+            "check_in_kind": p.check_in_kind,
             "state": "scheduled",
             "sequence": 0,
             "updated_at": now,
@@ -655,14 +657,14 @@ def _insert_occurrences(
         {
             "occurrence_id": occurrence_id,
             "channel": channel,
-            "kind": "reminder",
+            "kind": kind,
             "state": "pending",
-            "due_at": by_key[key].instant,
+            "due_at": due_at,
             "attempts": 0,
             "updated_at": now,
         }
         for occurrence_id, key in ids
-        for channel in by_key[key].delivery_channels
+        for (channel, kind), due_at in by_key[key].deliveries().items()
     ]
     if delivery_rows:
         conn.execute(insert(deliveries), delivery_rows)
@@ -675,21 +677,24 @@ def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now
     """The deliveries of a moved occurrence follow it. Every update names the states it
     moves from, so a delivery a worker took in the meantime is left alone."""
     existing = {
-        r.channel: r
+        (r.channel, r.kind): r
         for r in conn.execute(
             select(
-                deliveries.c.id, deliveries.c.channel, deliveries.c.state, deliveries.c.last_error
-            )
-            .where(deliveries.c.occurrence_id == occurrence_id)
-            .where(deliveries.c.kind == "reminder")
+                deliveries.c.id,
+                deliveries.c.channel,
+                deliveries.c.kind,
+                deliveries.c.state,
+                deliveries.c.last_error,
+            ).where(deliveries.c.occurrence_id == occurrence_id)
         )
     }
-    wanted = set(planned.delivery_channels)
-    for channel, row in existing.items():
+    wanted = planned.deliveries()
+    for slot, row in existing.items():
         base = update(deliveries).where(deliveries.c.id == row.id)
-        if channel not in wanted:
+        due_at = wanted.get(slot)
+        if due_at is None:
             # Cancelled for good, whatever stopped it before: a later resume or START
-            # must not bring back a channel the plan no longer has.
+            # must not bring back a channel (or a nudge) the plan no longer has.
             conn.execute(
                 base.where(
                     deliveries.c.state.in_(("pending", "claimed", "cancelled", "expired"))
@@ -701,7 +706,7 @@ def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now
             conn.execute(
                 base.where(deliveries.c.state == row.state).values(
                     state="pending",
-                    due_at=planned.instant,
+                    due_at=due_at,
                     lease_until=None,
                     last_error=None,
                     updated_at=now,
@@ -711,11 +716,9 @@ def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now
             # Stopped by a pause or an opt-out: it stays stopped, at its new time, so
             # that resuming or opting back in brings it back when it is really due.
             conn.execute(
-                base.where(deliveries.c.state == "cancelled").values(
-                    due_at=planned.instant, updated_at=now
-                )
+                base.where(deliveries.c.state == "cancelled").values(due_at=due_at, updated_at=now)
             )
-    new = [c for c in planned.delivery_channels if c not in existing]
+    new = [(slot, due_at) for slot, due_at in wanted.items() if slot not in existing]
     if new:
         conn.execute(
             insert(deliveries),
@@ -723,13 +726,13 @@ def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now
                 {
                     "occurrence_id": occurrence_id,
                     "channel": channel,
-                    "kind": "reminder",
+                    "kind": kind,
                     "state": "pending",
-                    "due_at": planned.instant,
+                    "due_at": due_at,
                     "attempts": 0,
                     "updated_at": now,
                 }
-                for channel in new
+                for (channel, kind), due_at in new
             ],
         )
 
@@ -829,6 +832,7 @@ _JOB_COLUMNS = (
     occurrences.c.item,
     occurrences.c.window_end,
     occurrences.c.state.label("occurrence_state"),
+    occurrences.c.check_in.label("occurrence_check_in"),
     occurrences.c.enrollment_id,
     occurrences.c.channels.label("occurrence_channels"),
     enrollments.c.plan_id,
@@ -944,6 +948,7 @@ def start_sending(
         extra={
             "uncertain": bool(row["uncertain"]),
             "occurrence_state": row["occurrence_state"],
+            "check_in": row["occurrence_check_in"],
             "occurrence_channels": list(row["occurrence_channels"] or []),
             "plan_hash": row["plan_hash"],
         },

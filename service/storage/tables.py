@@ -5,6 +5,12 @@ States, and the only ways they move:
 - participant.sms_state: subscribed <-> opted_out (every change is in consent_log)
 - enrollment.status: active <-> paused; active|paused -> finished|cancelled
 - occurrence.state: scheduled -> cancelled (a plan edit or a cancelled enrollment)
+- occurrence.check_in: NULL (open, or not yet due) -> done | skipped (a reply or a
+                    check-in link, which may change it while the window is open)
+                    NULL -> missed (the window closed with no check-in after a reminder
+                    reached the participant) | excused (nothing was asked, or no
+                    reminder reached them: not counted in adherence)
+- summary.state: pending -> sending -> sent | failed; sending -> pending (retry)
 - delivery.state: pending -> claimed -> sending -> sent -> delivered
                   sending -> claimed   (transient error: retried after a backoff)
                   claimed|sending -> claimed (a lease ran out: claimed again)
@@ -22,6 +28,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -59,6 +66,8 @@ DELIVERY_STATES = (
 )
 UNSENT_STATES = ("pending", "claimed", "sending")
 INVITATION_STATES = ("idle", "pending", "sending", "failed")
+CHECK_IN_RESULTS = ("done", "skipped", "missed", "excused")
+SUMMARY_STATES = ("pending", "sending", "sent", "failed")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -134,9 +143,20 @@ occurrences = Table(
     Column("state", String(16), nullable=False, default="scheduled"),
     Column("sequence", Integer, nullable=False, default=0),  # iCalendar SEQUENCE
     Column("updated_at", UTCDateTime(), nullable=False),
+    # What the practice asks (none, done, rating, number, text) and what came back.
+    Column("check_in_kind", String(16), nullable=False, server_default="done"),
+    Column("check_in", String(16)),
+    Column("check_in_at", UTCDateTime()),
+    Column("check_in_value", Float),  # a rating or a number
+    Column("check_in_unit", String(32)),
+    Column("check_in_text", Text),
+    Column("check_in_source", String(16)),  # sms, link, api
     UniqueConstraint("enrollment_id", "key"),
     CheckConstraint(_one_of("state", OCCURRENCE_STATES), name="state"),
+    CheckConstraint(_one_of("check_in", CHECK_IN_RESULTS), name="check_in"),
     Index("ix_occurrences_enrollment_instant", "enrollment_id", "instant"),
+    # Closing windows reads the open ones by window end.
+    Index("ix_occurrences_check_in_window_end", "check_in", "window_end"),
 )
 
 deliveries = Table(
@@ -202,6 +222,51 @@ invitations = Table(
     Column("lease_until", UTCDateTime()),  # sending: the lease; pending: not before
     Column("updated_at", UTCDateTime(), nullable=False),
     CheckConstraint(_one_of("state", INVITATION_STATES), name="state"),
+)
+
+# Every inbound message, stored before anything is done with it, and what it was taken
+# to mean. SMS are unique by the provider's id, so that a webhook Twilio retries is
+# answered again and acted on once.
+replies = Table(
+    "replies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider_id", String(64), unique=True),  # Twilio's MessageSid
+    Column("channel", String(16), nullable=False),  # sms, link
+    Column("participant_id", ForeignKey("participants.id", ondelete="CASCADE")),
+    Column("sender", String(320)),  # the number it came from (SMS)
+    Column("body", Text, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("handled_at", UTCDateTime()),  # NULL until acted on
+    Column("understood", String(32)),  # done, skipped, rating, opt_out, ask, no_window, ...
+    Column("occurrence_id", ForeignKey("occurrences.id", ondelete="SET NULL")),
+    Column("detail", Text),  # what happened, in words, for coaches
+    Column("answer", Text),  # the text sent back (TwiML), None for none
+    Column("context", JSON),  # for a question asked back: what it was about
+    Index("ix_replies_participant_received_at", "participant_id", "received_at"),
+)
+
+# Weekly messages: the summary to a participant, the digest to a coach. One row per
+# recipient, week and channel, so that each goes out once.
+summaries = Table(
+    "summaries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # participant, coach
+    Column("subject", String(320), nullable=False),  # an enrollment id, or the coach's address
+    Column("period_end", Date, nullable=False),  # the last local date the message covers
+    Column("channel", String(16), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_until", UTCDateTime()),
+    Column("provider_id", String(64)),
+    Column("last_error", Text),
+    Column("sent_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("kind", "subject", "period_end", "channel"),
+    CheckConstraint(_one_of("state", SUMMARY_STATES), name="state"),
+    Index("ix_summaries_state_due_at", "state", "due_at"),
 )
 
 app_state = Table(

@@ -1,9 +1,14 @@
-"""Twilio's webhooks. `POST /twilio/status`: delivery reports for sent messages.
+"""Twilio's webhooks: `POST /twilio/sms` (a participant's text) and `POST /twilio/status`
+(delivery reports for sent messages).
 
 Every request must carry a valid `X-Twilio-Signature`, computed by Twilio over the URL
 it called (built here from TEND_PUBLIC_URL, so that a proxy in front changes nothing)
 and every form parameter, repeated ones included; anything else gets 403. A report for
 a message Tend does not know still gets 200, or Twilio would keep retrying it.
+
+An inbound text is answered with TwiML: one `<Message>` when there is something to say,
+an empty `<Response/>` when there is not (an unknown sender's STOP, anything from
+someone who opted out). The work is in `service.tracking.inbound`.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.twiml.messaging_response import MessagingResponse  # type: ignore[import-untyped]
 
 from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
+from service.tracking.inbound import handle_sms
 
 router = APIRouter(tags=["twilio"])
 
@@ -57,6 +65,29 @@ async def signed_form(request: Request, runtime: Runtime) -> _Form | None:
         url += f"?{request.url.query}"
     validator = RequestValidator(token.get_secret_value())
     return form if validator.validate(url, form, signature) else None
+
+
+@router.post("/twilio/sms", include_in_schema=False)
+async def inbound_sms(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    form = await signed_form(request, runtime)
+    if form is None:
+        return Response(status_code=403)
+    sid = _first(form, "MessageSid") or _first(form, "SmsSid")
+    sender = _first(form, "From")
+    if not sid or not sender:
+        return Response("MessageSid and From are required\n", status_code=400)
+    body = _first(form, "Body") or ""
+    answer = await run_in_threadpool(handle_sms, runtime, sid=sid, sender=sender, body=body)
+    return twiml(answer)
+
+
+def twiml(answer: str | None) -> Response:
+    """A TwiML document answering with `answer`, or with nothing."""
+    response = MessagingResponse()
+    if answer:
+        response.message(answer)
+    return Response(str(response), media_type="application/xml")
 
 
 @router.post("/twilio/status", include_in_schema=False)

@@ -1,0 +1,486 @@
+"""Replies, check-ins and what adherence reads: the queries behind them.
+
+A reply is stored before anything is done with it (`store_reply`), then claimed and
+acted on in one transaction (`claim_reply` ... `finish_reply`), so that a webhook Twilio
+retries is acted on once and answered the same way each time. A check-in lands on the
+occurrence itself (`record_check_in`); when its window closes with none, the scheduler
+marks it missed, or excused when nothing was asked or no reminder reached the person
+(`close_windows`). The report reads the same rule through `result_expression`, so a
+window that closed a moment ago counts the same before and after the scheduler got to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Text,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from service.core.records import Participant
+from service.storage.repo import get_participant
+from service.storage.tables import deliveries, enrollments, occurrences, participants, replies
+
+CHECKED_IN_NOTE = "checked in already"
+WINDOW_CLOSED_NOTE = "the check-in window closed"
+ANSWERED = ("done", "skipped")  # a check-in someone gave, which they may change while open
+
+
+# --- replies -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    id: int
+    new: bool  # False when the provider sent this message before (a retried webhook)
+    handled: bool
+    answer: str | None
+    participant_id: str | None
+
+
+def store_reply(
+    conn: Connection,
+    *,
+    channel: str,
+    body: str,
+    now: datetime,
+    provider_id: str | None = None,
+    sender: str | None = None,
+    participant_id: str | None = None,
+) -> StoredReply:
+    """Store an inbound message as it came, once per provider id."""
+    values = {
+        "provider_id": provider_id,
+        "channel": channel,
+        "participant_id": participant_id,
+        "sender": sender,
+        "body": body,
+        "received_at": now,
+    }
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    inserted = conn.execute(
+        dialect.insert(replies)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["provider_id"])
+        .returning(replies.c.id)
+    ).scalar()
+    if inserted is not None:
+        return StoredReply(int(inserted), True, False, None, participant_id)
+    row = conn.execute(
+        select(
+            replies.c.id, replies.c.handled_at, replies.c.answer, replies.c.participant_id
+        ).where(replies.c.provider_id == provider_id)
+    ).one()
+    return StoredReply(row.id, False, row.handled_at is not None, row.answer, row.participant_id)
+
+
+def claim_reply(conn: Connection, reply_id: int, *, now: datetime) -> bool:
+    """Take a stored reply to act on; False when it was acted on already. Within the
+    caller's transaction, so that a failure leaves it to be acted on again."""
+    result = conn.execute(
+        update(replies)
+        .where(replies.c.id == reply_id)
+        .where(replies.c.handled_at.is_(None))
+        .values(handled_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def finish_reply(
+    conn: Connection,
+    reply_id: int,
+    *,
+    understood: str,
+    detail: str,
+    answer: str | None,
+    occurrence_id: int | None = None,
+    context: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        update(replies)
+        .where(replies.c.id == reply_id)
+        .values(
+            understood=understood,
+            detail=detail,
+            answer=answer,
+            occurrence_id=occurrence_id,
+            context=context,
+        )
+    )
+
+
+def reply_answer(conn: Connection, reply_id: int) -> str | None:
+    return conn.execute(select(replies.c.answer).where(replies.c.id == reply_id)).scalar()
+
+
+def last_question(
+    conn: Connection, participant_id: str, *, since: datetime
+) -> dict[str, Any] | None:
+    """The context of the question Tend asked back, when the participant's latest handled
+    reply (since `since`) was answered with one; None otherwise."""
+    row = conn.execute(
+        select(replies.c.understood, replies.c.context)
+        .where(replies.c.participant_id == participant_id)
+        .where(replies.c.handled_at.is_not(None))
+        .where(replies.c.received_at >= since)
+        .order_by(replies.c.received_at.desc(), replies.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None or row.understood != "ask" or not row.context:
+        return None
+    return dict(row.context)
+
+
+def list_replies(
+    conn: Connection, *, participant_id: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Replies, newest first, with the practice each one counted for."""
+    query = (
+        select(
+            replies,
+            occurrences.c.key.label("occurrence_key"),
+            occurrences.c.practice_id,
+        )
+        .select_from(replies.outerjoin(occurrences, occurrences.c.id == replies.c.occurrence_id))
+        .order_by(replies.c.received_at.desc(), replies.c.id.desc())
+        .limit(limit)
+    )
+    if participant_id is not None:
+        query = query.where(replies.c.participant_id == participant_id)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# --- check-ins -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInTarget:
+    """An occurrence a check-in may land on, with what the caller needs to judge it."""
+
+    occurrence_id: int
+    key: str
+    practice_id: str
+    instant: datetime
+    window_end: datetime
+    check_in_kind: str
+    check_in: str | None
+    check_in_value: float | None
+    check_in_unit: str | None
+    check_in_text: str | None
+    enrollment_id: str
+    enrollment_status: str
+    plan_id: str
+    plan_hash: str
+    local_date: date
+    week: int
+    seq: int
+    item: str | None
+    participant: Participant
+
+
+_TARGET = select(
+    occurrences.c.id,
+    occurrences.c.key,
+    occurrences.c.practice_id,
+    occurrences.c.instant,
+    occurrences.c.window_end,
+    occurrences.c.check_in_kind,
+    occurrences.c.check_in,
+    occurrences.c.check_in_value,
+    occurrences.c.check_in_unit,
+    occurrences.c.check_in_text,
+    occurrences.c.local_date,
+    occurrences.c.week,
+    occurrences.c.seq,
+    occurrences.c.item,
+    enrollments.c.id.label("enrollment_id"),
+    enrollments.c.status.label("enrollment_status"),
+    enrollments.c.plan_id,
+    enrollments.c.plan_hash,
+    enrollments.c.participant_id,
+).select_from(occurrences.join(enrollments, enrollments.c.id == occurrences.c.enrollment_id))
+
+
+def _target(row: Any, participant: Participant) -> CheckInTarget:
+    return CheckInTarget(
+        occurrence_id=row.id,
+        key=row.key,
+        practice_id=row.practice_id,
+        instant=row.instant,
+        window_end=row.window_end,
+        check_in_kind=row.check_in_kind,
+        check_in=row.check_in,
+        check_in_value=row.check_in_value,
+        check_in_unit=row.check_in_unit,
+        check_in_text=row.check_in_text,
+        enrollment_id=row.enrollment_id,
+        enrollment_status=row.enrollment_status,
+        plan_id=row.plan_id,
+        plan_hash=row.plan_hash,
+        local_date=row.local_date,
+        week=row.week,
+        seq=row.seq,
+        item=row.item,
+        participant=participant,
+    )
+
+
+def check_in_target(conn: Connection, occurrence_id: int) -> CheckInTarget | None:
+    """The occurrence a check-in link names, or None when there is no such one."""
+    row = conn.execute(
+        _TARGET.where(occurrences.c.id == occurrence_id).where(occurrences.c.state == "scheduled")
+    ).first()
+    if row is None:
+        return None
+    return _target(row, get_participant(conn, row.participant_id))
+
+
+def open_check_ins(
+    conn: Connection, participant: Participant, *, now: datetime
+) -> list[CheckInTarget]:
+    """The participant's occurrences whose check-in window is open at `now`, most recent
+    first: due already, window not closed, a check-in asked, the enrollment active."""
+    rows = conn.execute(
+        _TARGET.where(enrollments.c.participant_id == participant.id)
+        .where(enrollments.c.status == "active")
+        .where(occurrences.c.state == "scheduled")
+        .where(occurrences.c.check_in_kind != "none")
+        .where(occurrences.c.instant <= now)
+        .where(occurrences.c.window_end > now)
+        .where(or_(occurrences.c.check_in.is_(None), occurrences.c.check_in.in_(ANSWERED)))
+        .order_by(occurrences.c.instant.desc(), occurrences.c.id.desc())
+    )
+    return [_target(row, participant) for row in rows]
+
+
+def record_check_in(
+    conn: Connection,
+    occurrence_id: int,
+    result: str,
+    *,
+    now: datetime,
+    source: str,
+    value: float | None = None,
+    unit: str | None = None,
+    text: str | None = None,
+) -> bool:
+    """Record a check-in (done or skipped, with a rating, number or text) on an open
+    occurrence; a later one replaces an earlier one while the window is open. The
+    nudge that waits for it is cancelled. False when the window is not open."""
+    if result not in ANSWERED:
+        raise ValueError(f"a check-in is done or skipped, not {result!r}")
+    changed = conn.execute(
+        update(occurrences)
+        .where(occurrences.c.id == occurrence_id)
+        .where(occurrences.c.state == "scheduled")
+        .where(occurrences.c.check_in_kind != "none")
+        .where(occurrences.c.instant <= now)
+        .where(occurrences.c.window_end > now)
+        .where(or_(occurrences.c.check_in.is_(None), occurrences.c.check_in.in_(ANSWERED)))
+        .values(
+            check_in=result,
+            check_in_at=now,
+            check_in_value=value,
+            check_in_unit=unit,
+            check_in_text=text,
+            check_in_source=source,
+        )
+    ).rowcount
+    if changed:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.occurrence_id == occurrence_id)
+            .where(deliveries.c.kind == "nudge")
+            .where(deliveries.c.state.in_(("pending", "claimed")))
+            .values(state="cancelled", last_error=CHECKED_IN_NOTE, lease_until=None, updated_at=now)
+        )
+    return bool(changed)
+
+
+def has_check_in(conn: Connection, occurrence_id: int) -> bool:
+    found = conn.execute(
+        select(occurrences.c.check_in).where(occurrences.c.id == occurrence_id)
+    ).scalar()
+    return found in ANSWERED
+
+
+# --- closing windows, and what adherence reads ------------------------------------------
+
+
+def _reached() -> ColumnElement[bool]:
+    """Whether the occurrence reached the participant: in their calendar, or a reminder
+    of it was sent."""
+    sent = (
+        select(deliveries.c.id)
+        .where(deliveries.c.occurrence_id == occurrences.c.id)
+        .where(deliveries.c.kind == "reminder")
+        .where(deliveries.c.state.in_(("sent", "delivered")))
+        .exists()
+    )
+    in_calendar = cast(occurrences.c.channels, Text).like('%"calendar"%')
+    return or_(in_calendar, sent)
+
+
+def _excused() -> ColumnElement[bool]:
+    """Not counted when its window closes without a check-in: nothing was asked, the
+    occurrence or its enrollment was stopped, or no reminder reached the person."""
+    stopped = (
+        select(enrollments.c.id)
+        .where(enrollments.c.id == occurrences.c.enrollment_id)
+        .where(enrollments.c.status.in_(("paused", "cancelled")))
+        .exists()
+    )
+    return or_(
+        occurrences.c.check_in_kind == "none",
+        occurrences.c.state != "scheduled",
+        stopped,
+        ~_reached(),
+    )
+
+
+def result_expression(now: datetime) -> ColumnElement[Any]:
+    """An occurrence's check-in result at `now`: as recorded; NULL while its window is
+    open; else excused or missed, the same rule `close_windows` applies."""
+    return case(
+        (occurrences.c.check_in.is_not(None), occurrences.c.check_in),
+        (occurrences.c.window_end > now, literal(None, type_=occurrences.c.check_in.type)),
+        (_excused(), literal("excused")),
+        else_=literal("missed"),
+    )
+
+
+def close_windows(conn: Connection, *, now: datetime, limit: int = 5000) -> dict[str, int]:
+    """Windows that closed with no check-in become missed or excused; at most `limit`
+    at a time (the caller calls again while there are more). Returns the counts."""
+    ids = list(
+        conn.execute(
+            select(occurrences.c.id)
+            .where(occurrences.c.check_in.is_(None))
+            .where(occurrences.c.window_end <= now)
+            .order_by(occurrences.c.window_end)
+            .limit(limit)
+        ).scalars()
+    )
+    counts = {"missed": 0, "excused": 0}
+    if not ids:
+        return counts
+    closed = conn.execute(
+        update(occurrences)
+        .where(occurrences.c.id.in_(ids))
+        .where(occurrences.c.check_in.is_(None))  # a check-in that came meanwhile stays
+        .values(
+            check_in=case((_excused(), literal("excused")), else_=literal("missed")),
+            check_in_source="window",
+        )
+        .returning(occurrences.c.check_in)
+    ).scalars()
+    for result in closed:
+        counts[result] += 1
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """One occurrence as the report reads it."""
+
+    enrollment_id: str
+    practice_id: str
+    instant: datetime
+    window_end: datetime
+    result: str | None  # done, skipped, missed, excused; None while the window is open
+    value: float | None
+    check_in_kind: str
+
+
+def outcomes(
+    conn: Connection,
+    enrollment_ids: Sequence[str],
+    *,
+    now: datetime,
+    practice_id: str | None = None,
+    since: datetime | None = None,
+) -> list[OutcomeRow]:
+    """The occurrences of these enrollments that are due by `now` (and, with `since`,
+    not before it), in time order, with their result at `now`."""
+    if not enrollment_ids:
+        return []
+    query = (
+        select(
+            occurrences.c.enrollment_id,
+            occurrences.c.practice_id,
+            occurrences.c.instant,
+            occurrences.c.window_end,
+            result_expression(now).label("result"),
+            occurrences.c.check_in_value,
+            occurrences.c.check_in_kind,
+        )
+        .where(occurrences.c.enrollment_id.in_(list(enrollment_ids)))
+        .where(occurrences.c.instant <= now)
+        .where(occurrences.c.state == "scheduled")
+        .order_by(occurrences.c.enrollment_id, occurrences.c.instant, occurrences.c.id)
+    )
+    if practice_id is not None:
+        query = query.where(occurrences.c.practice_id == practice_id)
+    if since is not None:
+        query = query.where(occurrences.c.instant >= since)
+    return [
+        OutcomeRow(
+            r.enrollment_id,
+            r.practice_id,
+            r.instant,
+            r.window_end,
+            r.result,
+            r.check_in_value,
+            r.check_in_kind,
+        )
+        for r in conn.execute(query)
+    ]
+
+
+def report_enrollments(
+    conn: Connection,
+    *,
+    participant_id: str | None = None,
+    plan_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Enrollments with their participants, for the report: by participant name, then
+    the enrollment's start. Raises NotFound for a participant id that does not exist."""
+    if participant_id is not None:
+        get_participant(conn, participant_id)
+    query = (
+        select(
+            enrollments.c.id.label("enrollment_id"),
+            enrollments.c.plan_id,
+            enrollments.c.plan_hash,
+            enrollments.c.status,
+            enrollments.c.start_date,
+            participants.c.id.label("participant_id"),
+        )
+        .select_from(
+            enrollments.join(participants, participants.c.id == enrollments.c.participant_id)
+        )
+        .order_by(
+            func.lower(participants.c.name),
+            participants.c.id,
+            enrollments.c.start_date,
+            enrollments.c.id,
+        )
+    )
+    if participant_id is not None:
+        query = query.where(participants.c.id == participant_id)
+    if plan_id is not None:
+        query = query.where(enrollments.c.plan_id == plan_id)
+    return [dict(r) for r in conn.execute(query).mappings()]

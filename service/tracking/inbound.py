@@ -1,0 +1,192 @@
+"""An inbound SMS, from the stored message to the answer sent back.
+
+Two transactions. The first stores the message as it came, once per MessageSid, before
+anything else: a message that cannot be acted on is never lost. The second claims the
+stored message, decides (`core.conversation.decide`), acts (opt-out, opt-in, pause,
+resume, a check-in) and records what it did and the answer, all or nothing. Twilio
+retries a webhook it got no answer to: a retry finds the message handled and gets the
+answer the first attempt decided, and nothing is done twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection
+
+from service.core.conversation import Asked, Decision, OpenCheckIn, Situation, decide
+from service.core.records import Participant
+from service.core.render import Names, Person, RenderError
+from service.core.replies import parse_reply
+from service.core.sms import clean_for_sms
+from service.runtime import Runtime
+from service.storage import checkins, repo
+from service.storage.checkins import CheckInTarget
+from service.storage.db import transaction
+from service.tracking import checkins as tracking
+
+log = structlog.get_logger("tend.inbound")
+
+MAX_BODY = 1600  # Twilio's limit for one message, in characters
+QUESTION_STANDS = timedelta(hours=2)  # how long "Which one?" waits for its answer
+SOURCE = "sms"
+
+
+def handle_sms(runtime: Runtime, *, sid: str, sender: str, body: str) -> str | None:
+    """Store, decide, act; returns the text to answer with, or None for no answer."""
+    body = body[:MAX_BODY]
+    now = runtime.clock.now()
+    with transaction(runtime.engine) as conn:
+        participant = repo.find_participant_by_phone(conn, sender)
+        stored = checkins.store_reply(
+            conn,
+            channel="sms",
+            body=body,
+            now=now,
+            provider_id=sid,
+            sender=sender,
+            participant_id=participant.id if participant else None,
+        )
+    if stored.handled:
+        log.info("sms reply seen before; answered again", reply=stored.id)
+        return stored.answer
+    with transaction(runtime.engine) as conn:
+        if not checkins.claim_reply(conn, stored.id, now=now):
+            return checkins.reply_answer(conn, stored.id)
+        participant = (
+            repo.get_participant(conn, stored.participant_id) if stored.participant_id else None
+        )
+        targets = checkins.open_check_ins(conn, participant, now=now) if participant else []
+        situation = _situation(runtime, conn, participant, targets, now)
+        decision = decide(parse_reply(body), situation)
+        context = _act(runtime, conn, participant, targets, decision, now)
+        answer = _answer(runtime, decision, participant, context)
+        checkins.finish_reply(
+            conn,
+            stored.id,
+            understood=decision.understood,
+            detail=decision.detail,
+            answer=answer,
+            occurrence_id=decision.occurrence_id,
+            context=_question(decision, body),
+        )
+    log.info(
+        "sms reply handled",
+        reply=stored.id,
+        participant=participant.id if participant else None,
+        understood=decision.understood,
+        occurrence=decision.occurrence_id,
+    )
+    return answer
+
+
+def _situation(
+    runtime: Runtime,
+    conn: Connection,
+    participant: Participant | None,
+    targets: list[CheckInTarget],
+    now: datetime,
+) -> Situation:
+    if participant is None:
+        return Situation(False, False, None, (), {}, now)
+    open_ = [
+        OpenCheckIn(
+            occurrence_id=t.occurrence_id,
+            practice_id=t.practice_id,
+            title=tracking.title_of(runtime, t),
+            instant=t.instant,
+            window_end=t.window_end,
+            check_in=tracking.check_in_spec(runtime, t),
+            current=t.check_in,
+        )
+        for t in targets
+    ]
+    asked = None
+    question = checkins.last_question(conn, participant.id, since=now - QUESTION_STANDS)
+    if question is not None:
+        asked = Asked(str(question["body"]), tuple(int(i) for i in question["candidates"]))
+    return Situation(
+        known=True,
+        opted_out=participant.sms_state == "opted_out",
+        paused_until=participant.paused_until,
+        open=open_,
+        practices=_practices(runtime, conn, participant),
+        now=now,
+        asked=asked,
+    )
+
+
+def _practices(runtime: Runtime, conn: Connection, participant: Participant) -> dict[str, str]:
+    """Every practice of the participant's current plans, id -> title."""
+    found: dict[str, str] = {}
+    for enrollment in repo.list_enrollments(
+        conn, participant_id=participant.id, statuses=("active", "paused")
+    ):
+        plan = runtime.plans.get(enrollment.plan_id, enrollment.plan_hash)
+        if plan is not None:
+            found.update({p.id: p.title for p in plan.practices})
+    return found
+
+
+def _act(
+    runtime: Runtime,
+    conn: Connection,
+    participant: Participant | None,
+    targets: list[CheckInTarget],
+    decision: Decision,
+    now: datetime,
+) -> dict[str, Any]:
+    """Do what the decision says; returns what the answer needs on top of its context."""
+    if participant is None:
+        return {}
+    source = f"{SOURCE}:{decision.understood}"
+    if decision.action == "opt_out":
+        if participant.sms_state != "opted_out":
+            repo.opt_out_sms(conn, participant.id, source=source, now=now)
+    elif decision.action == "opt_in":
+        if participant.sms_state == "opted_out":
+            repo.opt_in_sms(conn, participant.id, source=source, now=now)
+    elif decision.action == "pause":
+        until = now + timedelta(days=decision.pause_days or 1)
+        repo.set_sms_pause(conn, participant.id, until, source=source, now=now)
+    elif decision.action == "resume":
+        if participant.sms_paused(now):
+            repo.set_sms_pause(conn, participant.id, None, source=source, now=now)
+    elif decision.action == "check_in":
+        target = next(t for t in targets if t.occurrence_id == decision.occurrence_id)
+        assert decision.interpretation is not None
+        tracking.record(conn, target, decision.interpretation, source=SOURCE, now=now)
+        done = tracking.progress(conn, target, now=now)
+        return {"streak": done.streak, "done_total": done.done_total}
+    return {}
+
+
+def _answer(
+    runtime: Runtime,
+    decision: Decision,
+    participant: Participant | None,
+    extra: dict[str, Any],
+) -> str | None:
+    if decision.answer is None:
+        return None
+    context: dict[str, Any] = {**decision.context, **extra}
+    if participant is not None:
+        person = Person(participant.name)
+        context["participant"] = Names(
+            "participant", {"name": person.name, "first_name": person.first_name}
+        )
+    try:
+        return clean_for_sms(runtime.catalog.renderer.answer(decision.answer, context))
+    except RenderError as exc:
+        # What the reply asked for is done and recorded; only the words are missing.
+        log.error("answer template failed; no answer sent", answer=decision.answer, error=str(exc))
+        return None
+
+
+def _question(decision: Decision, body: str) -> dict[str, Any] | None:
+    """What a question asked back was about, for the reply that answers it."""
+    if decision.action != "ask":
+        return None
+    return {"body": body, "candidates": list(decision.candidates)}

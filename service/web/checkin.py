@@ -1,0 +1,277 @@
+"""One-click check-ins from email and calendar: `/check-in/{token}`.
+
+The token is signed, names one occurrence and expires a week after its window closes
+(see `engine.delivery.check_in_url`). GET shows the occurrence and its choices and
+changes nothing: mail scanners and link previews open every link they find. Only POST
+records, and only while the check-in window is open; a second POST changes the answer
+(someone tapped the wrong button), it never counts twice. Every POST is also stored
+as a reply, so that the reply log shows link check-ins beside text messages.
+
+A token this server did not sign, or whose occurrence is gone, gets 404; a genuine one
+past its expiry gets 410.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from service.core.plan import CheckIn
+from service.core.render import Names, Person, RenderError
+from service.core.replies import Interpretation, Reply, interpret
+from service.core.tokens import read_check_in
+from service.runtime import Runtime
+from service.storage import checkins
+from service.storage.checkins import CheckInTarget
+from service.storage.db import transaction
+from service.tracking import checkins as tracking
+from service.web.pages import render
+
+router = APIRouter(tags=["check-in"])
+
+MAX_FORM = 8 * 1024
+MAX_TEXT = 1000
+SOURCE = "link"
+
+
+def _runtime(request: Request) -> Runtime:
+    return cast(Runtime, request.app.state.runtime)
+
+
+@router.get("/check-in/{token}", response_class=HTMLResponse, include_in_schema=False)
+def check_in_page(token: str, request: Request) -> HTMLResponse:
+    """The occurrence and its choices; records nothing."""
+    runtime = _runtime(request)
+    found = _target(runtime, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    return _page(runtime, found, runtime.clock.now())
+
+
+@router.post("/check-in/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def check_in(token: str, request: Request) -> HTMLResponse:
+    """Record the choice sent by the page's form."""
+    runtime = _runtime(request)
+    body = await request.body()
+    if len(body) > MAX_FORM:
+        return _message("Too much text", "That was more than a check-in can hold.", 413)
+    try:
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return _message("Not understood", "The form could not be read.", 400)
+    return await run_in_threadpool(_record, runtime, token, form)
+
+
+def _record(runtime: Runtime, token: str, form: dict[str, str]) -> HTMLResponse:
+    found = _target(runtime, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    now = runtime.clock.now()
+    spec = tracking.check_in_spec(runtime, found)
+    if not _is_open(found, now):
+        return _page(runtime, found, now, status_code=409)
+    reading = _reading(form, spec)
+    if isinstance(reading, str):
+        return _page(runtime, found, now, error=reading, status_code=400)
+    with transaction(runtime.engine) as conn:
+        target = checkins.check_in_target(conn, found.occurrence_id)
+        if target is None:
+            return _not_found()
+        stored = checkins.store_reply(
+            conn,
+            channel=SOURCE,
+            body=_said(reading),
+            now=now,
+            participant_id=target.participant.id,
+        )
+        checkins.claim_reply(conn, stored.id, now=now)
+        title = tracking.title_of(runtime, target)
+        recorded = tracking.record(conn, target, reading, source=SOURCE, now=now)
+        done = tracking.progress(conn, target, now=now) if recorded else None
+        checkins.finish_reply(
+            conn,
+            stored.id,
+            understood=reading.outcome if recorded else "no_window",
+            detail=(
+                f"checked in by link: {_said(reading)} for {title}"
+                if recorded  # else the window closed between the page and the button
+                else f"checked in by link after the window of {title} closed; not counted"
+            ),
+            answer=None,
+            occurrence_id=target.occurrence_id,
+        )
+        updated = target.check_in is not None
+        target = checkins.check_in_target(conn, target.occurrence_id) or target
+    if done is None:
+        return _page(runtime, target, now, status_code=409)
+    logged = _confirmation(runtime, target, reading, title, updated, done)
+    return _page(runtime, target, now, logged=logged)
+
+
+def _target(runtime: Runtime, token: str) -> CheckInTarget | HTMLResponse:
+    link = read_check_in(runtime.secret, token)
+    if link is None:
+        return _not_found()
+    with transaction(runtime.engine) as conn:
+        target = checkins.check_in_target(conn, link.occurrence_id)
+    if target is None:
+        return _not_found()
+    if link.expired(runtime.clock.now()):
+        return _message(
+            "This link has expired",
+            "Check-in links work for a week after the practice. Nothing was recorded.",
+            410,
+        )
+    return target
+
+
+def _is_open(target: CheckInTarget, now: datetime) -> bool:
+    return (
+        target.check_in_kind != "none"
+        and target.instant <= now < target.window_end
+        and target.check_in in (None, *checkins.ANSWERED)
+    )
+
+
+def _reading(form: dict[str, str], spec: CheckIn) -> Interpretation | str:
+    """What the form says, checked against what the practice asks; or what is wrong."""
+    outcome = form.get("outcome", "")
+    if "rating" in form and not outcome:
+        outcome = "rating"
+    reply: Reply
+    if outcome == "done":
+        reply = Reply("done")
+    elif outcome == "skipped":
+        reply = Reply("skipped")
+    elif outcome in ("rating", "number"):
+        raw = form.get(outcome, "").strip().replace(",", ".")
+        try:
+            reply = Reply("number", number=float(raw), text=raw)
+        except ValueError:
+            return "Please give a number." if raw == "" else f"'{raw[:40]}' is not a number."
+    elif outcome == "text":
+        text = form.get("text", "").strip()
+        if not text:
+            return "Please write a few words, or choose 'I skipped it'."
+        if len(text) > MAX_TEXT:
+            return f"Please keep it under {MAX_TEXT} characters."
+        reply = Reply("text", text=text)
+    else:
+        return "Please choose one of the buttons."
+    if spec.kind == "none":
+        return "This practice asks for no check-in."
+    found = interpret(reply, spec.kind, spec.scale, spec.unit)
+    if not found.applies:
+        return f"That did not fit: {found.reason}."
+    return found
+
+
+def _said(found: Interpretation) -> str:
+    """The check-in in a few words, as the reply log shows it."""
+    if found.outcome == "rating":
+        return f"rating {found.rating}"
+    if found.outcome == "number":
+        unit = f" {found.unit}" if found.unit else ""
+        return f"{_number(found.number)}{unit}"
+    if found.outcome == "text":
+        return found.text or ""
+    return found.outcome
+
+
+def _current(target: CheckInTarget, spec: CheckIn) -> str | None:
+    if target.check_in not in checkins.ANSWERED:
+        return None
+    if target.check_in == "skipped":
+        return "skipped"
+    if target.check_in_value is not None and spec.kind == "rating":
+        high = (spec.scale or (1, 5))[1]
+        return f"done, {_number(target.check_in_value)} of {high}"
+    if target.check_in_value is not None:
+        unit = f" {target.check_in_unit}" if target.check_in_unit else ""
+        return f"done, {_number(target.check_in_value)}{unit}"
+    if target.check_in_text:
+        return f"done: \u201c{target.check_in_text}\u201d"
+    return "done"
+
+
+def _confirmation(
+    runtime: Runtime,
+    target: CheckInTarget,
+    found: Interpretation,
+    title: str,
+    updated: bool,
+    done: tracking.Progress,
+) -> str:
+    """The same words an SMS check-in gets back."""
+    person = Person(target.participant.name)
+    context: dict[str, Any] = {
+        "participant": Names("participant", {"name": person.name, "first_name": person.first_name}),
+        "outcome": found.outcome,
+        "title": title,
+        "rating": found.rating,
+        "number": found.number,
+        "unit": found.unit,
+        "text": found.text,
+        "updated": updated,
+        "streak": done.streak,
+        "done_total": done.done_total,
+    }
+    try:
+        return runtime.catalog.renderer.answer("logged", context)
+    except RenderError:
+        return "Updated." if updated else "Logged. Thank you."
+
+
+def _page(
+    runtime: Runtime,
+    target: CheckInTarget,
+    now: datetime,
+    *,
+    error: str | None = None,
+    logged: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    spec = tracking.check_in_spec(runtime, target)
+    zone = ZoneInfo(target.participant.timezone)
+    state = "open" if _is_open(target, now) else ("early" if now < target.instant else "closed")
+    return render(
+        "check_in.html",
+        status_code=status_code,
+        title=tracking.title_of(runtime, target),
+        when=_when(target.instant, zone),
+        kind=spec.kind,
+        scale=list(spec.scale or (1, 5)),
+        unit=spec.unit,
+        question=spec.question,
+        state=state,
+        current=_current(target, spec),
+        opens=f"at {_when(target.instant, zone)}",
+        closes=f"at {_when(target.window_end, zone)}",
+        error=error,
+        logged=logged,
+    )
+
+
+def _when(instant: datetime, zone: ZoneInfo) -> str:
+    local = instant.astimezone(zone)
+    return f"{local:%A} {local.day} {local:%B}, {local:%H:%M}"
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _message(title: str, text: str, status_code: int) -> HTMLResponse:
+    return render("message.html", status_code=status_code, title=title, text=text)
+
+
+def _not_found() -> HTMLResponse:
+    return _message("Not found", "This link does not work.", 404)
