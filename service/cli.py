@@ -569,6 +569,43 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 # --- processes -----------------------------------------------------------------------
 
 
+@main.command("report")
+@click.option("--participant", "participant_id", help="Only this participant's enrollments.")
+@click.option("--plan", "plan_id", help="Only enrollments in this plan.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+def report_command(participant_id: str | None, plan_id: str | None, fmt: str) -> None:
+    """Adherence: per enrollment and practice, what was done, skipped and missed."""
+    from service.storage import repo
+    from service.tracking import report
+
+    rt = runtime()
+    if plan_id is not None and rt.plans.get(plan_id) is None:
+        from service.storage.db import transaction
+
+        with transaction(rt.engine) as conn:
+            if not repo.list_enrollments(conn, plan_id=plan_id):
+                fail(f"no plan '{plan_id}' in {rt.settings.schedules_dir} and no enrollments in it")
+    try:
+        found = report.build(rt, participant_id=participant_id, plan_id=plan_id)
+    except repo.NotFound as exc:
+        fail(str(exc))
+    if fmt == "json":
+        click.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        click.echo(report.to_csv(found), nl=False)
+    elif not found.entries:
+        click.echo("No enrollments yet.")
+    else:
+        headers, rows = report.table_rows(found)
+        click.echo(format_table(headers, rows))
+
+
 @main.command("run")
 @click.option("--workers", default=4, show_default=True, help="Worker threads.")
 def run_command(workers: int) -> None:

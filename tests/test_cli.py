@@ -567,6 +567,7 @@ def test_schema_top(schema: dict[str, Any]) -> None:
         "variables",
         "defaults",
         "practices",
+        "weekly_summary",
     }
 
 
@@ -601,6 +602,7 @@ def test_schema_accepts_valid_plans(schema: dict[str, Any]) -> None:
             at: wake + 10m
             every: [mon, fri]
             check_in: {kind: number, unit: steps}
+        weekly_summary: {day: sat, at: "18:30", channels: [sms, email]}
         """
     )
     assert _validate(richer, schema, schema) == []
@@ -617,6 +619,9 @@ def test_schema_accepts_valid_plans(schema: dict[str, Any]) -> None:
         (lambda p: p.update(plan="Bad_Id"), "does not match"),
         (lambda p: p.update(practices=[]), "too few items"),
         (lambda p: p.pop("title"), "missing title"),
+        (lambda p: p.update(weekly_summary={"dya": "sun"}), "matches no option"),
+        (lambda p: p.update(weekly_summary={"channels": ["calendar"]}), "matches no option"),
+        (lambda p: p.update(weekly_summary={"day": "sunday"}), "matches no option"),
     ],
 )
 def test_schema_rejects_invalid_plans(

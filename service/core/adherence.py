@@ -39,10 +39,14 @@ once per occurrence, as the adherence issue specifies.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Literal
+
+from service.core.expand import expand
+from service.core.plan import Plan
 
 Result = Literal["done", "skipped", "missed"]
 
@@ -142,6 +146,19 @@ def per_day(occurrences: int, days: int) -> float:
     if occurrences < 0:
         raise ValueError(f"occurrences must not be negative, got {occurrences}")
     return occurrences / days
+
+
+def frequencies(plan: Plan, start: date) -> dict[str, float]:
+    """Each practice's `f` for an enrollment starting on `start`: its occurrences over the
+    days of the weeks it is active (see `per_day`). The count is the same in every time
+    zone, so the expansion runs in UTC with the plan's default variables."""
+    counts = Counter(o.practice.id for o in expand(plan, start, UTC))
+    found = {}
+    for practice in plan.practices:
+        weeks = practice.weeks
+        days = sum(1 for d in range(plan.days) if weeks is None or d // 7 + 1 in weeks)
+        found[practice.id] = per_day(counts[practice.id], days) if days else 0.0
+    return found
 
 
 def multiplier(frequency: float) -> float:

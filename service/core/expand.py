@@ -75,6 +75,17 @@ def resolve_plan_variables(
     return resolve_variables(definitions)
 
 
+def local_instant(day: date, minutes: int, zone: tzinfo) -> datetime:
+    """The instant (in UTC) of wall-clock `minutes` after midnight on local date `day`.
+
+    The same conversion as expansion's: RFC 5545's rule, which `zoneinfo` with `fold=0`
+    follows (a time in a spring-forward gap takes the offset from before the gap, a time
+    that occurs twice is the first of the two).
+    """
+    hour, minute = divmod(minutes, 60)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).astimezone(UTC)
+
+
 def expand(
     plan: Plan,
     start: date,

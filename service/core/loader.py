@@ -31,6 +31,7 @@ from service.core.plan import (
     CHANNELS,
     CHECK_IN_KINDS,
     EVERY_KEYWORDS,
+    SUMMARY_CHANNELS,
     WEEKDAYS,
     CheckIn,
     Nudge,
@@ -38,10 +39,12 @@ from service.core.plan import (
     PlanDocument,
     Practice,
     Variant,
+    WeeklySummary,
 )
 from service.core.render import (
     EMAIL_BLOCKS,
     SAMPLE_PERSON,
+    SUMMARY_TEMPLATE,
     Renderer,
     RenderError,
     default_template,
@@ -49,6 +52,7 @@ from service.core.render import (
     valid_template_name,
 )
 from service.core.sms import clean_for_sms, count_segments
+from service.core.summary import sample_summary_contexts
 from service.core.timeexpr import (
     VARIABLE_PATTERN,
     TimeExpr,
@@ -437,6 +441,7 @@ class _Compiler:
                     "no practice asks for a check-in, so adherence cannot be tracked",
                     key=True,
                 )
+        weekly_summary = self._weekly_summary()
         # With errors elsewhere in the file, the practices that compiled cleanly still make
         # a plan: rendering their messages finds the errors in their text in the same run.
         if days is None or not practices:
@@ -453,6 +458,7 @@ class _Compiler:
             source=self.report.path,
             content_hash=hashlib.sha256(self.text.encode()).hexdigest(),
             practice_index={p.id: p for p in practices},
+            weekly_summary=weekly_summary,
         )
 
     def _errors(self) -> int:
@@ -501,6 +507,75 @@ class _Compiler:
         except VariableError as exc:
             self.report.error(("variables", exc.name), str(exc))
             self.variables = {}
+
+    def _weekly_summary(self) -> WeeklySummary | None:
+        """The optional weekly summary; written with nothing after it, all its defaults."""
+        if "weekly_summary" not in self.data:
+            return None
+        raw = self.data["weekly_summary"]
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            return None  # reported with the structure
+        loc: Loc = ("weekly_summary",)
+        errors_before = self._errors()
+        summary = WeeklySummary()
+        # A value of the wrong type is reported with the structure; it makes no summary.
+        complete = all(
+            raw.get(name) is None or isinstance(raw[name], kind)
+            for name, kind in (("day", str), ("at", str), ("channels", list))
+        )
+        day = raw.get("day")
+        if isinstance(day, str):
+            name = day.strip().lower()
+            if name in WEEKDAYS:
+                summary = replace(summary, weekday=WEEKDAYS.index(name))
+            else:
+                hint = did_you_mean(name, WEEKDAYS)
+                self.report.error(
+                    (*loc, "day"), f"unknown day '{day}'{hint}; days are {one_of(WEEKDAYS)}"
+                )
+        if raw.get("at") is not None:
+            # None also when `at` names a variable whose own definition has an error.
+            at = self._time(_Field(raw["at"], (*loc, "at")))
+            if at is None:
+                complete = False
+            else:
+                summary = replace(summary, at=at)
+        channels = raw.get("channels")
+        if isinstance(channels, list):
+            chosen: list[str] = []
+            for i, item in enumerate(channels):
+                if not isinstance(item, str):
+                    continue  # reported with the structure
+                if item in chosen:
+                    self.report.error((*loc, "channels", i), f"channel '{item}' is listed twice")
+                elif item == "calendar":
+                    self.report.error(
+                        (*loc, "channels", i),
+                        "a weekly summary is not a calendar event; "
+                        f"send it by {' or '.join(SUMMARY_CHANNELS)}",
+                    )
+                elif item not in SUMMARY_CHANNELS:
+                    hint = did_you_mean(item, SUMMARY_CHANNELS)
+                    self.report.error(
+                        (*loc, "channels", i),
+                        f"unknown channel '{item}'{hint}; "
+                        f"a weekly summary goes by {one_of(SUMMARY_CHANNELS)}",
+                    )
+                else:
+                    chosen.append(item)
+            if not channels:
+                self.report.error(
+                    (*loc, "channels"), f"choose at least one channel: {one_of(SUMMARY_CHANNELS)}"
+                )
+            if chosen:
+                summary = replace(summary, channels=tuple(chosen))
+        for channel in summary.channels:
+            self._check_template(SUMMARY_TEMPLATE, channel, loc, key=True, summary=True)
+        if not complete or self._errors() > errors_before:
+            return None
+        return summary
 
     # practices
 
@@ -847,22 +922,41 @@ class _Compiler:
             where = f" (line {exc.lineno} of the text)" if "\n" in source.strip() else ""
             self.report.error(loc, f"template syntax{where}: {exc.message}")
 
-    def _check_template(self, name: str, channel: str, loc: Loc, *, default: bool = False) -> None:
+    def _check_template(
+        self,
+        name: str,
+        channel: str,
+        loc: Loc,
+        *,
+        default: bool = False,
+        key: bool = False,
+        summary: bool = False,
+    ) -> None:
         filename = f"templates/{template_file(name, channel)}"
         try:
             template = self.renderer.template(name, channel)
         except jinja2.TemplateNotFound:
-            if default:
+            if summary:
                 self.report.error(
-                    loc, f"the default {channel} template for this category is missing: {filename}"
+                    loc, f"the weekly summary's {channel} template is missing: {filename}", key=key
+                )
+            elif default:
+                self.report.error(
+                    loc,
+                    f"the default {channel} template for this category is missing: {filename}",
+                    key=key,
                 )
             else:
                 self.report.error(
-                    loc, f"template '{name}' has no {channel} file: {filename} does not exist"
+                    loc,
+                    f"template '{name}' has no {channel} file: {filename} does not exist",
+                    key=key,
                 )
             return
         except jinja2.TemplateSyntaxError as exc:
-            self.report.error(loc, f"{filename}:{exc.lineno}: template syntax: {exc.message}")
+            self.report.error(
+                loc, f"{filename}:{exc.lineno}: template syntax: {exc.message}", key=key
+            )
             return
         if channel == "email":
             missing = [block for block in EMAIL_BLOCKS if block not in template.blocks]
@@ -871,6 +965,7 @@ class _Compiler:
                     loc,
                     f"{filename} lacks the block{'s' if len(missing) > 1 else ''} "
                     f"{one_of(missing)}; an email template defines subject, text and html",
+                    key=key,
                 )
 
     def _nudge(self, field: _Field | None, check_in: CheckIn, window: int) -> Nudge | None:
@@ -1028,6 +1123,34 @@ def _sample_render(
                 report.error(loc, str(exc))
             else:
                 _warn_segments(text, loc, report, "the nudge")
+    if plan.weekly_summary is not None:
+        _render_summary(plan, plan.weekly_summary, report, renderer)
+
+
+def _render_summary(
+    plan: Plan, summary: WeeklySummary, report: _Report, renderer: Renderer
+) -> None:
+    """Render the weekly summary for Alex on each channel, in every sample week; problems
+    are reported at the `weekly_summary` key, a long SMS once (the longest)."""
+    loc: Loc = ("weekly_summary",)
+    longest = ""
+    try:
+        for context in sample_summary_contexts(plan):
+            if "sms" in summary.channels:
+                text = clean_for_sms(renderer.summary_sms(context))
+                if _sms_units(text) > _sms_units(longest):
+                    longest = text
+            if "email" in summary.channels:
+                renderer.summary_email(context)
+    except RenderError as exc:
+        report.error(loc, f"the weekly summary: {exc}", key=True)
+    if longest:
+        _warn_segments(longest, loc, report, "the weekly summary SMS", key=True)
+
+
+def _sms_units(text: str) -> tuple[int, int]:
+    segments = count_segments(text)
+    return segments.count, segments.length
 
 
 def _practice_locs(report: _Report) -> dict[str, Loc]:
@@ -1072,11 +1195,12 @@ def _render_one(
         report.error(loc, str(exc))
 
 
-def _warn_segments(text: str, loc: Loc, report: _Report, what: str) -> None:
+def _warn_segments(text: str, loc: Loc, report: _Report, what: str, *, key: bool = False) -> None:
     segments = count_segments(clean_for_sms(text))
     if segments.count > 1:
         report.warning(
             loc,
             f"{what} needs {segments.describe()}; one segment holds 160 GSM-7 "
             "or 70 UCS-2 characters",
+            key=key,
         )

@@ -26,6 +26,7 @@ CHANNELS: tuple[str, ...] = Channel.__args__  # type: ignore[attr-defined]
 CheckInKind = Literal["none", "done", "rating", "number", "text"]
 CHECK_IN_KINDS: tuple[str, ...] = CheckInKind.__args__  # type: ignore[attr-defined]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SUMMARY_CHANNELS: tuple[str, ...] = ("sms", "email")  # a weekly summary has no calendar event
 EVERY_KEYWORDS: dict[str, frozenset[int]] = {
     "day": frozenset(range(7)),
     "weekday": frozenset(range(5)),
@@ -74,6 +75,10 @@ EveryText = Annotated[
         }
     ),
 ]
+
+
+DayText = Annotated[str, WithJsonSchema({"enum": list(WEEKDAYS)})]
+SummaryChannelText = Annotated[str, WithJsonSchema({"enum": list(SUMMARY_CHANNELS)})]
 
 
 class _Strict(BaseModel):
@@ -156,6 +161,22 @@ class PracticeSpec(PracticeFields):
     id: Id = Field(description="Unique in the plan: lower case letters, digits and -.")
 
 
+class WeeklySummarySpec(_Strict):
+    """A weekly note to each participant on how their week went; `{}` takes every default."""
+
+    day: DayText | None = Field(None, description="The day it is sent: mon..sun; default sun.")
+    at: TimeText | None = Field(
+        None,
+        description=(
+            "Local time it is sent, written like a practice's at: 18:00, a variable, "
+            "or a variable plus or minus a duration; default 18:00."
+        ),
+    )
+    channels: list[SummaryChannelText] | None = Field(
+        None, description="How it is sent: any of sms, email; default [email]."
+    )
+
+
 class PlanDocument(_Strict):
     """A Tend practice plan, format version 1."""
 
@@ -171,6 +192,9 @@ class PlanDocument(_Strict):
     )
     defaults: PracticeFields | None = Field(None, description="Defaults for any practice key.")
     practices: list[PracticeSpec] = Field(min_length=1)
+    weekly_summary: WeeklySummarySpec | None = Field(
+        None, description="Optional: a weekly note to each participant on how their week went."
+    )
 
 
 # --- the compiled plan -------------------------------------------------------------
@@ -230,6 +254,20 @@ class Practice:
         return (self.base, *(variant for _, variant in self.phases))
 
 
+DEFAULT_SUMMARY_WEEKDAY = 6  # Sunday
+DEFAULT_SUMMARY_AT = TimeExpr(None, 18 * 60)
+DEFAULT_SUMMARY_CHANNELS: tuple[str, ...] = ("email",)
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklySummary:
+    """When and how a plan's weekly summary is sent: local `weekday` (0 is Monday) at `at`."""
+
+    weekday: int = DEFAULT_SUMMARY_WEEKDAY
+    at: TimeExpr = DEFAULT_SUMMARY_AT
+    channels: tuple[str, ...] = DEFAULT_SUMMARY_CHANNELS
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     id: str
@@ -241,6 +279,7 @@ class Plan:
     source: str = ""
     content_hash: str = ""
     practice_index: dict[str, Practice] = field(default_factory=dict, compare=False)
+    weekly_summary: WeeklySummary | None = None
 
     @property
     def weeks(self) -> int:

@@ -27,6 +27,7 @@ from service.core.timeexpr import format_clock
 TEMPLATE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$"
 _TEMPLATE_NAME = re.compile(TEMPLATE_NAME_PATTERN)
 EMAIL_BLOCKS = ("subject", "text", "html")
+SUMMARY_TEMPLATE = "summaries/weekly"  # the weekly summary: weekly.sms.j2, weekly.email.j2
 SAMPLE_NAME = "Alex"
 
 
@@ -249,6 +250,10 @@ class Renderer:
             raise RenderError(f"practice '{practice.id}' has no nudge")
         return self._run(self.compile_inline(practice.nudge.message), context)
 
+    def answer(self, name: str, context: Mapping[str, Any]) -> str:
+        """An SMS answer to a reply, from templates/replies/<name>.sms.j2."""
+        return self._file(f"replies/{name}", "sms", context)
+
     def occurrence_text(
         self,
         plan: Plan,
@@ -259,6 +264,15 @@ class Renderer:
     ) -> str:
         context = self.context(plan, occurrence, person, variables, check_in_url)
         return self.text(occurrence.variant, occurrence.practice, context)
+
+    def summary_sms(self, context: Mapping[str, Any]) -> str:
+        """The weekly summary as an SMS; `context` as `service.core.summary.summary_context`."""
+        return self._file(SUMMARY_TEMPLATE, "sms", context)
+
+    def summary_email(self, context: Mapping[str, Any]) -> EmailContent:
+        """The weekly summary as an email; `context` as `service.core.summary.summary_context`."""
+        parts = {block: self._block(SUMMARY_TEMPLATE, block, context) for block in EMAIL_BLOCKS}
+        return EmailContent(**parts)
 
     # -- internals -------------------------------------------------------------
 

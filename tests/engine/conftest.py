@@ -5,6 +5,7 @@ scheduler and an in-process worker."""
 from __future__ import annotations
 
 import itertools
+import shutil
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from tests.services import PostgresServer, RedisServer, postgres_server, redis_s
 
 _names = itertools.count()
 
+REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 TEMPLATES = {
     "default/sleep.sms.j2": "Time for {{ practice.title }}, {{ participant.first_name }}.",
     "default/mindfulness.sms.j2": "{{ practice.title }} now, {{ participant.first_name }}.",
@@ -154,6 +156,9 @@ def folders(tmp_path: Path) -> Folders:
         target = templates / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
+    # Answers to replies and weekly summaries are Tend's own words: the shipped ones.
+    for shipped in ("replies", "summaries", "_partials"):
+        shutil.copytree(REPO_TEMPLATES / shipped, templates / shipped, dirs_exist_ok=True)
     return Folders(schedules, templates)
 
 
