@@ -16,7 +16,7 @@ import uvicorn
 
 from service.channels.outbox import OutboxChannel
 from service.engine.scheduler import Scheduler
-from service.engine.tasks import declare, make_broker
+from service.engine.tasks import declare, make_broker, weekly_sender
 from service.runtime import Runtime
 from service.web.app import create_app
 
@@ -51,7 +51,7 @@ def run_all(runtime: Runtime, worker_threads: int = 4) -> None:
     worker = dramatiq.Worker(broker, worker_threads=worker_threads, worker_timeout=100)
     worker.start()
     stop = threading.Event()
-    scheduler = Scheduler(runtime, actor.send)
+    scheduler = Scheduler(runtime, actor.send, enqueue_weekly=weekly_sender(broker))
     thread = threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True)
     thread.start()
     broker_kind = "redis" if runtime.settings.redis_url else "embedded"
@@ -93,7 +93,7 @@ def run_scheduler(runtime: Runtime) -> None:
     stop = threading.Event()
     _stop_on_signals(stop)
     try:
-        Scheduler(runtime, actor.send).run(stop)
+        Scheduler(runtime, actor.send, enqueue_weekly=weekly_sender(broker)).run(stop)
     finally:
         broker.close()
         runtime.close()

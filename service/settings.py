@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -73,6 +74,50 @@ class Settings(BaseSettings):
         None, description="Default: json in production, console in development."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    coach_email: str | None = Field(
+        None, description="Where the weekly coach digest goes; several addresses with commas."
+    )
+    digest_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(
+        "mon", description="The day the coach digest goes out."
+    )
+    digest_at: str = Field("08:00", description="The local time (HH:MM) it goes out.")
+    digest_timezone: str = Field("UTC", description="The zone of digest_day and digest_at.")
+
+    @field_validator("coach_email", mode="before")
+    @classmethod
+    def _coach_email(cls, value: object) -> object:
+        if not isinstance(value, str) or not value.strip():
+            return None
+        addresses = [a.strip() for a in value.split(",") if a.strip()]
+        for address in addresses:
+            local, at, domain = address.rpartition("@")
+            if not at or not local or "." not in domain or " " in address:
+                raise ValueError(f"'{address}' is not an email address")
+        return ", ".join(addresses)
+
+    @field_validator("digest_at")
+    @classmethod
+    def _digest_at(cls, value: str) -> str:
+        hours, sep, minutes = value.strip().partition(":")
+        if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+            raise ValueError("expected a time such as 08:00")
+        if not (0 <= int(hours) <= 23 and 0 <= int(minutes) <= 59):
+            raise ValueError("expected a time such as 08:00")
+        return f"{int(hours):02d}:{minutes}"
+
+    @field_validator("digest_timezone")
+    @classmethod
+    def _digest_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"'{value}' is not an IANA time zone, such as Europe/London") from exc
+        return value
+
+    @property
+    def coach_addresses(self) -> list[str]:
+        return [a.strip() for a in self.coach_email.split(",")] if self.coach_email else []
 
     @field_validator(
         "redis_url",

@@ -28,6 +28,7 @@ TEMPLATE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$"
 _TEMPLATE_NAME = re.compile(TEMPLATE_NAME_PATTERN)
 EMAIL_BLOCKS = ("subject", "text", "html")
 SUMMARY_TEMPLATE = "summaries/weekly"  # the weekly summary: weekly.sms.j2, weekly.email.j2
+DIGEST_TEMPLATE = "digest/coach"  # the coach's weekly digest: coach.email.j2
 SAMPLE_NAME = "Alex"
 
 
@@ -272,6 +273,11 @@ class Renderer:
     def summary_email(self, context: Mapping[str, Any]) -> EmailContent:
         """The weekly summary as an email; `context` as `service.core.summary.summary_context`."""
         parts = {block: self._block(SUMMARY_TEMPLATE, block, context) for block in EMAIL_BLOCKS}
+        return EmailContent(**parts)
+
+    def digest_email(self, context: Mapping[str, Any]) -> EmailContent:
+        """The coach's weekly digest; `context` as `service.core.digest.digest_context`."""
+        parts = {block: self._block(DIGEST_TEMPLATE, block, context) for block in EMAIL_BLOCKS}
         return EmailContent(**parts)
 
     # -- internals -------------------------------------------------------------

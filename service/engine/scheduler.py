@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from service.engine import enrollment, invitations, windows
+from service.engine import enrollment, invitations, summaries, windows
 from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
@@ -48,9 +48,13 @@ class Scheduler:
         *,
         batch: int = BATCH,
         lease: timedelta = CLAIM_LEASE,
+        enqueue_weekly: Callable[[list[int]], Any] | None = None,
     ) -> None:
+        """`enqueue` sends delivery ids to the workers; `enqueue_weekly` the ids of
+        weekly messages (without it, the scheduler sends those itself)."""
         self.runtime = runtime
         self.enqueue = enqueue
+        self.enqueue_weekly = enqueue_weekly
         self.batch = batch
         self.lease = lease
         self._last_maintenance: datetime | None = None
@@ -85,8 +89,8 @@ class Scheduler:
         return Tick(expired, claimed, enqueued, upcoming)
 
     def maintain(self, force: bool = False) -> None:
-        """Horizons, plan edits, finished enrollments, calendar invitations and closed
-        check-in windows, at most every 30 seconds."""
+        """Horizons, plan edits, finished enrollments, calendar invitations, closed
+        check-in windows and weekly messages, at most every 30 seconds."""
         now = self.runtime.clock.now()
         if (
             not force
@@ -103,12 +107,26 @@ class Scheduler:
             enrollment.finish_ended,
             invitations.sync_invitations,
             windows.close_windows,
+            self.weekly,
         )
         for chore in chores:
             try:
                 chore(self.runtime)
             except Exception:
                 log.exception("maintenance failed; trying again later", chore=chore.__name__)
+
+    def weekly(self, _runtime: Runtime | None = None) -> None:
+        """Make the weekly summaries and digests that fall due, and hand them over."""
+        summaries.plan_weekly(self.runtime)
+        ids = summaries.claim(self.runtime)
+        if not ids:
+            return
+        if self.enqueue_weekly is None:
+            for summary_id in ids:
+                summaries.send(self.runtime, summary_id)
+            return
+        for chunk in chunks(ids):
+            self.enqueue_weekly(chunk)  # an error leaves the claims to their lease
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Loop until `stop` is set; errors are logged and the loop goes on.

@@ -1,5 +1,6 @@
-"""The broker and the actor. The actor is thin: it takes a delivery id and calls
-`delivery.deliver`, which is idempotent. Only ids travel through the broker."""
+"""The broker and the actors. They are thin: `deliver` takes delivery ids and calls
+`delivery.deliver_many`, `send_weekly` takes weekly-message ids and calls
+`summaries.send`; both are idempotent. Only ids travel through the broker."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from service.engine import summaries
 from service.engine.delivery import MAX_ATTEMPTS, deliver_many
 from service.runtime import Runtime
 
@@ -26,6 +28,7 @@ log = structlog.get_logger("tend.tasks")
 
 QUEUE = "deliveries"
 ACTOR = "deliver"
+WEEKLY_ACTOR = "send_weekly"
 
 
 def middleware() -> list[dramatiq.Middleware]:
@@ -68,4 +71,19 @@ def declare(broker: dramatiq.Broker, runtime: Runtime) -> dramatiq.Actor[[list[i
 
     decorate = dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, broker=broker)
     actor: dramatiq.Actor[[list[int]], None] = decorate(deliver_reminders)
+
+    def send_weekly(summary_ids: list[int]) -> None:
+        for summary_id in summary_ids:
+            try:
+                summaries.send(runtime, summary_id)
+            except Exception:  # the database failed: the claim's lease recovers it
+                log.exception("weekly message could not be handled", summary=summary_id)
+
+    weekly = dramatiq.actor(actor_name=WEEKLY_ACTOR, queue_name=QUEUE, broker=broker)
+    weekly(send_weekly)
     return actor
+
+
+def weekly_sender(broker: dramatiq.Broker) -> Any:
+    """The `send` of the weekly-messages actor that `declare` bound to `broker`."""
+    return broker.get_actor(WEEKLY_ACTOR).send

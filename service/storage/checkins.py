@@ -412,9 +412,10 @@ def outcomes(
     now: datetime,
     practice_id: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[OutcomeRow]:
-    """The occurrences of these enrollments that are due by `now` (and, with `since`,
-    not before it), in time order, with their result at `now`."""
+    """The occurrences of these enrollments that are due by `now` (and, with `since` and
+    `until`, in [since, until)), in time order, with their result at `now`."""
     if not enrollment_ids:
         return []
     query = (
@@ -436,6 +437,8 @@ def outcomes(
         query = query.where(occurrences.c.practice_id == practice_id)
     if since is not None:
         query = query.where(occurrences.c.instant >= since)
+    if until is not None:
+        query = query.where(occurrences.c.instant < until)
     return [
         OutcomeRow(
             r.enrollment_id,
@@ -455,6 +458,8 @@ def report_enrollments(
     *,
     participant_id: str | None = None,
     plan_id: str | None = None,
+    enrollment_id: str | None = None,
+    statuses: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Enrollments with their participants, for the report: by participant name, then
     the enrollment's start. Raises NotFound for a participant id that does not exist."""
@@ -483,4 +488,8 @@ def report_enrollments(
         query = query.where(participants.c.id == participant_id)
     if plan_id is not None:
         query = query.where(enrollments.c.plan_id == plan_id)
+    if enrollment_id is not None:
+        query = query.where(enrollments.c.id == enrollment_id)
+    if statuses is not None:
+        query = query.where(enrollments.c.status.in_(statuses))
     return [dict(r) for r in conn.execute(query).mappings()]

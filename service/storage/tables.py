@@ -10,7 +10,9 @@ States, and the only ways they move:
                     NULL -> missed (the window closed with no check-in after a reminder
                     reached the participant) | excused (nothing was asked, or no
                     reminder reached them: not counted in adherence)
-- summary.state: pending -> sending -> sent | failed; sending -> pending (retry)
+- summary.state: pending -> claimed -> sending -> sent; claimed (lease ran out) -> claimed;
+                 sending -> claimed (transient error, after a backoff); sending (lease ran
+                 out: it may have gone) -> failed; unsent -> expired | cancelled | failed
 - delivery.state: pending -> claimed -> sending -> sent -> delivered
                   sending -> claimed   (transient error: retried after a backoff)
                   claimed|sending -> claimed (a lease ran out: claimed again)
@@ -67,7 +69,7 @@ DELIVERY_STATES = (
 UNSENT_STATES = ("pending", "claimed", "sending")
 INVITATION_STATES = ("idle", "pending", "sending", "failed")
 CHECK_IN_RESULTS = ("done", "skipped", "missed", "excused")
-SUMMARY_STATES = ("pending", "sending", "sent", "failed")
+SUMMARY_STATES = ("pending", "claimed", "sending", "sent", "failed", "expired", "cancelled")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:

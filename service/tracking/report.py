@@ -117,18 +117,30 @@ def build(
     *,
     participant_id: str | None = None,
     plan_id: str | None = None,
+    enrollment_id: str | None = None,
+    statuses: tuple[str, ...] | None = None,
     now: datetime | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Report:
-    """The report at `now` (default: the runtime's clock). Raises repo.NotFound for a
-    participant that does not exist."""
+    """The report at `now` (default: the runtime's clock), of the occurrences due in
+    [since, until) when those are given (a week, for summaries and digests). Raises
+    repo.NotFound for a participant that does not exist."""
     now = now or runtime.clock.now()
     with transaction(runtime.engine) as conn:
-        enrolled = checkins.report_enrollments(conn, participant_id=participant_id, plan_id=plan_id)
+        enrolled = checkins.report_enrollments(
+            conn,
+            participant_id=participant_id,
+            plan_id=plan_id,
+            enrollment_id=enrollment_id,
+            statuses=statuses,
+        )
         people = {p.id: p for p in _participants(conn, {e["participant_id"] for e in enrolled})}
         by_enrollment: dict[str, list[checkins.OutcomeRow]] = defaultdict(list)
         ids = [e["enrollment_id"] for e in enrolled]
         for start in range(0, len(ids), CHUNK):
-            for row in checkins.outcomes(conn, ids[start : start + CHUNK], now=now):
+            chunk = ids[start : start + CHUNK]
+            for row in checkins.outcomes(conn, chunk, now=now, since=since, until=until):
                 by_enrollment[row.enrollment_id].append(row)
     plans: dict[tuple[str, str], Plan | None] = {}
     entries = []

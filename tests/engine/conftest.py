@@ -23,7 +23,7 @@ from service.clock import Clock, ManualClock
 from service.core.plan import Plan
 from service.engine import enrollment as enrollment_service
 from service.engine.scheduler import Scheduler, Tick
-from service.engine.tasks import QUEUE, declare, middleware
+from service.engine.tasks import QUEUE, declare, middleware, weekly_sender
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
 from service.storage import repo
@@ -156,8 +156,8 @@ def folders(tmp_path: Path) -> Folders:
         target = templates / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-    # Answers to replies and weekly summaries are Tend's own words: the shipped ones.
-    for shipped in ("replies", "summaries", "_partials"):
+    # Answers to replies, summaries and digests are Tend's own words: the shipped ones.
+    for shipped in ("replies", "summaries", "digest", "_partials"):
         shutil.copytree(REPO_TEMPLATES / shipped, templates / shipped, dirs_exist_ok=True)
     return Folders(schedules, templates)
 
@@ -201,7 +201,9 @@ class Harness:
         self.actor = declare(self.broker, runtime)
         self.worker = dramatiq.Worker(self.broker, worker_threads=2, worker_timeout=50)
         self.worker.start()
-        self.scheduler = Scheduler(runtime, self.actor.send)
+        self.scheduler = Scheduler(
+            runtime, self.actor.send, enqueue_weekly=weekly_sender(self.broker)
+        )
 
     def close(self) -> None:
         self.worker.stop()
@@ -241,6 +243,12 @@ class Harness:
     def at(self, moment: datetime) -> Tick:
         self.clock.set(moment)
         return self.tick()
+
+    def maintain(self) -> None:
+        """The scheduler's maintenance, now, then wait for what it handed to the worker."""
+        self.scheduler.maintain(force=True)
+        self.broker.join(QUEUE, fail_fast=True)
+        self.worker.join()
 
     def deliveries(self) -> list[dict[str, Any]]:
         from sqlalchemy import select

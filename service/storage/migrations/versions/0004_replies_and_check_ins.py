@@ -36,7 +36,8 @@ def upgrade() -> None:
         sa.Column("sent_at", service.storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", service.storage.types.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
-            "state IN ('pending', 'sending', 'sent', 'failed')", name=op.f("ck_summaries_state")
+            "state IN ('pending', 'claimed', 'sending', 'sent', 'failed', 'expired', 'cancelled')",
+            name=op.f("ck_summaries_state"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_summaries")),
         sa.UniqueConstraint(

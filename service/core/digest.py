@@ -1,0 +1,118 @@
+"""The coach's weekly digest: who has slipped, in a few plain words.
+
+Pure. The caller brings, for every active enrollment, its figures for the week that
+just ended and the week before (done and decided occurrences: done, skipped or missed),
+and `digest` sorts them into those who slipped, with the reason, and those keeping up.
+
+Someone has slipped when, this week:
+- they opted out of texts;
+- nothing was done out of at least `MIN_DECIDED` occurrences;
+- under half was done out of at least `MIN_DECIDED`;
+- the rate fell by `DROP` or more from the week before (both weeks with `MIN_DECIDED`).
+A week with fewer decided occurrences says too little to judge and is never a slip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+MIN_DECIDED = 3
+LOW_RATE = 0.5
+DROP = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Week:
+    done: int
+    decided: int  # done + skipped + missed
+
+    @property
+    def rate(self) -> float | None:
+        return self.done / self.decided if self.decided else None
+
+
+@dataclass(frozen=True, slots=True)
+class CohortEntry:
+    participant: str  # id
+    name: str
+    plan: str
+    sms: str  # subscribed, opted_out, paused
+    this_week: Week
+    last_week: Week
+    streak: int  # the best current streak among the enrollment's practices
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    entry: CohortEntry
+    reason: str | None  # why they slipped; None when they are keeping up
+
+
+def slip_reason(entry: CohortEntry) -> str | None:
+    """Why `entry` slipped this week, or None."""
+    week, before = entry.this_week, entry.last_week
+    if entry.sms == "opted_out":
+        return "opted out of text reminders"
+    if week.decided >= MIN_DECIDED and week.done == 0:
+        return f"nothing done this week (0 of {week.decided})"
+    if week.rate is not None and week.decided >= MIN_DECIDED and week.rate < LOW_RATE:
+        return f"{week.done} of {week.decided} done this week"
+    if (
+        week.rate is not None
+        and before.rate is not None
+        and week.decided >= MIN_DECIDED
+        and before.decided >= MIN_DECIDED
+        and before.rate - week.rate >= DROP
+    ):
+        return f"down from {before.rate:.0%} to {week.rate:.0%}"
+    return None
+
+
+def digest(entries: Sequence[CohortEntry]) -> tuple[list[Line], list[Line]]:
+    """(slipped, keeping up): the slipped by their rate this week, lowest first; the
+    others by name."""
+    lines = [Line(e, slip_reason(e)) for e in entries]
+    slipped = sorted(
+        (line for line in lines if line.reason is not None),
+        key=lambda line: (line.entry.this_week.rate or 0.0, line.entry.name.casefold()),
+    )
+    steady = sorted(
+        (line for line in lines if line.reason is None), key=lambda line: line.entry.name.casefold()
+    )
+    return slipped, steady
+
+
+def digest_context(
+    entries: Sequence[CohortEntry], period: tuple[date, date], dashboard_url: str
+) -> dict[str, Any]:
+    """What templates/digest/coach.email.j2 sees."""
+    slipped, steady = digest(entries)
+    done = sum(e.this_week.done for e in entries)
+    decided = sum(e.this_week.decided for e in entries)
+
+    def row(line: Line) -> dict[str, Any]:
+        e = line.entry
+        return {
+            "participant": e.participant,
+            "name": e.name,
+            "plan": e.plan,
+            "reason": line.reason,
+            "done": e.this_week.done,
+            "decided": e.this_week.decided,
+            "rate": e.this_week.rate,
+            "streak": e.streak,
+        }
+
+    return {
+        "period": {"start": period[0], "end": period[1]},
+        "active": len(entries),
+        "done": done,
+        "decided": decided,
+        "rate": done / decided if decided else None,
+        "slipped": [row(line) for line in slipped],
+        "steady": [row(line) for line in steady],
+        "dashboard_url": dashboard_url,
+    }
