@@ -11,10 +11,12 @@ from pathlib import Path
 
 import jinja2
 
+from service.core.conversation import ANSWERS, sample_answer_context
 from service.core.diagnostics import Diagnostic
+from service.core.digest import sample_digest_context
 from service.core.loader import LoadResult, load_plan
 from service.core.plan import Plan
-from service.core.render import Renderer
+from service.core.render import DIGEST_TEMPLATE, Renderer, RenderError, template_file
 
 PLAN_SUFFIXES = (".yaml", ".yml")
 
@@ -80,7 +82,28 @@ class Catalog:
                 owners[plan_id] = str(path)
             if loaded.plan is not None:
                 result.plans[loaded.plan.id] = loaded.plan
+        if paths is None:
+            result.diagnostics.extend(self.check_own_templates())
         return result
+
+    def check_own_templates(self) -> list[Diagnostic]:
+        """Render Tend's own texts (answers to replies, the coach digest) with sample
+        values: a broken one is found by `tend plans check`, not by a participant."""
+        found = []
+        renderer = self.renderer
+        for name in ANSWERS:
+            try:
+                renderer.answer(name, sample_answer_context(name))
+            except RenderError as exc:
+                found.append(self._template_error(template_file(f"replies/{name}", "sms"), exc))
+        try:
+            renderer.digest_email(sample_digest_context())
+        except RenderError as exc:
+            found.append(self._template_error(template_file(DIGEST_TEMPLATE, "email"), exc))
+        return found
+
+    def _template_error(self, name: str, exc: RenderError) -> Diagnostic:
+        return _whole_file(str(self.templates_dir / name), str(exc))
 
     def find(self, ref: str) -> Path:
         """A plan's file, from a path or a plan id."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
+from pathlib import Path
 
 import pytest
 
+from service.catalog import Catalog
 from service.core.digest import CohortEntry, Week, digest, digest_context, slip_reason
 
 
@@ -55,3 +58,22 @@ def test_digest_context_totals() -> None:
     assert context["rate"] == pytest.approx(0.7)
     assert [row["name"] for row in context["slipped"]] == ["Bo"]
     assert context["slipped"][0]["reason"] == "1 of 4 done this week"
+
+
+def test_plans_check_renders_tends_own_texts(tmp_path: Path) -> None:
+    """A broken answer or digest template is found by `tend plans check`."""
+    templates = tmp_path / "templates"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "templates", templates)
+    schedules = tmp_path / "schedules"
+    schedules.mkdir()
+    catalog = Catalog(schedules, templates)
+    assert catalog.check().diagnostics == []
+    (templates / "replies" / "help.sms.j2").write_text("{{ particpant.name }}", encoding="utf-8")
+    (templates / "digest" / "coach.email.j2").write_text("no blocks", encoding="utf-8")
+    found = sorted(str(d) for d in Catalog(schedules, templates).check().diagnostics)
+    assert found == [
+        f"{templates}/digest/coach.email.j2:1:1: error: template digest/coach.email.j2 has no"
+        " 'subject' block; an email template defines subject, text and html",
+        f"{templates}/replies/help.sms.j2:1:1: error: unknown name in the text:"
+        " 'particpant' is not defined",
+    ]

@@ -116,3 +116,18 @@ def digest_context(
         "steady": [row(line) for line in steady],
         "dashboard_url": dashboard_url,
     }
+
+
+def sample_digest_context() -> dict[str, Any]:
+    """A realistic digest, for checking the template."""
+    people = [
+        ("Alex Morgan", "sleep-hygiene", "subscribed", (6, 7), (5, 7), 6),
+        ("Sam Rivera", "rhythmic-movement", "subscribed", (1, 6), (5, 6), 0),
+        ("Jo Park", "morning-affirmations", "opted_out", (2, 4), (4, 7), 1),
+    ]
+    entries = [
+        CohortEntry(f"p_sample{n}", name, plan, sms, Week(*week), Week(*before), streak)
+        for n, (name, plan, sms, week, before, streak) in enumerate(people, 1)
+    ]
+    period = (date(2026, 3, 2), date(2026, 3, 8))
+    return digest_context(entries, period, "http://127.0.0.1:8000/dashboard")
