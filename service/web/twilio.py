@@ -100,15 +100,19 @@ async def status_callback(request: Request) -> Response:
     state = STATUS.get((_first(form, "MessageStatus") or "").lower())
     if sid and state:
         error = _first(form, "ErrorCode")
-        with transaction(runtime.engine) as conn:
-            repo.record_provider_status(
-                conn,
-                sid,
-                state,
-                error=f"Twilio error {error}" if error else None,
-                now=runtime.clock.now(),
-            )
+        await run_in_threadpool(_record_status, runtime, sid, state, error)
     return Response(status_code=200)
+
+
+def _record_status(runtime: Runtime, sid: str, state: str, error: str | None) -> None:
+    with transaction(runtime.engine) as conn:
+        repo.record_provider_status(
+            conn,
+            sid,
+            state,
+            error=f"Twilio error {error}" if error else None,
+            now=runtime.clock.now(),
+        )
 
 
 def _first(form: dict[str, list[str]], name: str) -> str | None:
