@@ -134,7 +134,7 @@ def last_question(
     row = conn.execute(
         select(replies.c.understood, replies.c.context)
         .where(replies.c.participant_id == participant_id)
-        .where(replies.c.handled_at.is_not(None))
+        .where(replies.c.understood.is_not(None))  # decided; not the one in hand
         .where(replies.c.received_at >= since)
         .order_by(replies.c.received_at.desc(), replies.c.id.desc())
         .limit(1)

@@ -13,12 +13,13 @@ someone who opted out). The work is in `service.tracking.inbound`.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.request_validator import RequestValidator, add_port  # type: ignore[import-untyped]
 from twilio.twiml.messaging_response import MessagingResponse  # type: ignore[import-untyped]
 
 from service.runtime import Runtime
@@ -64,7 +65,14 @@ async def signed_form(request: Request, runtime: Runtime) -> _Form | None:
     if request.url.query:
         url += f"?{request.url.query}"
     validator = RequestValidator(token.get_secret_value())
-    return form if validator.validate(url, form, signature) else None
+    # The twilio library also accepts the URL without its port, or with :443 added, for
+    # proxies that change it. A port in TEND_PUBLIC_URL is what Twilio calls: only that.
+    candidates = [url] if urlsplit(url).port else [url, add_port(urlsplit(url))]
+    valid = any(
+        hmac.compare_digest(validator.compute_signature(candidate, form), signature)
+        for candidate in candidates
+    )
+    return form if valid else None
 
 
 @router.post("/twilio/sms", include_in_schema=False)
