@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from service.core.conversation import ANSWERS
 from service.core.diagnostics import Diagnostic
 from service.core.loader import LoadResult, load_plan
 from service.core.plan import Plan
@@ -43,6 +44,12 @@ TEMPLATES: dict[str, str] = {
     "broken/syntax.sms.j2": "Hello {{ participant.name ",
     "broken/no-html.email.j2": (
         "{% block subject %}S{% endblock %}{% block text %}T{% endblock %}"
+    ),
+    # Tend's own texts, which `tend plans check` renders too: plain stand-ins.
+    **{f"replies/{name}.sms.j2": f"answer: {name}" for name in ANSWERS},
+    "digest/coach.email.j2": (
+        "{% block subject %}Digest{% endblock %}{% block text %}{{ active }}{% endblock %}"
+        "{% block html %}<p>{{ active }}</p>{% endblock %}"
     ),
 }
 
