@@ -178,7 +178,7 @@ def sample_answer_context(name: str) -> dict[str, object]:
         },
         "logged": {
             "participant": participant,
-            **_logged_context(
+            **logged_context(
                 Interpretation("number", number=25.0, unit="minutes"),
                 "Morning walk",
                 None,
@@ -304,7 +304,7 @@ def _interpret(reply: Reply, target: OpenCheckIn) -> Interpretation:
 
 def _logged(target: OpenCheckIn, found: Interpretation) -> Decision:
     updated = target.current is not None
-    context = _logged_context(found, target.title, target.check_in.scale, updated=updated)
+    context = logged_context(found, target.title, target.check_in.scale, updated=updated)
     detail = f"{_describe(found, target)} for {target.title}"
     if updated:
         detail += f" (was {target.current})"
@@ -319,9 +319,11 @@ def _logged(target: OpenCheckIn, found: Interpretation) -> Decision:
     )
 
 
-def _logged_context(
+def logged_context(
     found: Interpretation, title: str, scale: tuple[int, int] | None, *, updated: bool
 ) -> dict[str, object]:
+    """What the "logged" answer says of a check-in, wherever it came from; the caller adds
+    `participant`, `streak` and `done_total`."""
     low, high = scale or DEFAULT_SCALE
     return {
         "outcome": found.outcome,

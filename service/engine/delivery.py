@@ -178,7 +178,9 @@ def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome
         return Outcome.CANCELLED, f"enrollment {job.enrollment_status}"
     if job.extra.get("occurrence_state") != "scheduled":
         return Outcome.CANCELLED, "occurrence cancelled"
-    if job.channel not in job.extra.get("occurrence_channels", (job.channel,)):
+    # A nudge is an SMS whatever the practice's channels; a plan edit cancels it directly.
+    channels = job.extra.get("occurrence_channels", (job.channel,))
+    if job.kind == "reminder" and job.channel not in channels:
         return Outcome.CANCELLED, "channel removed from the plan"
     if job.kind == "nudge":
         if job.extra.get("check_in") is not None:

@@ -165,7 +165,9 @@ def build(
 
 
 def _participants(conn: Any, ids: set[str]) -> list[Participant]:
-    return [repo.get_participant(conn, pid) for pid in sorted(ids)]
+    if len(ids) <= 10:
+        return [repo.get_participant(conn, pid) for pid in sorted(ids)]
+    return [p for p in repo.list_participants(conn) if p.id in ids]  # one query for many
 
 
 def _practices(

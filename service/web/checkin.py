@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
+from service.core.conversation import logged_context
 from service.core.plan import CheckIn
 from service.core.render import Names, Person, RenderError
 from service.core.replies import Interpretation, Reply, interpret
@@ -132,8 +133,10 @@ def _target(runtime: Runtime, token: str) -> CheckInTarget | HTMLResponse:
 
 
 def _is_open(target: CheckInTarget, now: datetime) -> bool:
+    """As for a text reply: due, window open, a check-in asked, the enrollment active."""
     return (
-        target.check_in_kind != "none"
+        target.enrollment_status == "active"
+        and target.check_in_kind != "none"
         and target.instant <= now < target.window_end
         and target.check_in in (None, *checkins.ANSWERED)
     )
@@ -210,15 +213,10 @@ def _confirmation(
 ) -> str:
     """The same words an SMS check-in gets back."""
     person = Person(target.participant.name)
+    spec = tracking.check_in_spec(runtime, target)
     context: dict[str, Any] = {
+        **logged_context(found, title, spec.scale, updated=updated),
         "participant": Names("participant", {"name": person.name, "first_name": person.first_name}),
-        "outcome": found.outcome,
-        "title": title,
-        "rating": found.rating,
-        "number": found.number,
-        "unit": found.unit,
-        "text": found.text,
-        "updated": updated,
         "streak": done.streak,
         "done_total": done.done_total,
     }
