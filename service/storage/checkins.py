@@ -19,20 +19,23 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Float,
     Text,
+    bindparam,
     case,
     cast,
     func,
     literal,
     or_,
     select,
+    text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from service.core.records import Participant
 from service.storage.repo import get_participant
 from service.storage.tables import deliveries, enrollments, occurrences, participants, replies
+from service.storage.types import UTCDateTime
 
 CHECKED_IN_NOTE = "checked in already"
 WINDOW_CLOSED_NOTE = "the check-in window closed"
@@ -51,6 +54,69 @@ class StoredReply:
     participant_id: str | None
 
 
+# The statements every inbound reply runs: written once, as plain SQL both databases
+# take, so that a webhook pays for neither building nor compiling them.
+_STORE = (
+    text(
+        "INSERT INTO replies (provider_id, channel, participant_id, sender, body, received_at) "
+        "VALUES (:provider_id, :channel, :participant_id, :sender, :body, :received_at) "
+        "ON CONFLICT (provider_id) DO NOTHING RETURNING id"
+    )
+    .bindparams(bindparam("received_at", type_=UTCDateTime()))
+    .columns(replies.c.id)
+)
+_FINISH = text(
+    "UPDATE replies SET understood = :understood, detail = :detail, answer = :answer, "
+    "occurrence_id = :occurrence_id, context = :context, "
+    "handled_at = COALESCE(:handled_at, handled_at) WHERE id = :reply_id"
+).bindparams(
+    bindparam("context", type_=replies.c.context.type),
+    bindparam("handled_at", type_=UTCDateTime()),
+)
+_OPEN = (
+    text(
+        'SELECT o.id, o."key", o.practice_id, o.instant, o.window_end, o.check_in_kind, '
+        "o.check_in, o.check_in_value, o.check_in_unit, o.check_in_text, o.local_date, "
+        "o.week, o.seq, o.item, e.id AS enrollment_id, e.status AS enrollment_status, "
+        "e.plan_id, e.plan_hash "
+        "FROM enrollments AS e JOIN occurrences AS o ON o.enrollment_id = e.id "
+        "WHERE e.participant_id = :participant_id AND e.status = 'active' "
+        "AND o.state = 'scheduled' AND o.check_in_kind <> 'none' "
+        "AND o.instant <= :now AND o.window_end > :now "
+        "ORDER BY o.instant DESC, o.id DESC"
+    )
+    .bindparams(bindparam("now", type_=UTCDateTime()))
+    .columns(
+        occurrences.c.id,
+        occurrences.c.key,
+        occurrences.c.practice_id,
+        occurrences.c.instant,
+        occurrences.c.window_end,
+        occurrences.c.check_in_kind,
+        occurrences.c.check_in,
+        occurrences.c.check_in_value,
+        occurrences.c.check_in_unit,
+        occurrences.c.check_in_text,
+        occurrences.c.local_date,
+        occurrences.c.week,
+        occurrences.c.seq,
+        occurrences.c.item,
+        enrollments.c.id.label("enrollment_id"),
+        enrollments.c.status.label("enrollment_status"),
+        enrollments.c.plan_id,
+        enrollments.c.plan_hash,
+    )
+)
+_RECORD = text(
+    "UPDATE occurrences SET check_in = :result, check_in_at = :now, "
+    "check_in_value = :value, check_in_unit = :unit, check_in_text = :text, "
+    "check_in_source = :source "
+    "WHERE id = :occurrence_id AND state = 'scheduled' AND check_in_kind <> 'none' "
+    "AND instant <= :now AND window_end > :now "
+    "AND (check_in IS NULL OR check_in IN ('done', 'skipped'))"
+).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("value", type_=Float()))
+
+
 def store_reply(
     conn: Connection,
     *,
@@ -62,20 +128,16 @@ def store_reply(
     participant_id: str | None = None,
 ) -> StoredReply:
     """Store an inbound message as it came, once per provider id."""
-    values = {
-        "provider_id": provider_id,
-        "channel": channel,
-        "participant_id": participant_id,
-        "sender": sender,
-        "body": body,
-        "received_at": now,
-    }
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     inserted = conn.execute(
-        dialect.insert(replies)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["provider_id"])
-        .returning(replies.c.id)
+        _STORE,
+        {
+            "provider_id": provider_id,
+            "channel": channel,
+            "participant_id": participant_id,
+            "sender": sender,
+            "body": body,
+            "received_at": now,
+        },
     ).scalar()
     if inserted is not None:
         return StoredReply(int(inserted), True, False, None, participant_id)
@@ -108,17 +170,20 @@ def finish_reply(
     answer: str | None,
     occurrence_id: int | None = None,
     context: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> None:
+    """Record what a reply was taken to mean, and (with `now`) that it was handled."""
     conn.execute(
-        update(replies)
-        .where(replies.c.id == reply_id)
-        .values(
-            understood=understood,
-            detail=detail,
-            answer=answer,
-            occurrence_id=occurrence_id,
-            context=context,
-        )
+        _FINISH,
+        {
+            "reply_id": reply_id,
+            "understood": understood,
+            "detail": detail,
+            "answer": answer,
+            "occurrence_id": occurrence_id,
+            "context": context,
+            "handled_at": now,
+        },
     )
 
 
@@ -252,17 +317,9 @@ def open_check_ins(
     conn: Connection, participant: Participant, *, now: datetime
 ) -> list[CheckInTarget]:
     """The participant's occurrences whose check-in window is open at `now`, most recent
-    first: due already, window not closed, a check-in asked, the enrollment active."""
-    rows = conn.execute(
-        _TARGET.where(enrollments.c.participant_id == participant.id)
-        .where(enrollments.c.status == "active")
-        .where(occurrences.c.state == "scheduled")
-        .where(occurrences.c.check_in_kind != "none")
-        .where(occurrences.c.instant <= now)
-        .where(occurrences.c.window_end > now)
-        .where(or_(occurrences.c.check_in.is_(None), occurrences.c.check_in.in_(ANSWERED)))
-        .order_by(occurrences.c.instant.desc(), occurrences.c.id.desc())
-    )
+    first: due already, window not closed, a check-in asked, the enrollment active.
+    (A window still open was never marked missed or excused: those come after it.)"""
+    rows = conn.execute(_OPEN, {"participant_id": participant.id, "now": now})
     return [_target(row, participant) for row in rows]
 
 
@@ -276,30 +333,27 @@ def record_check_in(
     value: float | None = None,
     unit: str | None = None,
     text: str | None = None,
+    nudge: bool = True,
 ) -> bool:
     """Record a check-in (done or skipped, with a rating, number or text) on an open
     occurrence; a later one replaces an earlier one while the window is open. The
-    nudge that waits for it is cancelled. False when the window is not open."""
+    nudge that waits for it is cancelled (`nudge=False`: the practice has none). False
+    when the window is not open."""
     if result not in ANSWERED:
         raise ValueError(f"a check-in is done or skipped, not {result!r}")
     changed = conn.execute(
-        update(occurrences)
-        .where(occurrences.c.id == occurrence_id)
-        .where(occurrences.c.state == "scheduled")
-        .where(occurrences.c.check_in_kind != "none")
-        .where(occurrences.c.instant <= now)
-        .where(occurrences.c.window_end > now)
-        .where(or_(occurrences.c.check_in.is_(None), occurrences.c.check_in.in_(ANSWERED)))
-        .values(
-            check_in=result,
-            check_in_at=now,
-            check_in_value=value,
-            check_in_unit=unit,
-            check_in_text=text,
-            check_in_source=source,
-        )
+        _RECORD,
+        {
+            "occurrence_id": occurrence_id,
+            "result": result,
+            "now": now,
+            "value": value,
+            "unit": unit,
+            "text": text,
+            "source": source,
+        },
     ).rowcount
-    if changed:
+    if changed and nudge:
         conn.execute(
             update(deliveries)
             .where(deliveries.c.occurrence_id == occurrence_id)
@@ -308,6 +362,28 @@ def record_check_in(
             .values(state="cancelled", last_error=CHECKED_IN_NOTE, lease_until=None, updated_at=now)
         )
     return bool(changed)
+
+
+_HISTORY = (
+    text(
+        "SELECT instant, window_end, check_in FROM occurrences "
+        "WHERE enrollment_id = :enrollment_id AND practice_id = :practice_id "
+        "AND state = 'scheduled' AND instant <= :now ORDER BY instant, id"
+    )
+    .bindparams(bindparam("now", type_=UTCDateTime()))
+    .columns(occurrences.c.instant, occurrences.c.window_end, occurrences.c.check_in)
+)
+
+
+def history(
+    conn: Connection, enrollment_id: str, practice_id: str, *, now: datetime
+) -> list[tuple[datetime, datetime, str | None]]:
+    """A practice's occurrences in an enrollment due by `now`, oldest first, with their
+    check-in as stored (None: none yet, or a closed window not yet marked)."""
+    rows = conn.execute(
+        _HISTORY, {"enrollment_id": enrollment_id, "practice_id": practice_id, "now": now}
+    )
+    return [(r.instant, r.window_end, r.check_in) for r in rows]
 
 
 def has_check_in(conn: Connection, occurrence_id: int) -> bool:
@@ -362,18 +438,22 @@ def result_expression(now: datetime) -> ColumnElement[Any]:
     )
 
 
-def close_windows(conn: Connection, *, now: datetime, limit: int = 5000) -> dict[str, int]:
+def close_windows(
+    conn: Connection, *, now: datetime, limit: int = 5000, enrollment_id: str | None = None
+) -> dict[str, int]:
     """Windows that closed with no check-in become missed or excused; at most `limit`
-    at a time (the caller calls again while there are more). Returns the counts."""
-    ids = list(
-        conn.execute(
-            select(occurrences.c.id)
-            .where(occurrences.c.check_in.is_(None))
-            .where(occurrences.c.window_end <= now)
-            .order_by(occurrences.c.window_end)
-            .limit(limit)
-        ).scalars()
+    at a time (the caller calls again while there are more), of one enrollment or all.
+    Returns the counts."""
+    query = (
+        select(occurrences.c.id)
+        .where(occurrences.c.check_in.is_(None))
+        .where(occurrences.c.window_end <= now)
+        .order_by(occurrences.c.window_end)
+        .limit(limit)
     )
+    if enrollment_id is not None:
+        query = query.where(occurrences.c.enrollment_id == enrollment_id)
+    ids = list(conn.execute(query).scalars())
     counts = {"missed": 0, "excused": 0}
     if not ids:
         return counts

@@ -143,9 +143,12 @@ def get_participant(conn: Connection, participant_id: str) -> Participant:
     return _participant(found)
 
 
+# Every inbound text starts here: one statement, built once.
+_BY_PHONE = select(participants).where(participants.c.phone == bindparam("phone"))
+
+
 def find_participant_by_phone(conn: Connection, phone: str) -> Participant | None:
-    row = conn.execute(select(participants).where(participants.c.phone == phone)).mappings()
-    found = row.first()
+    found = conn.execute(_BY_PHONE, {"phone": phone}).mappings().first()
     return _participant(found) if found else None
 
 

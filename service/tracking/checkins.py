@@ -56,9 +56,11 @@ def record(
     *,
     source: str,
     now: datetime,
+    nudge: bool = True,
 ) -> bool:
     """Record what a reply or a link meant for `target`; False when its window is not
-    open. Done with a rating, a number or a text is done, with the value kept."""
+    open. Done with a rating, a number or a text is done, with the value kept. `nudge`
+    False says the practice has no nudge to cancel."""
     if not found.applies:
         raise ValueError(f"nothing to record: {found.reason}")
     value = found.rating if found.rating is not None else found.number
@@ -71,21 +73,22 @@ def record(
         value=float(value) if value is not None else None,
         unit=found.unit,
         text=found.text,
+        nudge=nudge,
     )
 
 
 def progress(conn: Connection, target: CheckInTarget, *, now: datetime) -> Progress:
     """The current streak and the number done, of the target's practice in its
     enrollment, counting the check-in just recorded."""
-    rows = checkins.outcomes(conn, [target.enrollment_id], now=now, practice_id=target.practice_id)
+    rows = checkins.history(conn, target.enrollment_id, target.practice_id, now=now)
+    if any(result is None and window_end <= now for _, window_end, result in rows):
+        # Windows closed that the scheduler has not marked yet: mark them now, as it will.
+        checkins.close_windows(conn, now=now, enrollment_id=target.enrollment_id)
+        rows = checkins.history(conn, target.enrollment_id, target.practice_id, now=now)
     seen = [
-        AdherenceOutcome(
-            instant=row.instant,
-            window_end=row.window_end,
-            result=_RESULTS.get(row.result or ""),
-        )
-        for row in rows
-        if row.result != "excused"
+        AdherenceOutcome(instant=instant, window_end=window_end, result=_RESULTS.get(result or ""))
+        for instant, window_end, result in rows
+        if result != "excused"
     ]
     # The frequency only shapes the strength, which an answer does not quote.
     summary = summarise(seen, now, per_day=1.0)

@@ -1,15 +1,18 @@
 """An inbound SMS, from the stored message to the answer sent back.
 
-Two transactions. The first stores the message as it came, once per MessageSid, before
-anything else: a message that cannot be acted on is never lost. The second claims the
-stored message, decides (`core.conversation.decide`), acts (opt-out, opt-in, pause,
-resume, a check-in) and records what it did and the answer, all or nothing. Twilio
-retries a webhook it got no answer to: a retry finds the message handled and gets the
-answer the first attempt decided, and nothing is done twice.
+One transaction: it stores the message as it came (once per MessageSid: a second
+delivery of the same webhook waits on the unique key, then finds it handled), decides
+(`core.conversation.decide`), acts (opt-out, opt-in, pause, resume, a check-in) and
+records what it did and the answer, all or nothing. Should acting fail, the message is
+stored on its own, unhandled, and the error reaches Twilio, whose retry acts on it: a
+message is never lost. A retry of a handled message gets the answer the first attempt
+decided, and nothing is done twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +22,7 @@ from sqlalchemy import Connection
 from service.core.conversation import Asked, Decision, OpenCheckIn, Situation, decide
 from service.core.records import Participant
 from service.core.render import Names, Person, RenderError
-from service.core.replies import parse_reply
+from service.core.replies import Reply, parse_reply
 from service.core.sms import clean_for_sms
 from service.runtime import Runtime
 from service.storage import checkins, repo
@@ -38,40 +41,61 @@ def handle_sms(runtime: Runtime, *, sid: str, sender: str, body: str) -> str | N
     """Store, decide, act; returns the text to answer with, or None for no answer."""
     body = body[:MAX_BODY]
     now = runtime.clock.now()
-    with transaction(runtime.engine) as conn:
-        participant = repo.find_participant_by_phone(conn, sender)
-        stored = checkins.store_reply(
-            conn,
-            channel="sms",
-            body=body,
-            now=now,
-            provider_id=sid,
-            sender=sender,
-            participant_id=participant.id if participant else None,
-        )
-    if stored.handled:
+    try:
+        with transaction(runtime.engine) as conn:
+            return _handle(runtime, conn, sid, sender, body, now)
+    except Exception:
+        # Acting failed: the message is still kept, unhandled, and Twilio's retry of this
+        # webhook (the caller answers 500) acts on it again.
+        with suppress(Exception), transaction(runtime.engine) as conn:
+            participant = repo.find_participant_by_phone(conn, sender)
+            checkins.store_reply(
+                conn,
+                channel="sms",
+                body=body,
+                now=now,
+                provider_id=sid,
+                sender=sender,
+                participant_id=participant.id if participant else None,
+            )
+        raise
+
+
+def _handle(
+    runtime: Runtime, conn: Connection, sid: str, sender: str, body: str, now: datetime
+) -> str | None:
+    """One transaction: the message stored first, then what it asks done, then the
+    answer recorded with it."""
+    participant = repo.find_participant_by_phone(conn, sender)
+    stored = checkins.store_reply(
+        conn,
+        channel="sms",
+        body=body,
+        now=now,
+        provider_id=sid,
+        sender=sender,
+        participant_id=participant.id if participant else None,
+    )
+    seen = not stored.new and (stored.handled or not checkins.claim_reply(conn, stored.id, now=now))
+    if seen:
         log.info("sms reply seen before; answered again", reply=stored.id)
-        return stored.answer
-    with transaction(runtime.engine) as conn:
-        if not checkins.claim_reply(conn, stored.id, now=now):
-            return checkins.reply_answer(conn, stored.id)
-        participant = (
-            repo.get_participant(conn, stored.participant_id) if stored.participant_id else None
-        )
-        targets = checkins.open_check_ins(conn, participant, now=now) if participant else []
-        situation = _situation(runtime, conn, participant, targets, now)
-        decision = decide(parse_reply(body), situation)
-        context = _act(runtime, conn, participant, targets, decision, now)
-        answer = _answer(runtime, decision, participant, context)
-        checkins.finish_reply(
-            conn,
-            stored.id,
-            understood=decision.understood,
-            detail=decision.detail,
-            answer=answer,
-            occurrence_id=decision.occurrence_id,
-            context=_question(decision, body),
-        )
+        return checkins.reply_answer(conn, stored.id)
+    reply = parse_reply(body)
+    targets = checkins.open_check_ins(conn, participant, now=now) if participant else []
+    situation = _situation(runtime, conn, participant, targets, reply, now)
+    decision = decide(reply, situation)
+    context = _act(runtime, conn, participant, targets, decision, now)
+    answer = _answer(runtime, decision, participant, context)
+    checkins.finish_reply(
+        conn,
+        stored.id,
+        understood=decision.understood,
+        detail=decision.detail,
+        answer=answer,
+        occurrence_id=decision.occurrence_id,
+        context=_question(decision, body),
+        now=now,
+    )
     log.info(
         "sms reply handled",
         reply=stored.id,
@@ -87,6 +111,7 @@ def _situation(
     conn: Connection,
     participant: Participant | None,
     targets: list[CheckInTarget],
+    reply: Reply,
     now: datetime,
 ) -> Situation:
     if participant is None:
@@ -104,15 +129,21 @@ def _situation(
         for t in targets
     ]
     asked = None
-    question = checkins.last_question(conn, participant.id, since=now - QUESTION_STANDS)
-    if question is not None:
-        asked = Asked(str(question["body"]), tuple(int(i) for i in question["candidates"]))
+    # Only a reply that could answer "Which one?" (a few words naming a practice) needs
+    # the question; only one naming a practice needs the practices.
+    if reply.kind == "text" and targets:
+        question = checkins.last_question(conn, participant.id, since=now - QUESTION_STANDS)
+        if question is not None:
+            asked = Asked(str(question["body"]), tuple(int(i) for i in question["candidates"]))
+    practices: Mapping[str, str] = (
+        _practices(runtime, conn, participant) if reply.practice_hint else {}
+    )
     return Situation(
         known=True,
         opted_out=participant.sms_state == "opted_out",
         paused_until=participant.paused_until,
         open=open_,
-        practices=_practices(runtime, conn, participant),
+        practices=practices,
         now=now,
         asked=asked,
     )
@@ -157,7 +188,9 @@ def _act(
     elif decision.action == "check_in":
         target = next(t for t in targets if t.occurrence_id == decision.occurrence_id)
         assert decision.interpretation is not None
-        tracking.record(conn, target, decision.interpretation, source=SOURCE, now=now)
+        practice = tracking.practice_of(runtime, target)
+        nudge = practice is None or practice.nudge is not None
+        tracking.record(conn, target, decision.interpretation, source=SOURCE, now=now, nudge=nudge)
         done = tracking.progress(conn, target, now=now)
         return {"streak": done.streak, "done_total": done.done_total}
     return {}
