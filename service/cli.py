@@ -19,7 +19,6 @@ from service.core.diagnostics import did_you_mean
 from service.core.plan import PlanDocument
 from service.core.preview import as_ics, as_json, as_table, build_preview, utc_text
 from service.core.timeexpr import TimeExpr, TimeSyntaxError, VariableError
-from service.core.tokens import feed_token
 from service.logging import configure_logging
 from service.settings import Settings, SettingsError, load_settings
 
@@ -346,6 +345,7 @@ def participants_feed_url(participant_id: str, rotate: bool) -> None:
     """Print the participant's calendar subscription URL."""
     from service.storage import repo
     from service.storage.db import transaction
+    from service.tracking.links import feed_link, webcal_link
 
     rt = runtime()
     with transaction(rt.engine) as conn:
@@ -355,10 +355,10 @@ def participants_feed_url(participant_id: str, rotate: bool) -> None:
             participant = repo.get_participant(conn, participant_id)
         except repo.NotFound as exc:
             fail(str(exc))
-    token = feed_token(rt.secret, participant.id, participant.feed_version)
-    url = f"{rt.settings.public_base}/calendar/{token}.ics"
+    url = feed_link(rt, participant.id, participant.feed_version)
     if rotate:
         click.echo("the old feed URL no longer works", err=True)
+    click.echo(f"subscribe in a calendar app with {webcal_link(url)}", err=True)
     click.echo(url)
 
 

@@ -24,12 +24,12 @@ from service.core.plan import Plan
 from service.core.records import DeliveryJob
 from service.core.render import Person, RenderError
 from service.core.sms import clean_for_sms
-from service.core.tokens import check_in_token
 from service.engine.enrollment import variables_for
 from service.runtime import Runtime
 from service.storage import repo
 from service.storage.checkins import CHECKED_IN_NOTE, WINDOW_CLOSED_NOTE
 from service.storage.db import Run, statements, transaction
+from service.tracking.links import check_in_link
 
 log = structlog.get_logger("tend.delivery")
 
@@ -37,7 +37,6 @@ SEND_LEASE = timedelta(minutes=3)  # longer than any channel's timeouts added up
 MAX_ATTEMPTS = 6
 MIN_BACKOFF = timedelta(seconds=10)
 MAX_BACKOFF = timedelta(minutes=4)
-CHECK_IN_LINK_DAYS = 7  # a check-in link works this long after its window closes
 
 
 class Outcome(enum.StrEnum):
@@ -219,9 +218,7 @@ def occurrence_of(plan: Plan, job: DeliveryJob) -> Occurrence:
 
 
 def check_in_url(runtime: Runtime, job: DeliveryJob) -> str:
-    expires = job.window_end + timedelta(days=CHECK_IN_LINK_DAYS)
-    token = check_in_token(runtime.secret, job.occurrence_id, expires)
-    return f"{runtime.settings.public_base}/check-in/{token}"
+    return check_in_link(runtime, job.occurrence_id, job.window_end)
 
 
 def compose(runtime: Runtime, plan: Plan, job: DeliveryJob) -> OutgoingMessage:

@@ -7,6 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 from service import __version__
 from service.runtime import Runtime
+from service.web.calendar import router as calendar_router
 from service.web.checkin import router as check_in_router
 from service.web.outbox import router as outbox_router
 from service.web.twilio import router as twilio_router
@@ -20,6 +21,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(outbox_router)
     app.include_router(twilio_router)
     app.include_router(check_in_router)
+    app.include_router(calendar_router)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["operations"])
     def healthz() -> str:

@@ -1,0 +1,196 @@
+"""What a participant's calendar feed shows: the same occurrence rows the scheduler
+fires, those with `calendar` among their channels.
+
+A feed holds the occurrences from `since` (30 days back) to the horizon: the past ones
+whatever became of their enrollment (they are history, with their check-ins), the ones
+ahead only while the enrollment is active (a paused or cancelled enrollment reminds
+about nothing, and its calendar says so). `feed_state` is one cheap statement that
+changes whenever what the feed would show changes: the ETag is made from it, so that
+an unchanged feed is answered 304 without reading its events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Connection, Integer, String, bindparam, text
+
+from service.storage.tables import enrollments, occurrences
+from service.storage.types import UTCDateTime
+
+CALENDAR_LIKE = '%"calendar"%'  # the JSON list of channels, as text
+
+# Which occurrences a feed shows; the two statements below must agree on it.
+_SHOWN = (
+    "o.state = 'scheduled' AND o.instant >= :since "
+    "AND CAST(o.channels AS TEXT) LIKE :calendar "
+    "AND (o.instant <= :now OR e.status = 'active')"
+)
+
+_STATE = (
+    text(
+        "SELECT p.feed_version, p.name, "
+        "(SELECT COUNT(*) FROM enrollments AS e JOIN occurrences AS o "
+        f"ON o.enrollment_id = e.id WHERE e.participant_id = p.id AND {_SHOWN}) AS shown, "
+        "(SELECT MAX(o.updated_at) FROM enrollments AS e JOIN occurrences AS o "
+        f"ON o.enrollment_id = e.id WHERE e.participant_id = p.id AND {_SHOWN}) AS changed, "
+        "(SELECT MAX(o.check_in_at) FROM enrollments AS e JOIN occurrences AS o "
+        f"ON o.enrollment_id = e.id WHERE e.participant_id = p.id AND {_SHOWN}) AS checked, "
+        "(SELECT MAX(e.updated_at) FROM enrollments AS e WHERE e.participant_id = p.id) "
+        "AS enrolled "
+        "FROM participants AS p WHERE p.id = :participant_id"
+    )
+    .bindparams(
+        bindparam("since", type_=UTCDateTime()),
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("calendar", value=CALENDAR_LIKE),
+    )
+    .columns(
+        feed_version=Integer(),
+        name=String(),
+        shown=Integer(),
+        changed=UTCDateTime(),
+        checked=UTCDateTime(),
+        enrolled=UTCDateTime(),
+    )
+)
+
+_EVENTS = (
+    text(
+        'SELECT o.id, o."key", o.practice_id, o.local_date, o.week, o.seq, o.instant, '
+        "o.duration_minutes, o.window_end, o.item, o.sequence, o.updated_at, "
+        "o.check_in, o.check_in_at, o.fingerprint, "
+        "e.id AS enrollment_id, e.plan_id, e.plan_hash, e.variables "
+        "FROM enrollments AS e JOIN occurrences AS o ON o.enrollment_id = e.id "
+        f"WHERE e.participant_id = :participant_id AND {_SHOWN} "
+        "ORDER BY o.instant, o.id"
+    )
+    .bindparams(
+        bindparam("since", type_=UTCDateTime()),
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("calendar", value=CALENDAR_LIKE),
+    )
+    .columns(
+        occurrences.c.id,
+        occurrences.c.key,
+        occurrences.c.practice_id,
+        occurrences.c.local_date,
+        occurrences.c.week,
+        occurrences.c.seq,
+        occurrences.c.instant,
+        occurrences.c.duration_minutes,
+        occurrences.c.window_end,
+        occurrences.c.item,
+        occurrences.c.sequence,
+        occurrences.c.updated_at,
+        occurrences.c.check_in,
+        occurrences.c.check_in_at,
+        occurrences.c.fingerprint,
+        enrollments.c.id.label("enrollment_id"),
+        enrollments.c.plan_id,
+        enrollments.c.plan_hash,
+        enrollments.c.variables,
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """Everything whose change changes the feed, read in one statement."""
+
+    feed_version: int
+    name: str
+    shown: int
+    changed: datetime | None  # the latest change to an occurrence shown
+    checked: datetime | None  # the latest check-in on one
+    enrolled: datetime | None  # the latest change to an enrollment
+
+    @property
+    def last_modified(self) -> datetime | None:
+        found = [t for t in (self.changed, self.checked, self.enrolled) if t is not None]
+        return max(found) if found else None
+
+    def version(self) -> str:
+        return "|".join(
+            str(part)
+            for part in (
+                self.feed_version,
+                self.name,
+                self.shown,
+                self.changed,
+                self.checked,
+                self.enrolled,
+            )
+        )
+
+
+def feed_state(
+    conn: Connection, participant_id: str, *, since: datetime, now: datetime
+) -> FeedState | None:
+    row = conn.execute(
+        _STATE, {"participant_id": participant_id, "since": since, "now": now}
+    ).first()
+    if row is None:
+        return None
+    return FeedState(
+        int(row.feed_version),
+        str(row.name),
+        int(row.shown),
+        row.changed,
+        row.checked,
+        row.enrolled,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    occurrence_id: int
+    key: str
+    practice_id: str
+    local_date: date
+    week: int
+    seq: int
+    instant: datetime
+    duration_minutes: int
+    window_end: datetime
+    item: str | None
+    sequence: int
+    updated_at: datetime
+    check_in: str | None
+    check_in_at: datetime | None
+    fingerprint: str
+    enrollment_id: str
+    plan_id: str
+    plan_hash: str
+    variables: dict[str, str]
+
+
+def feed_rows(
+    conn: Connection, participant_id: str, *, since: datetime, now: datetime
+) -> list[FeedRow]:
+    rows = conn.execute(_EVENTS, {"participant_id": participant_id, "since": since, "now": now})
+    return [
+        FeedRow(
+            r.id,
+            r.key,
+            r.practice_id,
+            r.local_date,
+            r.week,
+            r.seq,
+            r.instant,
+            r.duration_minutes,
+            r.window_end,
+            r.item,
+            r.sequence,
+            r.updated_at,
+            r.check_in,
+            r.check_in_at,
+            r.fingerprint,
+            r.enrollment_id,
+            r.plan_id,
+            r.plan_hash,
+            dict(r.variables or {}),
+        )
+        for r in rows
+    ]

@@ -1,0 +1,186 @@
+"""Calendar subscription feeds: `GET|HEAD /calendar/{token}.ics`.
+
+The token is `<participant>.<mac>`, the mac an HMAC of the secret key over the
+participant and their feed version (160 bits): `tend participants feed-url` can print it
+again, `--rotate` bumps the version and every earlier token stops working. It is
+compared in constant time; a token that does not verify, for whatever reason, gets the
+same bare 404.
+
+The feed shows the occurrence rows the scheduler fires (see `storage.feeds`), so the
+calendar says exactly what the reminders say. Calendar apps poll, so the answer is
+built for polling: an ETag from one cheap statement (`feed_state`) answers an unchanged
+feed with 304 before any event is read, and each event's text is kept once written
+(`core.feed.event_text`) until the occurrence changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+from threading import Lock
+from typing import cast
+from zoneinfo import ZoneInfo
+
+import structlog
+from fastapi import APIRouter, Request, Response
+
+from service.core.expand import Occurrence, resolve_plan_variables
+from service.core.feed import FeedEvent, write_feed
+from service.core.plan import Plan
+from service.core.records import Participant
+from service.core.render import Person, RenderError
+from service.core.tokens import feed_participant, feed_token_valid
+from service.runtime import Runtime
+from service.storage import feeds, repo
+from service.storage.db import transaction
+from service.tracking.links import check_in_link
+
+log = structlog.get_logger("tend.calendar")
+
+router = APIRouter(tags=["calendar"])
+
+DAYS_BACK = 30
+REFRESH = timedelta(hours=1)
+FORMAT = "1"  # bump when the feed's text changes for the same rows
+HEADERS = {
+    "Cache-Control": "private, max-age=900",  # personal: no shared cache keeps it
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "X-Content-Type-Options": "nosniff",
+}
+MEDIA_TYPE = "text/calendar; charset=utf-8"
+
+
+def _runtime(request: Request) -> Runtime:
+    return cast(Runtime, request.app.state.runtime)
+
+
+@router.api_route("/calendar/{token}.ics", methods=["GET", "HEAD"], include_in_schema=False)
+def calendar_feed(token: str, request: Request) -> Response:
+    runtime = _runtime(request)
+    participant_id = feed_participant(token)
+    if participant_id is None:
+        return _not_found()
+    now = runtime.clock.now()
+    since = now - timedelta(days=DAYS_BACK)
+    with transaction(runtime.engine) as conn:
+        state = feeds.feed_state(conn, participant_id, since=since, now=now)
+    if state is None or not feed_token_valid(
+        runtime.secret, token, participant_id, state.feed_version
+    ):
+        return _not_found()
+    headers = {**HEADERS, "ETag": _etag(runtime, state)}
+    if state.last_modified is not None:
+        headers["Last-Modified"] = format_datetime(state.last_modified, usegmt=True)
+    if _matches(request.headers.get("if-none-match"), headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    if request.method == "HEAD":
+        return Response(headers=headers, media_type=MEDIA_TYPE)
+    with transaction(runtime.engine) as conn:
+        participant = repo.get_participant(conn, participant_id)
+        rows = feeds.feed_rows(conn, participant_id, since=since, now=now)
+    body = render_feed(runtime, participant, rows)
+    return Response(body, headers=headers, media_type=MEDIA_TYPE)
+
+
+def render_feed(runtime: Runtime, participant: Participant, rows: list[feeds.FeedRow]) -> bytes:
+    events = [e for e in (_event(runtime, participant, row) for row in rows) if e is not None]
+    first = participant.name.split()[0] if participant.name.split() else participant.name
+    return write_feed(
+        events,
+        name=f"Tend: {first}'s practices",
+        refresh=REFRESH,
+        description="Your practices, as Tend reminds you of them.",
+    )
+
+
+def _etag(runtime: Runtime, state: feeds.FeedState) -> str:
+    basis = f"{FORMAT}|{runtime.settings.public_base}|{state.version()}"
+    return '"' + hashlib.sha256(basis.encode()).hexdigest()[:32] + '"'
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    """If-None-Match holds `etag` (or *); weak comparison, as RFC 9110 asks for GET."""
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in tags or etag in tags
+
+
+# Descriptions come from the plan's calendar template: rendered once per version of an
+# occurrence, then kept (a feed is fetched far more often than it changes).
+_DESCRIPTIONS: OrderedDict[tuple[object, ...], str] = OrderedDict()
+_DESCRIPTIONS_LOCK = Lock()
+MAX_DESCRIPTIONS = 50_000
+
+
+def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> FeedEvent | None:
+    plan = runtime.plans.get(row.plan_id, row.plan_hash)
+    practice = plan.practice_index.get(row.practice_id) if plan is not None else None
+    if plan is None or practice is None:
+        return None  # a plan that cannot be loaded: its reminders cannot go either
+    zone = participant.timezone
+    start = row.instant.astimezone(ZoneInfo(zone))
+    link = check_in_link(runtime, row.occurrence_id, row.window_end)
+    description = _description(runtime, plan, participant, row, start)
+    if practice.check_in.asks and link not in description:  # templates may carry it
+        description = f"{description}\n\nCheck in: {link}" if description else f"Check in: {link}"
+    changed = max(t for t in (row.updated_at, row.check_in_at) if t is not None)
+    return FeedEvent(
+        uid=f"{row.key}.{row.enrollment_id}@tend",
+        start=start,
+        end=start + timedelta(minutes=row.duration_minutes),
+        zone=zone,
+        summary=practice.title,
+        description=description,
+        category=practice.category,
+        sequence=row.sequence,
+        last_modified=changed,
+        url=link if practice.check_in.asks else None,
+        done=row.check_in == "done",
+    )
+
+
+def _description(
+    runtime: Runtime, plan: Plan, participant: Participant, row: feeds.FeedRow, start: datetime
+) -> str:
+    key = (row.occurrence_id, row.fingerprint, plan.content_hash, participant.name, row.sequence)
+    with _DESCRIPTIONS_LOCK:
+        found = _DESCRIPTIONS.get(key)
+        if found is not None:
+            _DESCRIPTIONS.move_to_end(key)
+            return found
+    practice = plan.practice(row.practice_id)
+    occurrence = Occurrence(
+        practice=practice,
+        date=row.local_date,
+        week=row.week,
+        index=row.seq,
+        utc=row.instant,
+        zone=start.tzinfo,  # type: ignore[arg-type]
+        variant=practice.variant(row.week),
+        item=row.item,
+        window_end=row.window_end,
+    )
+    merged = {k: v for k, v in participant.variables.items() if k in plan.variables}
+    merged.update(row.variables)
+    try:
+        variables = resolve_plan_variables(plan, merged)
+        renderer = runtime.catalog.renderer
+        link = check_in_link(runtime, row.occurrence_id, row.window_end)
+        context = renderer.context(plan, occurrence, Person(participant.name), variables, link)
+        text = renderer.calendar(occurrence.variant, practice, context)
+    except (RenderError, ValueError) as exc:
+        log.warning("calendar description failed", occurrence=row.occurrence_id, error=str(exc))
+        text = ""
+    with _DESCRIPTIONS_LOCK:
+        _DESCRIPTIONS[key] = text
+        if len(_DESCRIPTIONS) > MAX_DESCRIPTIONS:
+            _DESCRIPTIONS.popitem(last=False)
+    return text
+
+
+def _not_found() -> Response:
+    return Response("Not found\n", status_code=404, media_type="text/plain")
