@@ -36,7 +36,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix service tests bench
 	$(BIN)/ruff format service tests bench
 
-BENCHES ?= expand engine webhook
+BENCHES ?= expand engine webhook feed
 bench: $(STAMP)
 	@for name in $(BENCHES); do $(BIN)/python -m bench.$$name || exit 1; done
 
