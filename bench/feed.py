@@ -433,8 +433,9 @@ def percentile(values: Sequence[float], share: float) -> float:
 
 
 def clear_caches() -> None:
-    """What a fresh process starts without: each event's text, each description, the
-    VTIMEZONEs."""
+    """What a fresh process starts without: the written feeds, each event's text, each
+    description, the VTIMEZONEs."""
+    calendar._BODIES = calendar._Bodies(calendar._BODIES.max_bytes)
     core_feed.event_text.cache_clear()
     core_feed.vtimezone.cache_clear()
     with calendar._DESCRIPTIONS_LOCK:
@@ -476,9 +477,11 @@ def in_process(db_url: str, folder: Path, feed: Feed, etag: str, count: int) -> 
     plain = _request(app, feed.path, None)
     cached = _request(app, feed.path, etag)
 
+    loop = asyncio.new_event_loop()
+
     def handler(request: Request) -> tuple[float, Response]:
         began = time.perf_counter()
-        response = calendar.calendar_feed(token, request)
+        response = loop.run_until_complete(calendar.calendar_feed(token, request))
         return (time.perf_counter() - began) * 1000, response
 
     try:
@@ -519,6 +522,7 @@ def in_process(db_url: str, folder: Path, feed: Feed, etag: str, count: int) -> 
             for step, (a, b) in zip(STEPS, ((t0, t1), (t1, t2), (t2, t3), (t3, t4)), strict=True):
                 steps[step].append((b - a) * 1000)
     finally:
+        loop.close()
         runtime.close()
     return InProcess(cold, full, cached_ms, steps)
 

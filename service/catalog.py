@@ -5,6 +5,8 @@ This is the I/O around the pure loader in `service.core.loader`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,19 @@ class Catalog:
         self.schedules_dir = schedules_dir
         self.templates_dir = templates_dir
         self.renderer = Renderer(jinja2.FileSystemLoader(str(templates_dir), encoding="utf-8"))
+
+    @functools.cached_property
+    def templates_digest(self) -> str:
+        """A digest of every template file's name and text, as they were when first
+        asked: what is rendered from them changes when it does (feeds' ETags use it).
+        The same files give the same digest in every process."""
+        digest = hashlib.sha256()
+        root = self.templates_dir
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+        for path in files:
+            digest.update(str(path.relative_to(root)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+        return digest.hexdigest()[:16]
 
     def load_file(self, path: Path, shown: str | None = None) -> LoadResult:
         shown = shown if shown is not None else str(path)

@@ -43,7 +43,7 @@ def make_engine(url: str, **options: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling is off; BEGIN IMMEDIATE takes the write
         # lock up front so that two writers queue instead of failing half-way.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
@@ -54,6 +54,13 @@ def make_engine(url: str, **options: Any) -> Engine:
         options.setdefault("max_overflow", 20)
         return create_engine(parsed, **options)
     raise DatabaseError(f"unsupported database '{parsed.drivername}'; use sqlite or postgresql")
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A reading (see `reading`) begins deferred: it takes no write lock, and in WAL mode
+    # sees a consistent snapshot while writers go on.
+    read_only = conn.get_execution_options().get("tend_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -93,6 +100,15 @@ def transaction(engine: Engine) -> Iterator[Connection]:
             yield connection
         return
     with lock, engine.begin() as connection:
+        yield connection
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction: one consistent snapshot, and on SQLite no write lock (the
+    queue of writers is not joined), so it must not write."""
+    options = {"tend_read_only": True} if engine.dialect.name == "sqlite" else {}
+    with engine.connect().execution_options(**options) as connection, connection.begin():
         yield connection
 
 

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from service.core.expand import Occurrence, resolve_plan_variables
 from service.core.feed import FeedEvent, write_feed
@@ -34,7 +35,7 @@ from service.core.render import Person, RenderError
 from service.core.tokens import feed_participant, feed_token_valid
 from service.runtime import Runtime
 from service.storage import feeds, repo
-from service.storage.db import transaction
+from service.storage.db import reading
 from service.tracking.links import check_in_link
 
 log = structlog.get_logger("tend.calendar")
@@ -58,31 +59,82 @@ def _runtime(request: Request) -> Runtime:
 
 
 @router.api_route("/calendar/{token}.ics", methods=["GET", "HEAD"], include_in_schema=False)
-def calendar_feed(token: str, request: Request) -> Response:
+async def calendar_feed(token: str, request: Request) -> Response:
     runtime = _runtime(request)
     participant_id = feed_participant(token)
     if participant_id is None:
         return _not_found()
     now = runtime.clock.now()
     since = now - timedelta(days=DAYS_BACK)
-    with transaction(runtime.engine) as conn:
-        state = feeds.feed_state(conn, participant_id, since=since, now=now)
+    # The state is one short read; on SQLite (in process, no lock taken) it is cheaper
+    # to do it here than to hop to a thread. PostgreSQL is a network round trip away.
+    if runtime.engine.dialect.name == "sqlite":
+        state = _state(runtime, participant_id, since, now)
+    else:
+        state = await run_in_threadpool(_state, runtime, participant_id, since, now)
     if state is None or not feed_token_valid(
         runtime.secret, token, participant_id, state.feed_version
     ):
         return _not_found()
-    headers = {**HEADERS, "ETag": _etag(runtime, state)}
+    etag = _etag(runtime, state)
+    headers = {**HEADERS, "ETag": etag}
     if state.last_modified is not None:
         headers["Last-Modified"] = format_datetime(state.last_modified, usegmt=True)
-    if _matches(request.headers.get("if-none-match"), headers["ETag"]):
+    if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     if request.method == "HEAD":
         return Response(headers=headers, media_type=MEDIA_TYPE)
-    with transaction(runtime.engine) as conn:
+    body = _BODIES.get((participant_id, etag))
+    if body is None:
+        body = await run_in_threadpool(_render, runtime, participant_id, since, now)
+        _BODIES.put((participant_id, etag), body)
+    return Response(body, headers=headers, media_type=MEDIA_TYPE)
+
+
+def _state(
+    runtime: Runtime, participant_id: str, since: datetime, now: datetime
+) -> feeds.FeedState | None:
+    with reading(runtime.engine) as conn:
+        return feeds.feed_state(conn, participant_id, since=since, now=now)
+
+
+def _render(runtime: Runtime, participant_id: str, since: datetime, now: datetime) -> bytes:
+    with reading(runtime.engine) as conn:
         participant = repo.get_participant(conn, participant_id)
         rows = feeds.feed_rows(conn, participant_id, since=since, now=now)
-    body = render_feed(runtime, participant, rows)
-    return Response(body, headers=headers, media_type=MEDIA_TYPE)
+    return render_feed(runtime, participant, rows)
+
+
+class _Bodies:
+    """Feeds as last written, by participant and ETag: the ETag changes whenever what
+    the feed shows changes, so a body found here is the body. Bounded by size."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = Lock()
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str], body: bytes) -> None:
+        with self._lock:
+            # One body per participant: an older version is of no use any more.
+            for stale in [k for k in self._items if k[0] == key[0] and k != key][:4]:
+                self.size -= len(self._items.pop(stale))
+            if key not in self._items:
+                self._items[key] = body
+                self.size += len(body)
+            while self.size > self.max_bytes and self._items:
+                self.size -= len(self._items.popitem(last=False)[1])
+
+
+_BODIES = _Bodies(max_bytes=64 * 1024 * 1024)
 
 
 def render_feed(runtime: Runtime, participant: Participant, rows: list[feeds.FeedRow]) -> bytes:
@@ -97,7 +149,8 @@ def render_feed(runtime: Runtime, participant: Participant, rows: list[feeds.Fee
 
 
 def _etag(runtime: Runtime, state: feeds.FeedState) -> str:
-    basis = f"{FORMAT}|{runtime.settings.public_base}|{state.version()}"
+    templates = runtime.catalog.templates_digest  # descriptions come from them
+    basis = f"{FORMAT}|{templates}|{runtime.settings.public_base}|{state.version()}"
     return '"' + hashlib.sha256(basis.encode()).hexdigest()[:32] + '"'
 
 
@@ -111,7 +164,7 @@ def _matches(header: str | None, etag: str) -> bool:
 
 # Descriptions come from the plan's calendar template: rendered once per version of an
 # occurrence, then kept (a feed is fetched far more often than it changes).
-_DESCRIPTIONS: OrderedDict[tuple[object, ...], str] = OrderedDict()
+_DESCRIPTIONS: OrderedDict[tuple[object, ...], tuple[str, str]] = OrderedDict()
 _DESCRIPTIONS_LOCK = Lock()
 MAX_DESCRIPTIONS = 50_000
 
@@ -123,8 +176,7 @@ def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> Fe
         return None  # a plan that cannot be loaded: its reminders cannot go either
     zone = participant.timezone
     start = row.instant.astimezone(ZoneInfo(zone))
-    link = check_in_link(runtime, row.occurrence_id, row.window_end)
-    description = _description(runtime, plan, participant, row, start)
+    description, link = _description(runtime, plan, participant, row, start)
     if practice.check_in.asks and link not in description:  # templates may carry it
         description = f"{description}\n\nCheck in: {link}" if description else f"Check in: {link}"
     changed = max(t for t in (row.updated_at, row.check_in_at) if t is not None)
@@ -145,8 +197,17 @@ def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> Fe
 
 def _description(
     runtime: Runtime, plan: Plan, participant: Participant, row: feeds.FeedRow, start: datetime
-) -> str:
-    key = (row.occurrence_id, row.fingerprint, plan.content_hash, participant.name, row.sequence)
+) -> tuple[str, str]:
+    """The event's description from the calendar template, and its check-in link."""
+    key = (
+        row.occurrence_id,
+        row.fingerprint,
+        row.sequence,
+        plan.content_hash,
+        participant.name,
+        tuple(sorted(participant.variables.items())),
+        tuple(sorted(row.variables.items())),
+    )
     with _DESCRIPTIONS_LOCK:
         found = _DESCRIPTIONS.get(key)
         if found is not None:
@@ -166,20 +227,20 @@ def _description(
     )
     merged = {k: v for k, v in participant.variables.items() if k in plan.variables}
     merged.update(row.variables)
+    link = check_in_link(runtime, row.occurrence_id, row.window_end)
     try:
         variables = resolve_plan_variables(plan, merged)
         renderer = runtime.catalog.renderer
-        link = check_in_link(runtime, row.occurrence_id, row.window_end)
         context = renderer.context(plan, occurrence, Person(participant.name), variables, link)
         text = renderer.calendar(occurrence.variant, practice, context)
     except (RenderError, ValueError) as exc:
         log.warning("calendar description failed", occurrence=row.occurrence_id, error=str(exc))
         text = ""
     with _DESCRIPTIONS_LOCK:
-        _DESCRIPTIONS[key] = text
+        _DESCRIPTIONS[key] = (text, link)
         if len(_DESCRIPTIONS) > MAX_DESCRIPTIONS:
             _DESCRIPTIONS.popitem(last=False)
-    return text
+    return text, link
 
 
 def _not_found() -> Response:
