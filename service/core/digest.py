@@ -5,7 +5,7 @@ just ended and the week before (done and decided occurrences: done, skipped or m
 and `digest` sorts them into those who slipped, with the reason, and those keeping up.
 
 Someone has slipped when, this week:
-- they opted out of texts;
+- they opted out of texts (that week: `sms` is "opted_out" only then);
 - nothing was done out of at least `MIN_DECIDED` occurrences;
 - under half was done out of at least `MIN_DECIDED`;
 - the rate fell by `DROP` or more from the week before (both weeks with `MIN_DECIDED`).
@@ -39,7 +39,7 @@ class CohortEntry:
     participant: str  # id
     name: str
     plan: str
-    sms: str  # subscribed, opted_out, paused
+    sms: str  # subscribed, paused, or opted_out when they opted out during the week
     this_week: Week
     last_week: Week
     streak: int  # the best current streak among the enrollment's practices

@@ -218,3 +218,22 @@ def extend_horizons(runtime: Runtime, page: int = 200) -> int:
         if len(candidates) < page:
             return extended
         after = (candidates[-1].horizon, candidates[-1].id)
+
+
+def align_check_in_kinds(runtime: Runtime) -> int:
+    """Stored occurrences ask what their practice asks (once per scheduler start: rows
+    from before Tend stored the kind, and any left behind, are put right)."""
+    changed = 0
+    with transaction(runtime.engine) as conn:
+        versions = repo.plan_hashes(conn)
+    for plan_id, hashes in versions.items():
+        for content_hash in hashes:
+            plan = runtime.plans.get(plan_id, content_hash)
+            if plan is None or plan.content_hash != content_hash:
+                continue  # that version is gone: sync_plans moves its enrollments on
+            kinds = {p.id: p.check_in.kind for p in plan.practices}
+            with transaction(runtime.engine) as conn:
+                changed += repo.align_check_in_kinds(conn, plan_id, content_hash, kinds)
+    if changed:
+        log.info("check-in kinds aligned with the plans", occurrences=changed)
+    return changed

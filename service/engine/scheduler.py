@@ -15,6 +15,7 @@ from service.engine import enrollment, invitations, summaries, windows
 from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
+from service.tracking import inbound
 
 log = structlog.get_logger("tend.scheduler")
 
@@ -58,6 +59,7 @@ class Scheduler:
         self.batch = batch
         self.lease = lease
         self._last_maintenance: datetime | None = None
+        self._aligned = False
 
     def tick(self) -> Tick:
         """One pass: expire, then claim and enqueue until nothing more is due."""
@@ -90,7 +92,8 @@ class Scheduler:
 
     def maintain(self, force: bool = False) -> None:
         """Horizons, plan edits, finished enrollments, calendar invitations, closed
-        check-in windows and weekly messages, at most every 30 seconds."""
+        check-in windows, weekly messages and texts whose handling failed, at most every
+        30 seconds."""
         now = self.runtime.clock.now()
         if (
             not force
@@ -99,6 +102,12 @@ class Scheduler:
         ):
             return
         self._last_maintenance = now
+        if not self._aligned:
+            try:
+                enrollment.align_check_in_kinds(self.runtime)
+                self._aligned = True
+            except Exception:
+                log.exception("aligning check-in kinds failed; trying again later")
         # Independent chores: one failing does not stop the others. Invitations come
         # after plan edits and finished enrollments, so that they follow both.
         chores = (
@@ -108,6 +117,7 @@ class Scheduler:
             invitations.sync_invitations,
             windows.close_windows,
             self.weekly,
+            inbound.handle_left_over,
         )
         for chore in chores:
             try:

@@ -262,6 +262,8 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
     )
     overall = report.build(runtime, statuses=active, now=now)
     previous = {e.enrollment: e for e in before.entries}
+    with transaction(runtime.engine) as conn:
+        stopped = repo.opted_out_between(conn, since, until)
     streaks = {
         e.enrollment: max((p.adherence.current_streak for p in e.practices), default=0)
         for e in overall.entries
@@ -271,7 +273,8 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
             participant=e.participant.id,
             name=e.participant.name,
             plan=e.plan,
-            sms=e.sms,
+            # A slip is what happened this week: an opt-out of weeks ago is old news.
+            sms="opted_out" if e.participant.id in stopped else _not_stopped(e.sms),
             this_week=_week(e),
             last_week=_week(previous.get(e.enrollment)),
             streak=streaks.get(e.enrollment, 0),
@@ -281,6 +284,10 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
     context = digest_context(entries, (start, end), f"{runtime.settings.public_base}/dashboard")
     email = runtime.catalog.renderer.digest_email(context)
     return OutgoingMessage(None, "email", job.subject, email.text, email.subject, email.html), None
+
+
+def _not_stopped(sms: str) -> str:
+    return "subscribed" if sms == "opted_out" else sms
 
 
 def _week(entry: report.EnrollmentReport | None) -> Week:

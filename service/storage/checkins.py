@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Float,
     Text,
+    and_,
     bindparam,
     case,
     cast,
@@ -34,7 +35,14 @@ from sqlalchemy import (
 
 from service.core.records import Participant
 from service.storage.repo import get_participant
-from service.storage.tables import deliveries, enrollments, occurrences, participants, replies
+from service.storage.tables import (
+    deliveries,
+    enrollments,
+    invitations,
+    occurrences,
+    participants,
+    replies,
+)
 from service.storage.types import UTCDateTime
 
 CHECKED_IN_NOTE = "checked in already"
@@ -185,6 +193,40 @@ def finish_reply(
             "handled_at": now,
         },
     )
+
+
+def stranger_answered(conn: Connection, sender: str, *, since: datetime) -> bool:
+    """Whether a number Tend does not know was answered already (since `since`): it is
+    answered once, so that an auto-responder cannot keep a conversation going."""
+    found = conn.execute(
+        select(replies.c.id)
+        .where(replies.c.sender == sender)
+        .where(replies.c.participant_id.is_(None))
+        .where(replies.c.understood == "unknown_sender")
+        .where(replies.c.answer.is_not(None))
+        .where(replies.c.received_at >= since)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def unhandled_replies(conn: Connection, *, before: datetime, limit: int = 100) -> list[int]:
+    """SMS stored but never acted on (handling failed), received before `before`."""
+    return list(
+        conn.execute(
+            select(replies.c.id)
+            .where(replies.c.handled_at.is_(None))
+            .where(replies.c.channel == "sms")
+            .where(replies.c.received_at < before)
+            .order_by(replies.c.received_at, replies.c.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def get_reply(conn: Connection, reply_id: int) -> dict[str, Any]:
+    row = conn.execute(select(replies).where(replies.c.id == reply_id)).mappings().one()
+    return dict(row)
 
 
 def reply_answer(conn: Connection, reply_id: int) -> str | None:
@@ -397,8 +439,9 @@ def has_check_in(conn: Connection, occurrence_id: int) -> bool:
 
 
 def _reached() -> ColumnElement[bool]:
-    """Whether the occurrence reached the participant: in their calendar, or a reminder
-    of it was sent."""
+    """Whether the occurrence reached the participant: a reminder of it was sent, or it is
+    a calendar practice and the enrollment's calendar invitation stands (a feed
+    subscription cannot be seen, so it does not count)."""
     sent = (
         select(deliveries.c.id)
         .where(deliveries.c.occurrence_id == occurrences.c.id)
@@ -406,7 +449,13 @@ def _reached() -> ColumnElement[bool]:
         .where(deliveries.c.state.in_(("sent", "delivered")))
         .exists()
     )
-    in_calendar = cast(occurrences.c.channels, Text).like('%"calendar"%')
+    invited = (
+        select(invitations.c.enrollment_id)
+        .where(invitations.c.enrollment_id == occurrences.c.enrollment_id)
+        .where(invitations.c.method_sent == "REQUEST")
+        .exists()
+    )
+    in_calendar = and_(cast(occurrences.c.channels, Text).like('%"calendar"%'), invited)
     return or_(in_calendar, sent)
 
 

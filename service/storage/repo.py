@@ -147,8 +147,17 @@ def get_participant(conn: Connection, participant_id: str) -> Participant:
 _BY_PHONE = select(participants).where(participants.c.phone == bindparam("phone"))
 
 
-def find_participant_by_phone(conn: Connection, phone: str) -> Participant | None:
-    found = conn.execute(_BY_PHONE, {"phone": phone}).mappings().first()
+_BY_PHONE_LOCKED = _BY_PHONE.with_for_update()
+
+
+def find_participant_by_phone(
+    conn: Connection, phone: str, *, lock: bool = False
+) -> Participant | None:
+    """The participant with this number. `lock`: hold their row until the transaction
+    ends (PostgreSQL; SQLite's writers take turns anyway), so that two texts from one
+    person are handled one after the other."""
+    statement = _BY_PHONE_LOCKED if lock else _BY_PHONE
+    found = conn.execute(statement, {"phone": phone}).mappings().first()
     return _participant(found) if found else None
 
 
@@ -189,6 +198,19 @@ def log_consent(
             at=now,
         )
     )
+
+
+def opted_out_between(conn: Connection, since: datetime, until: datetime) -> set[str]:
+    """Participants who opted out of SMS in [since, until)."""
+    rows = conn.execute(
+        select(consent_log.c.participant_id)
+        .where(consent_log.c.channel == "sms")
+        .where(consent_log.c.action == "opt_out")
+        .where(consent_log.c.at >= since)
+        .where(consent_log.c.at < until)
+        .distinct()
+    )
+    return {r[0] for r in rows}
 
 
 def consent_history(conn: Connection, participant_id: str) -> list[dict[str, Any]]:
@@ -558,6 +580,29 @@ def _touched(occurrence_id: Any) -> Any:
         .where(deliveries.c.state.in_(("sending", "sent", "delivered")))
         .exists()
     )
+
+
+def align_check_in_kinds(
+    conn: Connection, plan_id: str, plan_hash: str, kinds: dict[str, str]
+) -> int:
+    """Occurrences of this plan version with no check-in yet take the kind their practice
+    asks for now (rows stored before Tend kept the kind say "done"); returns how many."""
+    changed = 0
+    members = select(enrollments.c.id).where(enrollments.c.plan_id == plan_id)
+    members = members.where(enrollments.c.plan_hash == plan_hash)
+    for practice_id, kind in kinds.items():
+        changed += int(
+            conn.execute(
+                update(occurrences)
+                .where(occurrences.c.enrollment_id.in_(members.scalar_subquery()))
+                .where(occurrences.c.practice_id == practice_id)
+                .where(occurrences.c.check_in.is_(None))
+                .where(occurrences.c.check_in_kind != kind)
+                .values(check_in_kind=kind)
+            ).rowcount
+            or 0
+        )
+    return changed
 
 
 def stored_occurrences(conn: Connection, enrollment_id: str) -> list[Stored]:

@@ -1,18 +1,22 @@
 """An inbound SMS, from the stored message to the answer sent back.
 
-One transaction: it stores the message as it came (once per MessageSid: a second
-delivery of the same webhook waits on the unique key, then finds it handled), decides
+One transaction: it locks the sender's row (two texts from one person are handled one
+after the other), stores the message as it came (once per MessageSid: a second delivery
+of the same webhook waits on the unique key, then finds it handled), decides
 (`core.conversation.decide`), acts (opt-out, opt-in, pause, resume, a check-in) and
-records what it did and the answer, all or nothing. Should acting fail, the message is
-stored on its own, unhandled, and the error reaches Twilio, whose retry acts on it: a
-message is never lost. A retry of a handled message gets the answer the first attempt
-decided, and nothing is done twice.
+records what it did and the answer, all or nothing. A replay of a handled message gets
+the answer the first attempt decided, and nothing is done twice.
+
+Should acting fail, the message is stored on its own, unhandled, and the scheduler's
+upkeep acts on it a minute later (`handle_left_over`): Twilio does not retry incoming
+message webhooks, and a STOP must not be lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import suppress
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +38,7 @@ log = structlog.get_logger("tend.inbound")
 
 MAX_BODY = 1600  # Twilio's limit for one message, in characters
 QUESTION_STANDS = timedelta(hours=2)  # how long "Which one?" waits for its answer
+STRANGER_ANSWERED_FOR = timedelta(days=30)  # an unknown number is answered once in this
 SOURCE = "sms"
 
 
@@ -43,10 +48,26 @@ def handle_sms(runtime: Runtime, *, sid: str, sender: str, body: str) -> str | N
     now = runtime.clock.now()
     try:
         with transaction(runtime.engine) as conn:
-            return _handle(runtime, conn, sid, sender, body, now)
+            participant = repo.find_participant_by_phone(conn, sender, lock=True)
+            stored = checkins.store_reply(
+                conn,
+                channel="sms",
+                body=body,
+                now=now,
+                provider_id=sid,
+                sender=sender,
+                participant_id=participant.id if participant else None,
+            )
+            handled = stored.handled or (
+                not stored.new and not checkins.claim_reply(conn, stored.id, now=now)
+            )
+            if handled:
+                log.info("sms reply seen before; answered again", reply=stored.id)
+                return checkins.reply_answer(conn, stored.id)
+            return _act_on(runtime, conn, stored.id, participant, sender, body, now)
     except Exception:
-        # Acting failed: the message is still kept, unhandled, and Twilio's retry of this
-        # webhook (the caller answers 500) acts on it again.
+        # Acting failed: the message is kept, unhandled, and the scheduler's upkeep acts
+        # on it a minute later (`handle_left_over`). Twilio does not retry this webhook.
         with suppress(Exception), transaction(runtime.engine) as conn:
             participant = repo.find_participant_by_phone(conn, sender)
             checkins.store_reply(
@@ -61,36 +82,59 @@ def handle_sms(runtime: Runtime, *, sid: str, sender: str, body: str) -> str | N
         raise
 
 
-def _handle(
-    runtime: Runtime, conn: Connection, sid: str, sender: str, body: str, now: datetime
+LEFT_OVER_AFTER = timedelta(minutes=1)
+
+
+def handle_left_over(runtime: Runtime) -> int:
+    """Act on texts whose handling failed, a minute on: an opt-out must not be lost. They
+    get no answer (a late one would answer out of turn); what they did is recorded."""
+    now = runtime.clock.now()
+    with transaction(runtime.engine) as conn:
+        ids = checkins.unhandled_replies(conn, before=now - LEFT_OVER_AFTER)
+    done = 0
+    for reply_id in ids:
+        try:
+            with transaction(runtime.engine) as conn:
+                row = checkins.get_reply(conn, reply_id)
+                sender = row["sender"] or ""
+                participant = repo.find_participant_by_phone(conn, sender, lock=True)
+                if not checkins.claim_reply(conn, reply_id, now=now):
+                    continue
+                _act_on(runtime, conn, reply_id, participant, sender, row["body"], now, late=True)
+                done += 1
+        except Exception:
+            log.exception("a left-over text could not be handled; trying again", reply=reply_id)
+    if done:
+        log.warning("texts handled late, without an answer", count=done)
+    return done
+
+
+def _act_on(
+    runtime: Runtime,
+    conn: Connection,
+    reply_id: int,
+    participant: Participant | None,
+    sender: str,
+    body: str,
+    now: datetime,
+    *,
+    late: bool = False,
 ) -> str | None:
-    """One transaction: the message stored first, then what it asks done, then the
-    answer recorded with it."""
-    participant = repo.find_participant_by_phone(conn, sender)
-    stored = checkins.store_reply(
-        conn,
-        channel="sms",
-        body=body,
-        now=now,
-        provider_id=sid,
-        sender=sender,
-        participant_id=participant.id if participant else None,
-    )
-    seen = not stored.new and (stored.handled or not checkins.claim_reply(conn, stored.id, now=now))
-    if seen:
-        log.info("sms reply seen before; answered again", reply=stored.id)
-        return checkins.reply_answer(conn, stored.id)
+    """Decide and act on a stored message, and record both with the answer."""
     reply = parse_reply(body)
     targets = checkins.open_check_ins(conn, participant, now=now) if participant else []
     situation = _situation(runtime, conn, participant, targets, reply, now)
     decision = decide(reply, situation)
+    told = decision.understood == "unknown_sender" and decision.answer is not None
+    if told and checkins.stranger_answered(conn, sender, since=now - STRANGER_ANSWERED_FOR):
+        decision = replace(decision, answer=None, detail="unknown sender, told once already")
     context = _act(runtime, conn, participant, targets, decision, now)
-    answer = _answer(runtime, decision, participant, context)
+    answer = None if late else _answer(runtime, decision, participant, context)
     checkins.finish_reply(
         conn,
-        stored.id,
+        reply_id,
         understood=decision.understood,
-        detail=decision.detail,
+        detail=decision.detail + ("; handled late, not answered" if late else ""),
         answer=answer,
         occurrence_id=decision.occurrence_id,
         context=_question(decision, body),
@@ -98,7 +142,7 @@ def _handle(
     )
     log.info(
         "sms reply handled",
-        reply=stored.id,
+        reply=reply_id,
         participant=participant.id if participant else None,
         understood=decision.understood,
         occurrence=decision.occurrence_id,

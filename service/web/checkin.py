@@ -13,6 +13,7 @@ past its expiry gets 410.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -32,6 +33,7 @@ from service.storage import checkins
 from service.storage.checkins import CheckInTarget
 from service.storage.db import transaction
 from service.tracking import checkins as tracking
+from service.web.forms import TooLarge, read_capped
 from service.web.pages import render
 
 router = APIRouter(tags=["check-in"])
@@ -59,8 +61,9 @@ def check_in_page(token: str, request: Request) -> HTMLResponse:
 async def check_in(token: str, request: Request) -> HTMLResponse:
     """Record the choice sent by the page's form."""
     runtime = _runtime(request)
-    body = await request.body()
-    if len(body) > MAX_FORM:
+    try:
+        body = await read_capped(request, MAX_FORM)
+    except TooLarge:
         return _message("Too much text", "That was more than a check-in can hold.", 413)
     try:
         form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
@@ -84,6 +87,8 @@ def _record(runtime: Runtime, token: str, form: dict[str, str]) -> HTMLResponse:
         target = checkins.check_in_target(conn, found.occurrence_id)
         if target is None:
             return _not_found()
+        if not _is_open(target, now):  # paused or closed since the page was read
+            return _page(runtime, target, now, status_code=409)
         stored = checkins.store_reply(
             conn,
             channel=SOURCE,
@@ -155,9 +160,12 @@ def _reading(form: dict[str, str], spec: CheckIn) -> Interpretation | str:
     elif outcome in ("rating", "number"):
         raw = form.get(outcome, "").strip().replace(",", ".")
         try:
-            reply = Reply("number", number=float(raw), text=raw)
+            number = float(raw)
         except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
             return "Please give a number." if raw == "" else f"'{raw[:40]}' is not a number."
+        reply = Reply("number", number=number, text=raw)
     elif outcome == "text":
         text = form.get("text", "").strip()
         if not text:

@@ -26,6 +26,7 @@ from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
 from service.tracking.inbound import handle_sms
+from service.web.forms import TooLarge, read_capped
 
 router = APIRouter(tags=["twilio"])
 
@@ -51,8 +52,9 @@ async def signed_form(request: Request, runtime: Runtime) -> _Form | None:
         return None
     if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
         return None
-    body = await request.body()
-    if len(body) > MAX_BODY:
+    try:
+        body = await read_capped(request, MAX_BODY)
+    except TooLarge:
         return None
     form = _Form()
     try:
@@ -69,7 +71,9 @@ async def signed_form(request: Request, runtime: Runtime) -> _Form | None:
     # proxies that change it. A port in TEND_PUBLIC_URL is what Twilio calls: only that.
     candidates = [url] if urlsplit(url).port else [url, add_port(urlsplit(url))]
     valid = any(
-        hmac.compare_digest(validator.compute_signature(candidate, form), signature)
+        hmac.compare_digest(
+            validator.compute_signature(candidate, form).encode(), signature.encode()
+        )
         for candidate in candidates
     )
     return form if valid else None

@@ -18,11 +18,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.core.tokens import check_in_token, read_check_in
-from service.engine.delivery import CHECK_IN_LINK_DAYS
 from service.storage import checkins, repo
 from service.storage.db import transaction
 from service.storage.tables import occurrences, replies
 from service.tracking import report
+from service.tracking.links import CHECK_IN_LINK_DAYS
 from service.web.app import create_app
 from tests.engine.conftest import Folders, Harness
 

@@ -619,7 +619,8 @@ def test_a_stranger_learns_who_we_are_and_nothing_else_happens(tend: Tend) -> No
     tend.harness.at(ny(2, 9))
     tend.harness.clock.set(ny(2, 9, 20))
     assert tend.text("DONE", sender=STRANGER) == STRANGER_ANSWER
-    assert tend.text("Who is this?", sender=STRANGER) == STRANGER_ANSWER
+    # Answered once: an auto-responder at the other end gets no conversation going.
+    assert tend.text("Who is this?", sender=STRANGER) is None
     assert tend.text("STOP", sender=STRANGER) is None
     assert tend.consent_rows() == 0
     assert tend.checked_in() == {}
@@ -826,3 +827,58 @@ def test_done_a_rating_and_minutes_by_sms_show_in_the_report(
         got = {k: line[k] for k in ("scheduled", "done", "skipped", "missed", "pending")}
         assert got == {"scheduled": 1, "done": 1, "skipped": 0, "missed": 0, "pending": 0}
         assert line["completion_rate"] == 1.0
+
+
+# --- regressions from review -------------------------------------------------------------
+
+
+def test_a_stop_whose_handling_failed_is_acted_on_by_the_upkeep(
+    tend: Tend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twilio does not retry an incoming-message webhook: the scheduler's upkeep acts on
+    a text left unhandled, a minute on, without answering out of turn."""
+    from service.tracking import inbound
+
+    person = tend.enroll("stretch", length="days: 3")
+    tend.harness.at(ny(2, 9))
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(inbound, "decide", broken)
+    with pytest.raises(RuntimeError):
+        inbound.handle_sms(tend.harness.runtime, sid=tend.new_sid(), sender=RAE, body="STOP")
+    (stored,) = tend.replies()
+    assert (stored["body"], stored["handled_at"], stored["participant_id"]) == (
+        "STOP",
+        None,
+        person,
+    )
+    assert tend.participant(person).sms_state == "subscribed"
+    monkeypatch.undo()
+
+    tend.harness.clock.set(ny(2, 9, 0) + timedelta(seconds=30))
+    tend.harness.maintain()  # too soon: the webhook may still be at work on it
+    assert tend.participant(person).sms_state == "subscribed"
+    tend.harness.clock.set(ny(2, 9, 2))
+    tend.harness.maintain()
+    assert tend.participant(person).sms_state == "opted_out"
+    (handled,) = tend.replies()
+    assert handled["understood"] == "opt_out"
+    assert handled["answer"] is None
+    assert handled["detail"].endswith("handled late, not answered")
+    assert [d["state"] for d in tend.sms_deliveries() if d["due_at"] > ny(2, 10)] == [
+        "cancelled",
+        "cancelled",
+    ]
+
+
+def test_a_signature_that_is_not_ascii_is_refused_not_an_error(tend: Tend) -> None:
+    params = tend.sms_params("DONE")
+    response = tend.client.post(
+        "/twilio/sms",
+        content=urlencode(params),
+        headers={"Content-Type": FORM, "X-Twilio-Signature": "sïgnature".encode("latin-1")},  # type: ignore[dict-item]
+    )
+    assert response.status_code == 403
+    assert tend.replies() == []
