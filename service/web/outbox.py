@@ -7,8 +7,6 @@ requests from this machine (loopback) are answered.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from html import escape
 from typing import Any
 
@@ -18,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
+from service.web.auth import admin_allowed
 
 router = APIRouter()
 
@@ -40,15 +39,7 @@ pre {{ white-space: pre-wrap; font: inherit; margin: .25rem 0 0; }}
 
 
 def _allowed(request: Request, runtime: Runtime) -> bool:
-    token = runtime.settings.admin_token
-    if token is not None:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        return hmac.compare_digest(given.encode(), token.get_secret_value().encode())
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return admin_allowed(request)
 
 
 def _item(row: dict[str, Any]) -> str:
