@@ -9,8 +9,8 @@ from it (`vtimezone`, cached per zone and span of years).
 The rules that matter to calendar clients:
 - lines end in CRLF and are folded at 75 octets, never inside a UTF-8 character;
 - TEXT values escape backslash, semicolon, comma and newlines (RFC 5545, 3.3.11);
-- every DTSTART and DTEND carries its TZID, and the calendar a VTIMEZONE for each zone
-  used (no floating times);
+- every DTSTART carries its TZID (the end is a DURATION), and the calendar a VTIMEZONE
+  for each zone used (no floating times);
 - the document depends only on its inputs (each event's DTSTAMP is its last change, not
   the moment the feed was asked for), so that the same content has the same ETag and an
   event's text can be kept and reused (`event_text` is cached) until it changes.
@@ -78,6 +78,11 @@ def fold(line: str) -> str:
         start, limit = cut, LINE_OCTETS - 1  # continuation lines start with a space
     parts.append(data[start:])
     return b"\r\n ".join(parts).decode() + CRLF
+
+
+def _duration(length: timedelta) -> str:
+    minutes = max(int(length.total_seconds()) // 60, 0)
+    return f"PT{minutes}M"
 
 
 def _utc(moment: datetime) -> str:
@@ -155,7 +160,9 @@ def event_text(event: FeedEvent) -> str:
         fold(f"UID:{event.uid}"),
         f"DTSTAMP:{_utc(event.last_modified)}" + CRLF,
         fold(f"DTSTART;TZID={event.zone}:{_local(event.start)}"),
-        fold(f"DTEND;TZID={event.zone}:{_local(event.end)}"),
+        # A duration, not a DTEND: an end in the second pass of a repeated hour (a
+        # clock going back) cannot be written as a local time without being misread.
+        f"DURATION:{_duration(event.end.astimezone(UTC) - event.start.astimezone(UTC))}" + CRLF,
         fold(f"SUMMARY:{escape_text(summary)}"),
     ]
     if event.description:

@@ -33,12 +33,12 @@ _SHOWN = (
 _STATE = (
     text(
         "SELECT p.feed_version, p.name, p.timezone, CAST(p.variables AS TEXT) AS variables, "
-        "s.shown, s.changed, s.checked, "
+        "s.shown, s.changed, s.checked, s.earliest, "
         "(SELECT MAX(e.updated_at) FROM enrollments AS e WHERE e.participant_id = p.id) "
         "AS enrolled "
         "FROM participants AS p, "
         "(SELECT COUNT(*) AS shown, MAX(o.updated_at) AS changed, "
-        "MAX(o.check_in_at) AS checked "
+        "MAX(o.check_in_at) AS checked, MIN(o.instant) AS earliest "
         "FROM enrollments AS e JOIN occurrences AS o ON o.enrollment_id = e.id "
         f"WHERE e.participant_id = :participant_id AND {_SHOWN}) AS s "
         "WHERE p.id = :participant_id"
@@ -56,6 +56,7 @@ _STATE = (
         shown=Integer(),
         changed=UTCDateTime(),
         checked=UTCDateTime(),
+        earliest=UTCDateTime(),
         enrolled=UTCDateTime(),
     )
 )
@@ -110,6 +111,7 @@ class FeedState:
     shown: int
     changed: datetime | None  # the latest change to an occurrence shown
     checked: datetime | None  # the latest check-in on one
+    earliest: datetime | None  # moves when an event leaves the 30 days back
     enrolled: datetime | None  # the latest change to an enrollment
 
     @property
@@ -128,6 +130,7 @@ class FeedState:
                 self.shown,
                 self.changed,
                 self.checked,
+                self.earliest,
                 self.enrolled,
             )
         )
@@ -149,6 +152,7 @@ def feed_state(
         int(row.shown),
         row.changed,
         row.checked,
+        row.earliest,
         row.enrolled,
     )
 
@@ -185,7 +189,7 @@ def feed_rows(
     rows = conn.execute(_EVENTS, {"participant_id": participant_id, "since": since, "now": now})
     decoded: dict[str, dict[str, str]] = {}  # an enrollment's variables, read once
     found = []
-    for r in rows.tuples():
+    for r in rows:
         enrollment_id, text_variables = r[15], r[18]
         variables = decoded.get(enrollment_id)
         if variables is None:

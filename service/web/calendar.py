@@ -83,7 +83,9 @@ async def calendar_feed(token: str, request: Request) -> Response:
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     if request.method == "HEAD":
-        return Response(headers=headers, media_type=MEDIA_TYPE)
+        head = Response(headers=headers, media_type=MEDIA_TYPE)
+        del head.headers["content-length"]  # not 0: a GET's length would differ (RFC 9110)
+        return head
     body = _BODIES.get((participant_id, etag))
     if body is None:
         body = await run_in_threadpool(_render, runtime, participant_id, since, now)
@@ -138,7 +140,7 @@ _BODIES = _Bodies(max_bytes=64 * 1024 * 1024)
 
 
 def render_feed(runtime: Runtime, participant: Participant, rows: list[feeds.FeedRow]) -> bytes:
-    events = [e for e in (_event(runtime, participant, row) for row in rows) if e is not None]
+    events = [_event(runtime, participant, row) for row in rows]
     first = participant.name.split()[0] if participant.name.split() else participant.name
     return write_feed(
         events,
@@ -169,13 +171,27 @@ _DESCRIPTIONS_LOCK = Lock()
 MAX_DESCRIPTIONS = 50_000
 
 
-def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> FeedEvent | None:
+def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> FeedEvent:
     plan = runtime.plans.get(row.plan_id, row.plan_hash)
     practice = plan.practice_index.get(row.practice_id) if plan is not None else None
-    if plan is None or practice is None:
-        return None  # a plan that cannot be loaded: its reminders cannot go either
     zone = participant.timezone
     start = row.instant.astimezone(ZoneInfo(zone))
+    end = (row.instant + timedelta(minutes=row.duration_minutes)).astimezone(ZoneInfo(zone))
+    if plan is None or practice is None:
+        # A practice the plan no longer has (or a plan gone): its history stays, plainly.
+        return FeedEvent(
+            uid=f"{row.key}.{row.enrollment_id}@tend",
+            start=start,
+            end=end,
+            zone=zone,
+            summary=row.practice_id.replace("-", " ").capitalize(),
+            description="",
+            category="other",
+            sequence=row.sequence,
+            last_modified=max(t for t in (row.updated_at, row.check_in_at) if t is not None),
+            done=row.check_in == "done",
+            alarm=False,
+        )
     description, link = _description(runtime, plan, participant, row, start)
     if practice.check_in.asks and link not in description:  # templates may carry it
         description = f"{description}\n\nCheck in: {link}" if description else f"Check in: {link}"
@@ -183,7 +199,7 @@ def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> Fe
     return FeedEvent(
         uid=f"{row.key}.{row.enrollment_id}@tend",
         start=start,
-        end=start + timedelta(minutes=row.duration_minutes),
+        end=end,
         zone=zone,
         summary=practice.title,
         description=description,
