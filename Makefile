@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt bench clean help
+.PHONY: run test check fmt bench clean help browser
 
 help:
 	@echo "make run    install, then run Tend on its embedded defaults (SQLite, in-process broker)"
@@ -23,8 +23,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tend run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The dashboard's browser tests drive Debian's chromium (Playwright is told its path; no
+# browser is downloaded). Installed here when missing and this is root; without it those
+# tests skip, or under TEND_REQUIRE_SERVICES=1 (CI) fail.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y chromium || (apt-get update && apt-get install -y chromium) \
+	      || echo "chromium could not be installed: the browser tests will not run"; \
+	  else \
+	    echo "chromium is not installed (as root: apt-get install chromium): the browser tests will not run"; \
+	  fi; }
 
 check: $(STAMP)
 	$(BIN)/ruff check service tests bench

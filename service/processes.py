@@ -6,6 +6,7 @@ the message in hand (dramatiq requeues the rest), and connections are closed.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -101,6 +102,14 @@ def run_scheduler(runtime: Runtime) -> None:
 
 def run_worker(runtime: Runtime, threads: int = 8) -> None:
     broker = make_broker(runtime.settings.redis_url)
+    port = runtime.settings.worker_metrics_port
+    if port is not None:
+        # dramatiq's own metrics (messages, errors, durations), on this worker's exporter.
+        os.environ.setdefault("dramatiq_prom_host", "0.0.0.0")
+        os.environ["dramatiq_prom_port"] = str(port)  # noqa: SIM112 - dramatiq reads this name
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     declare(broker, runtime)
     worker = dramatiq.Worker(broker, worker_threads=threads)
     stop = threading.Event()

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    worker_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None, description="Where each worker serves dramatiq's Prometheus metrics; unset: off."
+    )
+
     coach_email: str | None = Field(
         None, description="Where the weekly coach digest goes; several addresses with commas."
     )

@@ -7,8 +7,11 @@ from fastapi.responses import PlainTextResponse
 
 from service import __version__
 from service.runtime import Runtime
+from service.web import ops
+from service.web.api import router as api_router
 from service.web.calendar import router as calendar_router
 from service.web.checkin import router as check_in_router
+from service.web.dashboard import router as dashboard_router
 from service.web.outbox import router as outbox_router
 from service.web.twilio import router as twilio_router
 from service.web.unsubscribe import router as unsubscribe_router
@@ -17,11 +20,15 @@ from service.web.unsubscribe import router as unsubscribe_router
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="Tend", version=__version__, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
+    ops.install(app, runtime)
+    app.include_router(ops.router)
     app.include_router(unsubscribe_router)
     app.include_router(outbox_router)
     app.include_router(twilio_router)
     app.include_router(check_in_router)
     app.include_router(calendar_router)
+    app.include_router(dashboard_router)
+    app.include_router(api_router)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["operations"])
     def healthz() -> str:

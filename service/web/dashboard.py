@@ -1,0 +1,677 @@
+"""The coach dashboard: `/dashboard`, server-rendered pages behind a login.
+
+Logging in takes the admin token (TEND_ADMIN_TOKEN, compared in constant time). With
+none configured (development on a laptop), only this machine (loopback) may log in,
+with the field left empty, and only this machine may use the session.
+
+The session is a cookie signed with the installation's secret (HMAC, see
+`core.tokens`): its payload is the moment it expires (12 hours on) and a random
+session id; the signature also covers a digest of the admin token, so changing the
+token ends every session. It is HttpOnly, SameSite=Strict, limited to /dashboard, and
+Secure when TEND_PUBLIC_URL is https. Logging out deletes it (the cookie is all there
+is: nothing is kept on the server).
+
+Every form that changes something is a POST carrying a CSRF token derived from the
+session id (an HMAC), and is refused when the browser says it comes from another site
+(an `Origin` other than this one, or `Sec-Fetch-Site` other than same-origin). After
+a POST the browser is redirected (303) to a page that shows what was done, once (a
+signed "flash" cookie). Pages are never cached and load nothing from elsewhere: the
+only script is the small one served by `/dashboard/static/dashboard.js` (copy buttons,
+a confirmation before rotating a feed); everything works without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
+
+from service.core.tokens import sign, verify
+from service.runtime import Runtime
+from service.storage import repo
+from service.web import charts
+from service.web import dashboard_data as data
+from service.web.auth import from_loopback, token_valid
+from service.web.forms import TooLarge, read_capped
+from service.web.pages import PRIVATE_HEADERS
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+SESSION_COOKIE = "tend_dashboard"
+FLASH_COOKIE = "tend_dashboard_flash"
+COOKIE_PATH = "/dashboard"
+SESSION_LENGTH = timedelta(hours=12)
+MAX_FORM = 4 * 1024
+SCRIPT_PATH = "/dashboard/static/dashboard.js"
+RECENT_REPLIES = 20  # on a participant's page; older ones are folded away
+
+HEADERS = {
+    **PRIVATE_HEADERS,
+    # Not no-referrer: under it, browsers send `Origin: null` with a form, which could
+    # not be told from another site's. Nothing secret is in a dashboard URL, and the
+    # referrer still never leaves this site.
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates"), encoding="utf-8"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+# --- formatting for the templates -------------------------------------------------------
+
+
+def _pct(rate: float | None) -> str:
+    return "\u2014" if rate is None else f"{round(rate * 100)}%"
+
+
+def _when(moment: datetime | None, zone: ZoneInfo | None = None) -> str:
+    """'Tue 3 Mar 09:00' in `zone` (UTC, said so, without one)."""
+    if moment is None:
+        return "\u2014"
+    local = moment.astimezone(zone or UTC)
+    suffix = "" if zone is not None else " UTC"
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M}{suffix}"
+
+
+def _day(day: date) -> str:
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+_ENV.filters["pct"] = _pct
+_ENV.globals.update(
+    when=_when,
+    day=_day,
+    sparkline=lambda rates, **kw: Markup(charts.sparkline(rates, data.SPARK_LABELS, **kw)),
+    strength_bar=lambda value, **kw: Markup(charts.strength_bar(value, **kw)),
+    heatmap=lambda cells, **kw: Markup(charts.heatmap(cells, **kw)),
+    swatch=lambda state: Markup(charts.swatch(state)),
+    states=charts.STATES,
+)
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    expires: datetime
+    csrf: str
+
+
+def _runtime(request: Request) -> Runtime:
+    return cast(Runtime, request.app.state.runtime)
+
+
+def _purpose(runtime: Runtime) -> str:
+    """What a session cookie is signed for: bound to the admin token as it is now."""
+    token = runtime.settings.admin_token
+    if token is None:
+        return "dashboard-session:loopback"
+    digest = hashlib.sha256(token.get_secret_value().encode()).hexdigest()[:16]
+    return f"dashboard-session:{digest}"
+
+
+def _csrf(runtime: Runtime, sid: str) -> str:
+    return sign(runtime.secret, "dashboard-csrf", sid).rpartition(".")[2]
+
+
+def new_session(runtime: Runtime, now: datetime) -> str:
+    """A session cookie's value, good for SESSION_LENGTH from `now`."""
+    expires = int((now + SESSION_LENGTH).timestamp())
+    return sign(runtime.secret, _purpose(runtime), f"{expires}.{secrets.token_urlsafe(16)}")
+
+
+def read_session(request: Request) -> Session | None:
+    """The request's session, when it has a valid, unexpired one it may use."""
+    runtime = _runtime(request)
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    payload = verify(runtime.secret, _purpose(runtime), raw)
+    if payload is None:
+        return None
+    stamp, _, sid = payload.partition(".")
+    try:
+        expires = datetime.fromtimestamp(int(stamp), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    if not sid or runtime.clock.now() >= expires:
+        return None
+    if runtime.settings.admin_token is None and not from_loopback(request):
+        return None
+    return Session(sid, expires, _csrf(runtime, sid))
+
+
+def _secure(runtime: Runtime) -> bool:
+    return runtime.settings.public_base.startswith("https://")
+
+
+def _same_site(request: Request) -> bool:
+    """False when the browser says the request comes from another site."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # an older browser, or not a browser: the CSRF token decides
+    runtime = _runtime(request)
+    public = urlsplit(runtime.settings.public_base)
+    ours = {f"{public.scheme}://{public.netloc}", f"{request.url.scheme}://{request.url.netloc}"}
+    return origin in ours
+
+
+def _safe_next(target: str | None, default: str = "/dashboard") -> str:
+    """Only a path of the dashboard itself: never another site."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or "\\" in target or target.startswith("//"):
+        return default
+    if parts.path != "/dashboard" and not parts.path.startswith("/dashboard/"):
+        return default
+    return target
+
+
+# --- responses --------------------------------------------------------------------------
+
+
+def _flash_value(runtime: Runtime, kind: str, text: str) -> str:
+    raw = json.dumps({"kind": kind, "text": text[:500]}, separators=(",", ":")).encode()
+    payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return sign(runtime.secret, "dashboard-flash", payload)
+
+
+def _read_flash(request: Request) -> dict[str, str] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    payload = verify(_runtime(request).secret, "dashboard-flash", raw)
+    if payload is None:
+        return None
+    try:
+        found = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    if not isinstance(found, dict):
+        return None
+    kind = found.get("kind") if found.get("kind") in ("ok", "error") else "ok"
+    return {"kind": str(kind), "text": str(found.get("text", ""))}
+
+
+def _redirect(
+    request: Request, target: str, text: str | None = None, kind: str = "ok"
+) -> RedirectResponse:
+    """303 to `target`, with a message to show there once."""
+    runtime = _runtime(request)
+    response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    if text:
+        response.set_cookie(
+            FLASH_COOKIE,
+            _flash_value(runtime, kind, text),
+            max_age=120,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=_secure(runtime),
+        )
+    return response
+
+
+def _to_login(request: Request, then: str | None = None) -> RedirectResponse:
+    """To the login page, and back to this page (or `then`) after it."""
+    here = then or request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(
+        f"/dashboard/login?{urlencode({'next': _safe_next(here)})}",
+        status_code=303,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _render(
+    request: Request,
+    name: str,
+    session: Session | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    runtime = _runtime(request)
+    flash = _read_flash(request)
+    html = _ENV.get_template(name).render(
+        session=session,
+        csrf=session.csrf if session else "",
+        flash=flash,
+        outbox=session is not None and data.outbox_in_use(runtime),
+        script=SCRIPT_PATH,
+        section=context.pop("section", ""),
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status_code, headers=HEADERS)
+    if request.cookies.get(FLASH_COOKIE):
+        response.delete_cookie(
+            FLASH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
+            secure=_secure(runtime),
+        )  # fmt: skip
+    return response
+
+
+def _message(
+    request: Request, session: Session | None, title: str, text: str, status_code: int
+) -> HTMLResponse:
+    return _render(request, "dashboard/message.html", session, status_code,
+                   title=title, text=text)  # fmt: skip
+
+
+async def _posted(request: Request) -> tuple[Session, dict[str, str]] | Response:
+    """The session and form of a POST that may change something, or the response that
+    refuses it: another site's request (403), no session (to the login page), a missing
+    or wrong CSRF token (403)."""
+    if not _same_site(request):
+        return _message(request, None, "Refused", "That request came from another site.", 403)
+    session = read_session(request)
+    if session is None:  # expired, say: log in again, then start from the overview
+        return _to_login(request, "/dashboard")
+    try:
+        body = await read_capped(request, MAX_FORM)
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except TooLarge:
+        return _message(request, session, "Too large", "That form was too large.", 413)
+    except UnicodeDecodeError:
+        return _message(request, session, "Not understood", "The form could not be read.", 400)
+    if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
+        return _message(
+            request,
+            session,
+            "Refused",
+            "The form was out of date or did not come from this dashboard. Go back, "
+            "reload the page and try again.",
+            403,
+        )
+    return session, form
+
+
+# --- logging in and out -----------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/dashboard") -> Response:
+    if read_session(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _login(request, _safe_next(next))
+
+
+def _login(
+    request: Request, target: str, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    runtime = _runtime(request)
+    return _render(
+        request,
+        "dashboard/login.html",
+        None,
+        status_code,
+        title="Log in",
+        target=target,
+        error=error,
+        token_set=runtime.settings.admin_token is not None,
+        loopback=from_loopback(request),
+    )
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    runtime = _runtime(request)
+    if not _same_site(request):
+        return _message(request, None, "Refused", "That request came from another site.", 403)
+    try:
+        body = await read_capped(request, MAX_FORM)
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except (TooLarge, UnicodeDecodeError):
+        return _login(request, "/dashboard", "The form could not be read.", 400)
+    target = _safe_next(form.get("next"))
+    given = form.get("token", "").strip()
+    if runtime.settings.admin_token is not None:
+        allowed = token_valid(runtime, given)
+        refusal = "That is not the admin token."
+    else:
+        allowed = from_loopback(request) and given == ""
+        refusal = (
+            "No admin token is configured (TEND_ADMIN_TOKEN): leave the field empty."
+            if from_loopback(request)
+            else "No admin token is configured (TEND_ADMIN_TOKEN): only this machine may log in."
+        )
+    if not allowed:
+        return _login(request, target, refusal, 401)
+    response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        SESSION_COOKIE,
+        new_session(runtime, runtime.clock.now()),
+        max_age=int(SESSION_LENGTH.total_seconds()),
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(runtime),
+    )
+    return response
+
+
+@router.post("/logout", response_class=HTMLResponse)
+async def logout(request: Request) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    response = _redirect(request, "/dashboard/login", "You are logged out.")
+    response.delete_cookie(
+        SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
+        secure=_secure(_runtime(request)),
+    )  # fmt: skip
+    return response
+
+
+# --- the script ---------------------------------------------------------------------------
+
+SCRIPT = """\
+"use strict";
+// Tend dashboard: small conveniences; every page works without them.
+document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    if (!field || !navigator.clipboard) { return; }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      navigator.clipboard.writeText(field.value).then(function () {
+        button.textContent = "Copied";
+      });
+    });
+  });
+  document.querySelectorAll("input[data-select]").forEach(function (field) {
+    field.addEventListener("focus", function () { field.select(); });
+  });
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+    });
+  });
+});
+"""
+
+
+@router.get("/static/dashboard.js")
+def script() -> Response:
+    return Response(
+        SCRIPT,
+        media_type="text/javascript",
+        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# --- pages ------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("name", "Participant"),
+    ("plan", "Plan"),
+    ("week", "Week"),
+    ("status", "Status"),
+    ("rate", "Completion"),
+    ("strength", "Strength"),
+    ("", "Last 4 weeks"),
+)
+
+
+@router.get("", response_class=HTMLResponse)
+def overview(request: Request, sort: str = "name", dir: str = "asc") -> Response:
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    runtime = _runtime(request)
+    now = runtime.clock.now()
+    key = sort if sort in data.SORTS else "name"
+    descending = dir == "desc"
+    rows = data.sort_rows(data.cohort(runtime, now), key, descending)
+    columns = []
+    for column, label in COLUMNS:
+        if not column:
+            columns.append({"key": "", "label": label, "href": "", "aria": None, "arrow": ""})
+            continue
+        current = column == key
+        flip = "asc" if current and descending else ("desc" if current else "asc")
+        columns.append(
+            {
+                "key": column,
+                "label": label,
+                "href": f"/dashboard?{urlencode({'sort': column, 'dir': flip})}",
+                "aria": ("descending" if descending else "ascending") if current else None,
+                "arrow": (" \u2193" if descending else " \u2191") if current else "",
+            }
+        )
+    slipped = sorted(
+        (r for r in rows if r.slip), key=lambda r: (r.weeks[-1].rate or 0.0, r.participant.name)
+    )
+    people = {r.participant.id for r in rows}
+    active = sum(1 for r in rows if r.status == "active")
+    return _render(
+        request,
+        "dashboard/overview.html",
+        session,
+        title="Overview",
+        section="overview",
+        rows=rows,
+        columns=columns,
+        slipped=slipped,
+        people=len(people),
+        active=active,
+        now=now,
+    )
+
+
+@router.get("/participants/{participant_id}", response_class=HTMLResponse)
+def participant_page(request: Request, participant_id: str) -> Response:
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    runtime = _runtime(request)
+    now = runtime.clock.now()
+    try:
+        view = data.participant_view(runtime, participant_id, now)
+    except repo.NotFound:
+        return _message(request, session, "Not found", "There is no such participant.", 404)
+    return _render(
+        request,
+        "dashboard/participant.html",
+        session,
+        title=view.participant.name,
+        section="overview",
+        view=view,
+        person=view.participant,
+        now=now,
+        here=f"/dashboard/participants/{quote(participant_id)}",
+        channels=[c for c in ("sms", "email") if c in runtime.channels],
+        recent=RECENT_REPLIES,
+    )
+
+
+@router.get("/plans", response_class=HTMLResponse)
+def plans_page(request: Request) -> Response:
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    runtime = _runtime(request)
+    return _render(
+        request,
+        "dashboard/plans.html",
+        session,
+        title="Plans",
+        section="plans",
+        plans=data.plans_overview(runtime),
+    )
+
+
+@router.get("/plans/{plan_id}", response_class=HTMLResponse)
+def plan_page(
+    request: Request, plan_id: str, start: str | None = None, tz: str | None = None
+) -> Response:
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    runtime = _runtime(request)
+    now = runtime.clock.now()
+    plan = runtime.plans.get(plan_id)
+    rows = data.cohort(runtime, now, plan_id=plan_id)
+    if plan is None and not rows:
+        return _message(request, session, "Not found", "There is no such plan.", 404)
+    error = None
+    zone_name = (tz or "").strip() or runtime.settings.digest_timezone
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        error = f"'{zone_name}' is not a time zone (try Europe/London or America/New_York)."
+        zone = ZoneInfo("UTC")
+        zone_name = "UTC"
+    first = now.astimezone(zone).date()
+    if start:
+        try:
+            first = date.fromisoformat(start.strip())
+        except ValueError:
+            error = f"'{start}' is not a date (YYYY-MM-DD)."
+    preview = data.plan_preview(runtime, plan, first, zone) if plan is not None else None
+    return _render(
+        request,
+        "dashboard/plan.html",
+        session,
+        status_code=400 if error else 200,
+        title=plan.title if plan else plan_id,
+        section="plans",
+        plan=plan,
+        plan_id=plan_id,
+        rows=data.sort_rows(rows, "name", False),
+        preview=preview,
+        start=first,
+        zone=zone,
+        zone_name=zone_name,
+        error=error,
+    )
+
+
+@router.get("/outbox", response_class=HTMLResponse)
+def outbox_page(request: Request) -> Response:
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    runtime = _runtime(request)
+    unconfigured = [
+        name
+        for name, configured in (
+            ("SMS", runtime.settings.twilio_configured),
+            ("email", runtime.settings.smtp_configured),
+        )
+        if not configured
+    ]
+    return _render(
+        request,
+        "dashboard/outbox.html",
+        session,
+        title="Development outbox",
+        section="outbox",
+        messages=data.outbox_messages(runtime),
+        unconfigured=unconfigured,
+    )
+
+
+# --- actions ----------------------------------------------------------------------------
+
+
+def _back(form: dict[str, str], default: str) -> str:
+    return _safe_next(form.get("next"), default)
+
+
+@router.post("/enrollments/{enrollment_id}/{action}", response_class=HTMLResponse)
+async def enrollment_action(request: Request, enrollment_id: str, action: str) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
+    runtime = _runtime(request)
+    status = {"pause": "paused", "resume": "active"}.get(action)
+    if status is None:
+        return _message(request, session, "Not found", "There is no such action.", 404)
+    try:
+        participant_id, plan_id = await run_in_threadpool(
+            data.enrollment_owner, runtime, enrollment_id
+        )
+    except repo.NotFound:
+        return _message(request, session, "Not found", "There is no such enrollment.", 404)
+    back = _back(form, f"/dashboard/participants/{quote(participant_id)}")
+    try:
+        await run_in_threadpool(data.set_enrollment, runtime, enrollment_id, status)
+    except data.ActionRefused as exc:
+        return _redirect(request, back, f"Nothing changed: {exc}.", "error")
+    said = (
+        f"Paused {plan_id}: no reminders are sent until it is resumed."
+        if status == "paused"
+        else f"Resumed {plan_id}: reminders still ahead will be sent."
+    )
+    return _redirect(request, back, said)
+
+
+@router.post("/participants/{participant_id}/rotate-feed", response_class=HTMLResponse)
+async def rotate_feed(request: Request, participant_id: str) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
+    runtime = _runtime(request)
+    try:
+        await run_in_threadpool(data.rotate_feed, runtime, participant_id)
+    except repo.NotFound:
+        return _message(request, session, "Not found", "There is no such participant.", 404)
+    back = _back(form, f"/dashboard/participants/{quote(participant_id)}")
+    return _redirect(
+        request,
+        back,
+        "The calendar feed has a new URL; the old one no longer works. Send the new one "
+        "to the participant.",
+    )
+
+
+@router.post("/participants/{participant_id}/test-message", response_class=HTMLResponse)
+async def test_message(request: Request, participant_id: str) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
+    runtime = _runtime(request)
+    back = _back(form, f"/dashboard/participants/{quote(participant_id)}")
+    try:
+        said = await run_in_threadpool(
+            data.send_test, runtime, participant_id, form.get("channel", "")
+        )
+    except repo.NotFound:
+        return _message(request, session, "Not found", "There is no such participant.", 404)
+    except data.ActionRefused as exc:
+        return _redirect(request, back, f"Not sent: {exc}", "error")
+    return _redirect(request, back, said)

@@ -1,0 +1,515 @@
+"""What the coach dashboard shows, read from the database; and what its buttons do.
+
+Reads go through the adherence report (`tracking.report.build`), the repository and
+the reply log, plus one query of its own (the occurrences of a participant's
+enrollments with their result at a moment, for the heatmaps). Nothing here renders
+HTML: the pages are in `service.web.dashboard` and its templates.
+
+"This week", on the dashboard, is the 7 days up to now, and the weeks before it are
+the 7 days before that, and so on: at any moment the overview compares like with like
+(the coach's weekly digest, by contrast, looks at the calendar week that just ended).
+Someone has slipped, as in the digest (`core.digest.slip_reason`), when in the past 7
+days they opted out of texts, did nothing or under half of at least three decided
+occurrences, or fell by 25 points or more from the week before.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from sqlalchemy import Connection, func, select
+
+from service.channels.base import ChannelError, OutgoingMessage
+from service.channels.email import unsubscribe_link
+from service.channels.outbox import OutboxChannel
+from service.core.digest import CohortEntry, Week, slip_reason
+from service.core.plan import Plan
+from service.core.preview import Preview, build_preview
+from service.core.records import Participant
+from service.core.timeexpr import VariableError
+from service.runtime import Runtime
+from service.storage import checkins, repo
+from service.storage.db import transaction
+from service.storage.tables import enrollments, occurrences, outbox
+from service.tracking import enrolling, links, report
+from service.tracking.report import EnrollmentReport, PracticeLine
+from service.web.charts import Cell
+
+log = structlog.get_logger("tend.dashboard")
+
+WEEK = timedelta(days=7)
+SPARK_WEEKS = 4
+SPARK_LABELS = ("3 weeks ago", "2 weeks ago", "last week", "past 7 days")
+HEATMAP_WEEKS = 26  # a heatmap shows at most this many weeks back
+REPLIES_SHOWN = 100
+CHUNK = 500
+
+
+# --- the overview --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CohortRow:
+    """One enrollment on the overview (or a participant with none)."""
+
+    participant: Participant
+    entry: EnrollmentReport | None
+    plan_title: str
+    week: int | None  # the plan week now; None before the start, or not enrolled
+    week_text: str
+    rate: float | None  # done / decided, all practices together, over the whole plan
+    strength: float | None  # the mean of the practices' habit strength
+    weeks: tuple[Week, ...]  # SPARK_WEEKS weeks, oldest first
+    slip: str | None  # why they slipped this week, or None
+
+    @property
+    def rates(self) -> list[float | None]:
+        return [w.rate for w in self.weeks]
+
+    @property
+    def status(self) -> str:
+        return self.entry.status if self.entry else "not enrolled"
+
+    @property
+    def sms(self) -> str:
+        return self.entry.sms if self.entry else "-"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local_today(participant: Participant, now: datetime) -> date:
+    return now.astimezone(_zone(participant.timezone)).date()
+
+
+def plan_week(plan: Plan | None, start: date, today: date) -> tuple[int | None, str]:
+    """The plan week `today` falls in, and how to say it."""
+    days = (today - start).days
+    if days < 0:
+        return None, f"starts {start.day} {start:%b}"
+    week = days // 7 + 1
+    if plan is None:
+        return week, f"week {week}"
+    if week > plan.weeks:
+        return None, "ended"
+    return week, f"{week} of {plan.weeks}"
+
+
+def _overall(entry: EnrollmentReport) -> tuple[float | None, float | None]:
+    done = sum(p.adherence.done for p in entry.practices)
+    decided = sum(p.adherence.done + p.adherence.skipped + p.adherence.missed
+                  for p in entry.practices)  # fmt: skip
+    rate = done / decided if decided else None
+    strengths = [p.adherence.strength for p in entry.practices]
+    strength = sum(strengths) / len(strengths) if strengths else None
+    return rate, strength
+
+
+def _weekly(
+    conn: Connection, enrollment_ids: Sequence[str], now: datetime
+) -> dict[str, list[Week]]:
+    """Done and decided occurrences per enrollment in each of the last SPARK_WEEKS
+    7-day spans up to `now`, oldest first. Excused and pending ones are left out."""
+    since = now - SPARK_WEEKS * WEEK
+    counts: dict[str, list[list[int]]] = defaultdict(lambda: [[0, 0] for _ in range(SPARK_WEEKS)])
+    for start in range(0, len(enrollment_ids), CHUNK):
+        chunk = list(enrollment_ids[start : start + CHUNK])
+        for row in checkins.outcomes(conn, chunk, now=now, since=since):
+            if row.result not in ("done", "skipped", "missed"):
+                continue
+            back = min(int((now - row.instant) / WEEK), SPARK_WEEKS - 1)
+            bucket = counts[row.enrollment_id][SPARK_WEEKS - 1 - back]
+            bucket[1] += 1
+            if row.result == "done":
+                bucket[0] += 1
+    return {key: [Week(done, decided) for done, decided in value] for key, value in counts.items()}
+
+
+def cohort(runtime: Runtime, now: datetime, *, plan_id: str | None = None) -> list[CohortRow]:
+    """Every enrollment with its figures (of one plan, with `plan_id`); without a plan,
+    also the participants enrolled in nothing."""
+    built = report.build(runtime, plan_id=plan_id, now=now)
+    ids = [e.enrollment for e in built.entries]
+    with transaction(runtime.engine) as conn:
+        weekly = _weekly(conn, ids, now)
+        stopped = repo.opted_out_between(conn, now - WEEK, now)
+        everyone = repo.list_participants(conn) if plan_id is None else []
+    rows = []
+    for entry in built.entries:
+        plan = runtime.plans.get(entry.plan)
+        week, week_text = plan_week(plan, entry.start, local_today(entry.participant, now))
+        if entry.status in ("finished", "cancelled"):
+            week, week_text = None, entry.status
+        weeks = tuple(weekly.get(entry.enrollment, [Week(0, 0)] * SPARK_WEEKS))
+        rate, strength = _overall(entry)
+        slip = None
+        if entry.status == "active":
+            sms = entry.sms
+            if entry.participant.id in stopped:
+                sms = "opted_out"  # a slip is what happened this week: an old STOP is not
+            elif sms == "opted_out":
+                sms = "subscribed"
+            best = max((p.adherence.current_streak for p in entry.practices), default=0)
+            slip = slip_reason(
+                CohortEntry(
+                    entry.participant.id, entry.participant.name, entry.plan, sms,
+                    weeks[-1], weeks[-2], best,
+                )
+            )  # fmt: skip
+        rows.append(
+            CohortRow(
+                participant=entry.participant,
+                entry=entry,
+                plan_title=plan.title if plan else entry.plan,
+                week=week,
+                week_text=week_text,
+                rate=rate,
+                strength=strength,
+                weeks=weeks,
+                slip=slip,
+            )
+        )
+    enrolled = {e.participant.id for e in built.entries}
+    for person in everyone:
+        if person.id not in enrolled:
+            empty = tuple([Week(0, 0)] * SPARK_WEEKS)
+            rows.append(CohortRow(person, None, "-", None, "-", None, None, empty, None))
+    return rows
+
+
+SORTS: dict[str, Callable[[CohortRow], Any]] = {
+    "name": lambda r: r.participant.name.casefold(),
+    "plan": lambda r: r.plan_title.casefold(),
+    "week": lambda r: r.week,
+    "rate": lambda r: r.rate,
+    "strength": lambda r: r.strength,
+    "status": lambda r: r.status,
+    "slipped": lambda r: r.slip is not None,
+}
+
+
+def sort_rows(rows: Sequence[CohortRow], key: str, descending: bool) -> list[CohortRow]:
+    """By `key` (one of SORTS), rows without a value last in either direction, then by
+    name."""
+    by = SORTS.get(key, SORTS["name"])
+    by_name = sorted(rows, key=lambda r: (r.participant.name.casefold(), r.participant.id))
+    present = [r for r in by_name if by(r) is not None]
+    missing = [r for r in by_name if by(r) is None]
+    return sorted(present, key=by, reverse=descending) + missing
+
+
+# --- one participant -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PracticeView:
+    line: PracticeLine
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentView:
+    entry: EnrollmentReport
+    plan: Plan | None
+    plan_title: str
+    week_text: str
+    practices: tuple[PracticeView, ...]
+    cut: date | None  # heatmaps start here when the enrollment is longer than they show
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantView:
+    participant: Participant
+    sms: str
+    zone: ZoneInfo
+    today: date
+    enrollments: tuple[EnrollmentView, ...]
+    replies: tuple[dict[str, Any], ...]
+    consent: tuple[dict[str, Any], ...]
+    feed_url: str
+    webcal_url: str
+
+
+def _note(row: Any) -> str | None:
+    if row.result != "done":
+        return None
+    if row.check_in_value is not None:
+        value = row.check_in_value
+        shown = str(int(value)) if float(value).is_integer() else f"{value:g}"
+        if row.check_in_kind == "rating":
+            return f"rating {shown}"
+        return f"{shown} {row.check_in_unit}" if row.check_in_unit else shown
+    if row.check_in_text:
+        text = " ".join(str(row.check_in_text).split())
+        return f"\u201c{text[:60]}\u2026\u201d" if len(text) > 60 else f"\u201c{text}\u201d"
+    return None
+
+
+def _cells(
+    conn: Connection, enrollment_ids: Sequence[str], now: datetime, first: date
+) -> dict[tuple[str, str], list[Cell]]:
+    """Heatmap cells by (enrollment, practice): every scheduled occurrence from `first`
+    (a local date) on, with its state at `now`."""
+    if not enrollment_ids:
+        return {}
+    query = (
+        select(
+            occurrences.c.enrollment_id,
+            occurrences.c.practice_id,
+            occurrences.c.local_date,
+            occurrences.c.instant,
+            checkins.result_expression(now).label("result"),
+            occurrences.c.check_in_kind,
+            occurrences.c.check_in_value,
+            occurrences.c.check_in_unit,
+            occurrences.c.check_in_text,
+        )
+        .where(occurrences.c.enrollment_id.in_(list(enrollment_ids)))
+        .where(occurrences.c.state == "scheduled")
+        .where(occurrences.c.local_date >= first)
+        .order_by(occurrences.c.enrollment_id, occurrences.c.local_date, occurrences.c.id)
+    )
+    found: dict[tuple[str, str], list[Cell]] = defaultdict(list)
+    for row in conn.execute(query):
+        if row.instant > now:
+            state = "upcoming"
+        elif row.result is None:
+            state = "pending"
+        else:
+            state = str(row.result)
+        found[(row.enrollment_id, row.practice_id)].append(Cell(row.local_date, state, _note(row)))
+    return found
+
+
+def participant_view(runtime: Runtime, participant_id: str, now: datetime) -> ParticipantView:
+    """Raises repo.NotFound for a participant that does not exist."""
+    built = report.build(runtime, participant_id=participant_id, now=now)
+    with transaction(runtime.engine) as conn:
+        person = repo.get_participant(conn, participant_id)
+        today = local_today(person, now)
+        first = today - timedelta(days=today.weekday()) - (HEATMAP_WEEKS - 1) * WEEK
+        cells = _cells(conn, [e.enrollment for e in built.entries], now, first)
+        replies = checkins.list_replies(conn, participant_id=participant_id, limit=REPLIES_SHOWN)
+        consent = repo.consent_history(conn, participant_id)
+    views = []
+    for entry in built.entries:
+        plan = runtime.plans.get(entry.plan)
+        _, week_text = plan_week(plan, entry.start, today)
+        if entry.status in ("finished", "cancelled"):
+            week_text = entry.status
+        practices = tuple(
+            PracticeView(line, tuple(cells.get((entry.enrollment, line.practice), ())))
+            for line in entry.practices
+        )
+        views.append(
+            EnrollmentView(
+                entry, plan, plan.title if plan else entry.plan, week_text, practices,
+                first if entry.start < first else None,
+            )
+        )  # fmt: skip
+    feed = links.feed_link(runtime, person.id, person.feed_version)
+    return ParticipantView(
+        participant=person,
+        sms=person.sms_status(now),
+        zone=_zone(person.timezone),
+        today=today,
+        enrollments=tuple(views),
+        replies=tuple(replies),
+        consent=tuple(reversed(consent)),  # newest first, like the replies
+        feed_url=feed,
+        webcal_url=links.webcal_link(feed),
+    )
+
+
+# --- plans -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    id: str
+    title: str
+    weeks: int | None
+    practices: int | None
+    counts: dict[str, int] = field(default_factory=dict)  # enrollments by status
+    loaded: bool = True
+
+
+def plans_overview(runtime: Runtime) -> list[PlanSummary]:
+    """Every plan in the schedules folder, and any plan enrollments name whose file is
+    gone, with their enrollments counted by status."""
+    plans = runtime.plans.refresh()
+    with transaction(runtime.engine) as conn:
+        rows = conn.execute(
+            select(enrollments.c.plan_id, enrollments.c.status, func.count())
+            .group_by(enrollments.c.plan_id, enrollments.c.status)
+        ).all()  # fmt: skip
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for plan_id, status, count in rows:
+        counts[plan_id][status] = int(count)
+    found = [
+        PlanSummary(p.id, p.title, p.weeks, len(p.practices), counts.get(p.id, {}))
+        for p in plans.values()
+    ]
+    found += [
+        PlanSummary(plan_id, plan_id, None, None, by_status, loaded=False)
+        for plan_id, by_status in counts.items()
+        if plan_id not in plans
+    ]
+    return sorted(found, key=lambda s: s.title.casefold())
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPreview:
+    preview: Preview | None
+    error: str | None
+    weeks: tuple[tuple[int, tuple[Any, ...]], ...]  # (week, items) in order
+
+
+def plan_preview(runtime: Runtime, plan: Plan, start: date, zone: ZoneInfo) -> PlanPreview:
+    """The plan expanded for the sample participant, as `tend plans preview` does."""
+    check_in_url = f"{runtime.settings.public_base}/check-in/preview"
+    try:
+        preview = build_preview(plan, start, zone, {}, runtime.catalog.renderer, check_in_url)
+    except (VariableError, ValueError) as exc:
+        return PlanPreview(None, str(exc), ())
+    except Exception as exc:  # a template that fails to render: say so on the page
+        log.warning("plan preview failed", plan=plan.id, error=str(exc))
+        return PlanPreview(None, f"the preview could not be made: {exc}", ())
+    by_week: dict[int, list[Any]] = defaultdict(list)
+    for item in preview.items:
+        by_week[item.occurrence.week].append(item)
+    weeks = tuple((week, tuple(items)) for week, items in sorted(by_week.items()))
+    return PlanPreview(preview, None, weeks)
+
+
+# --- the outbox ------------------------------------------------------------------------
+
+
+def outbox_in_use(runtime: Runtime) -> bool:
+    """Whether some channel writes to the development outbox."""
+    return any(isinstance(c, OutboxChannel) for c in runtime.channels.values())
+
+
+def outbox_messages(runtime: Runtime, limit: int = 100) -> list[dict[str, Any]]:
+    with transaction(runtime.engine) as conn:
+        return repo.outbox_list(conn, limit=limit)
+
+
+def outbox_count(runtime: Runtime) -> int:
+    with transaction(runtime.engine) as conn:
+        return int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
+
+
+# --- actions ---------------------------------------------------------------------------
+
+
+class ActionRefused(Exception):
+    """An action that was not done, and why (shown to the coach)."""
+
+
+SOURCE = "dashboard"
+
+
+def set_enrollment(runtime: Runtime, enrollment_id: str, status: str) -> None:
+    """Pause ("paused") or resume ("active") an enrollment. Pausing stops every unsent
+    reminder at once; resuming brings back those still ahead and materialises the
+    enrollment up to its horizon again (`tracking.enrolling.refresh`, as the command
+    line does). ActionRefused when it is in no state to change so."""
+    now = runtime.clock.now()
+    with transaction(runtime.engine) as conn:
+        try:
+            updated = repo.set_enrollment_status(conn, enrollment_id, status, now=now)
+        except ValueError as exc:
+            raise ActionRefused(str(exc)) from exc
+        if status == "active":
+            plan = runtime.plans.get(updated.plan_id)
+            if plan is not None:
+                person = repo.get_participant(conn, updated.participant_id)
+                enrolling.refresh(conn, updated, person, plan, now)
+    log.info("enrollment changed on the dashboard", enrollment=enrollment_id, status=status)
+
+
+def enrollment_owner(runtime: Runtime, enrollment_id: str) -> tuple[str, str]:
+    """(participant id, plan id) of an enrollment; repo.NotFound when there is none."""
+    with transaction(runtime.engine) as conn:
+        found = repo.get_enrollment(conn, enrollment_id)
+    return found.participant_id, found.plan_id
+
+
+def rotate_feed(runtime: Runtime, participant_id: str) -> int:
+    """A new feed URL; the old one stops working. Returns the new version."""
+    with transaction(runtime.engine) as conn:
+        version = repo.rotate_feed(conn, participant_id)
+    log.info("feed rotated on the dashboard", participant=participant_id, version=version)
+    return version
+
+
+TEST_SMS = (
+    "Tend test message: your coach is checking that texts reach you. "
+    "No reply needed. Reply STOP to opt out."
+)
+TEST_EMAIL_SUBJECT = "A test message from Tend"
+TEST_EMAIL = (
+    "Hello {first},\n\nThis is a test message: your coach is checking that email from "
+    "Tend reaches you. There is nothing to do.\n\nTo stop these emails: {unsubscribe}\n"
+)
+
+
+def send_test(runtime: Runtime, participant_id: str, channel: str) -> str:
+    """Send a test message by `channel` (sms or email), honouring the participant's
+    opt-out, pause and unsubscribe; returns what happened, in words, or raises
+    ActionRefused. Raises repo.NotFound for an unknown participant."""
+    now = runtime.clock.now()
+    with transaction(runtime.engine) as conn:
+        person = repo.get_participant(conn, participant_id)
+    if channel == "sms":
+        if not person.phone:
+            raise ActionRefused(f"{person.name} has no phone number.")
+        if person.sms_state == "opted_out":
+            raise ActionRefused(f"{person.name} has opted out of text messages; nothing was sent.")
+        if person.sms_paused(now):
+            until = (person.paused_until or now).astimezone(_zone(person.timezone))
+            raise ActionRefused(
+                f"{person.name} paused text messages until {until:%a} {until.day} "
+                f"{until:%b %H:%M}; nothing was sent."
+            )
+        message = OutgoingMessage(None, "sms", person.phone, TEST_SMS)
+    elif channel == "email":
+        if not person.email:
+            raise ActionRefused(f"{person.name} has no email address.")
+        if person.email_unsubscribed:
+            raise ActionRefused(f"{person.name} unsubscribed from email; nothing was sent.")
+        link = unsubscribe_link(runtime.settings.public_base, runtime.secret, person.id)
+        first = person.name.split()[0] if person.name.split() else person.name
+        message = OutgoingMessage(
+            None,
+            "email",
+            person.email,
+            TEST_EMAIL.format(first=first, unsubscribe=link),
+            subject=TEST_EMAIL_SUBJECT,
+            unsubscribe_url=link,
+        )
+    else:
+        raise ActionRefused(f"unknown channel {channel!r}")
+    sender = runtime.channels.get(channel)
+    if sender is None:
+        raise ActionRefused(f"no {channel} channel is configured.")
+    try:
+        sender.send(message)
+    except ChannelError as exc:
+        log.warning("test message not sent", participant=person.id, channel=channel,
+                    error=str(exc))  # fmt: skip
+        raise ActionRefused(f"the {channel} channel refused it: {exc}") from exc
+    log.info("test message sent", participant=person.id, channel=channel)
+    where = " (to the development outbox)" if isinstance(sender, OutboxChannel) else ""
+    return f"Test {'text' if channel == 'sms' else 'email'} sent to {message.to}{where}."
