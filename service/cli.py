@@ -606,6 +606,51 @@ def report_command(participant_id: str | None, plan_id: str | None, fmt: str) ->
         click.echo(format_table(headers, rows))
 
 
+@main.command("demo")
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 56),
+              help="Simulated days.")  # fmt: skip
+@click.option("--out", "out", default="tend-demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The folder for its database and reports; replaced each run.")  # fmt: skip
+@click.option("--seed", default=7, show_default=True, help="The same seed, the same run.")
+def demo_command(days: int, out: Path, seed: int) -> None:
+    """A self-contained walk-through on simulated time: no network, nothing sent."""
+    from service import demo
+
+    def bar(length: int) -> Any:
+        return click.progressbar(
+            length=length,
+            label=f"Simulating {days} days",
+            file=sys.stderr,
+            width=30,
+            item_show_func=lambda moment: f"{moment:%a %d %b %H:%M} UTC" if moment else None,
+        )
+
+    click.echo(f"Enrolling {len(demo.PEOPLE)} participants from {demo.START:%a %d %b %Y}:")
+    for person in demo.PEOPLE:
+        click.echo(f"  {person.name:<14} {person.timezone:<18} {', '.join(person.plans)}"
+                   f"  ({person.described})")  # fmt: skip
+    try:
+        result = demo.run(out, days=days, seed=seed, progressbar=bar)
+    except (demo.DemoError, SettingsError) as exc:
+        fail(str(exc))
+    sent = ", ".join(f"{count} {channel}" for channel, count in result.sent.items())
+    checked = ", ".join(f"{count} {kind}" for kind, count in result.check_ins.items())
+    click.echo(f"\n{days} simulated days: {sent or 'nothing'} in the outbox; "
+               f"{result.replies} replies ({result.answers} answered); "
+               f"check-ins: {checked or 'none'}.\n")  # fmt: skip
+    headers, rows = report_rows(result.report)
+    click.echo(format_table(headers, rows))
+    click.echo(f"\nHTML report with charts: {result.html}")
+    click.echo(f"Explore it: TEND_DATABASE_URL=sqlite:///{result.database} tend outbox")
+
+
+def report_rows(found: Any) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    from service.tracking import report
+
+    return report.table_rows(found)
+
+
 @main.command("run")
 @click.option("--workers", default=4, show_default=True, help="Worker threads.")
 def run_command(workers: int) -> None:
