@@ -4,9 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt bench clean help browser
+.PHONY: run demo test check fmt bench clean help browser
 
 help:
+	@echo "make demo   install, then run two simulated weeks and write an HTML report"
 	@echo "make run    install, then run Tend on its embedded defaults (SQLite, in-process broker)"
 	@echo "make test   install, then run the whole test suite"
 	@echo "make check  ruff (lint and format), mypy --strict and the import layers"
@@ -22,6 +23,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/tend run
+
+demo: $(STAMP)
+	$(BIN)/tend demo
 
 test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
