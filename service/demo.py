@@ -331,7 +331,9 @@ class Simulation:
             if r["occurrence_id"] is not None
         ]
         # The worker's order is its own: decide in an order of our own, for the seed.
-        for item in sorted(sent, key=lambda s: (s.participant_id or "", s.key, s.kind or "")):
+        for item in sorted(
+            sent, key=lambda s: (s.participant_id or "", s.key, s.kind or "", s.channel or "")
+        ):
             persona = self.people.get(item.participant_id or "")
             if persona is not None and item.check_in_kind not in (None, "none"):
                 self.decide(persona, item)

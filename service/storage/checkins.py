@@ -591,7 +591,8 @@ def report_enrollments(
     statuses: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Enrollments with their participants, for the report: by participant name, then
-    the enrollment's start. Raises NotFound for a participant id that does not exist."""
+    the enrollment's start, then the plan. Raises NotFound for a participant id that
+    does not exist."""
     if participant_id is not None:
         get_participant(conn, participant_id)
     query = (
@@ -610,6 +611,7 @@ def report_enrollments(
             func.lower(participants.c.name),
             participants.c.id,
             enrollments.c.start_date,
+            enrollments.c.plan_id,  # before the (random) id: the same data, the same order
             enrollments.c.id,
         )
     )

@@ -135,9 +135,11 @@ def add_participant(
     return get_participant(conn, participant_id)
 
 
-def get_participant(conn: Connection, participant_id: str) -> Participant:
-    row = conn.execute(select(participants).where(participants.c.id == participant_id)).mappings()
-    found = row.first()
+def get_participant(conn: Connection, participant_id: str, *, lock: bool = False) -> Participant:
+    """The participant; `lock` holds their row to the end of the transaction (PostgreSQL;
+    SQLite's writers take turns anyway)."""
+    query = select(participants).where(participants.c.id == participant_id)
+    found = conn.execute(query.with_for_update() if lock else query).mappings().first()
     if found is None:
         raise NotFound(f"no participant '{participant_id}'")
     return _participant(found)

@@ -43,7 +43,9 @@ def enroll(
 ) -> Enrollment:
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:
-        participant = repo.get_participant(conn, participant_id)
+        # The participant's row is held until the end, so that two requests enrolling
+        # them at once (a client retrying) are checked one after the other.
+        participant = repo.get_participant(conn, participant_id, lock=True)
         current = repo.list_enrollments(
             conn, participant_id=participant_id, plan_id=plan.id, statuses=("active", "paused")
         )

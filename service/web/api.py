@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, Self, cast
 from zoneinfo import ZoneInfo
 
 import phonenumbers
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -104,9 +104,15 @@ _bearer = HTTPBearer(
     auto_error=False,
 )
 
+
+def _no_store(response: Response) -> None:
+    """Answers hold people's health data: no cache keeps them."""
+    response.headers["Cache-Control"] = "no-store"
+
+
 router = APIRouter(
     prefix="/api",
-    dependencies=[Depends(_bearer), Depends(require_admin)],
+    dependencies=[Depends(_bearer), Depends(require_admin), Depends(_no_store)],
     responses={
         401: {
             "model": Problem,

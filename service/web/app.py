@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+import json
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from service import __version__
 from service.runtime import Runtime
@@ -29,6 +32,17 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(calendar_router)
     app.include_router(dashboard_router)
     app.include_router(api_router)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, without echoing the input back: it may be huge, or not even
+        encodable (a lone surrogate), and it is the client's own anyway."""
+        errors = [
+            {key: value for key, value in error.items() if key in ("type", "loc", "msg")}
+            for error in exc.errors()
+        ]
+        body = json.dumps({"detail": errors}, ensure_ascii=True, default=str)
+        return JSONResponse(content=json.loads(body), status_code=422)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["operations"])
     def healthz() -> str:

@@ -3,7 +3,10 @@
 With TEND_ADMIN_TOKEN set (required in production), a request must carry it, as
 `Authorization: Bearer <token>` (or, for the dashboard, a session made by logging in
 with it). Without one (development on a laptop), only requests from this machine
-(loopback) are let in. Tokens are compared in constant time.
+(loopback) are let in, and only for a loopback host name or TEND_PUBLIC_URL's (a web
+page whose name was made to resolve to 127.0.0.1 must not read the cohort: DNS
+rebinding), and never from another site's page (Origin). Tokens are compared in
+constant time.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from typing import cast
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 
@@ -33,6 +37,29 @@ def from_loopback(request: Request) -> bool:
         return False
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _known_host(runtime: Runtime, hostname: str | None) -> bool:
+    public = urlsplit(runtime.settings.public_base).hostname
+    return hostname is not None and (hostname in LOOPBACK_NAMES or hostname == public)
+
+
+def origin_allowed(runtime: Runtime, origin: str) -> bool:
+    """An Origin header naming this site: TEND_PUBLIC_URL's origin, or this machine."""
+    public = urlsplit(runtime.settings.public_base)
+    if origin == f"{public.scheme}://{public.netloc}":
+        return True
+    return urlsplit(origin).hostname in LOOPBACK_NAMES
+
+
+def host_allowed(request: Request) -> bool:
+    """The Host header names this machine or TEND_PUBLIC_URL's host."""
+    runtime = cast(Runtime, request.app.state.runtime)
+    host = request.headers.get("host", "")
+    return _known_host(runtime, urlsplit(f"//{host}").hostname)
+
+
 def bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -44,7 +71,12 @@ def admin_allowed(request: Request) -> bool:
     runtime = cast(Runtime, request.app.state.runtime)
     if runtime.settings.admin_token is not None:
         return token_valid(runtime, bearer(request))
-    return from_loopback(request)
+    origin = request.headers.get("origin")
+    return (
+        from_loopback(request)
+        and host_allowed(request)
+        and (origin is None or origin_allowed(runtime, origin))
+    )
 
 
 def require_admin(request: Request) -> None:

@@ -31,12 +31,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
@@ -46,7 +47,7 @@ from service.runtime import Runtime
 from service.storage import repo
 from service.web import charts
 from service.web import dashboard_data as data
-from service.web.auth import from_loopback, token_valid
+from service.web.auth import from_loopback, host_allowed, origin_allowed, token_valid
 from service.web.forms import TooLarge, read_capped
 from service.web.pages import PRIVATE_HEADERS
 
@@ -164,13 +165,20 @@ def read_session(request: Request) -> Session | None:
         return None
     if not sid or runtime.clock.now() >= expires:
         return None
-    if runtime.settings.admin_token is None and not from_loopback(request):
+    if runtime.settings.admin_token is None and not (
+        from_loopback(request) and host_allowed(request)
+    ):
         return None
     return Session(sid, expires, _csrf(runtime, sid))
 
 
 def _secure(runtime: Runtime) -> bool:
     return runtime.settings.public_base.startswith("https://")
+
+
+# Ids in paths: what Tend makes (p_..., e_..., plan ids); anything else is refused
+# before it reaches a database (PostgreSQL refuses a NUL in text with an error).
+Id = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
 
 
 def _same_site(request: Request) -> bool:
@@ -181,10 +189,7 @@ def _same_site(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True  # an older browser, or not a browser: the CSRF token decides
-    runtime = _runtime(request)
-    public = urlsplit(runtime.settings.public_base)
-    ours = {f"{public.scheme}://{public.netloc}", f"{request.url.scheme}://{request.url.netloc}"}
-    return origin in ours
+    return origin_allowed(_runtime(request), origin)
 
 
 def _safe_next(target: str | None, default: str = "/dashboard") -> str:
@@ -195,6 +200,8 @@ def _safe_next(target: str | None, default: str = "/dashboard") -> str:
     if parts.scheme or parts.netloc or "\\" in target or target.startswith("//"):
         return default
     if parts.path != "/dashboard" and not parts.path.startswith("/dashboard/"):
+        return default
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
         return default
     return target
 
@@ -359,7 +366,7 @@ async def login(request: Request) -> Response:
         allowed = token_valid(runtime, given)
         refusal = "That is not the admin token."
     else:
-        allowed = from_loopback(request) and given == ""
+        allowed = from_loopback(request) and host_allowed(request) and given == ""
         refusal = (
             "No admin token is configured (TEND_ADMIN_TOKEN): leave the field empty."
             if from_loopback(request)
@@ -490,7 +497,7 @@ def overview(request: Request, sort: str = "name", dir: str = "asc") -> Response
 
 
 @router.get("/participants/{participant_id}", response_class=HTMLResponse)
-def participant_page(request: Request, participant_id: str) -> Response:
+def participant_page(request: Request, participant_id: Id) -> Response:
     session = read_session(request)
     if session is None:
         return _to_login(request)
@@ -548,7 +555,7 @@ def plan_page(
     zone_name = (tz or "").strip() or runtime.settings.digest_timezone
     try:
         zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # 'America' is a folder
         error = f"'{zone_name}' is not a time zone (try Europe/London or America/New_York)."
         zone = ZoneInfo("UTC")
         zone_name = "UTC"
@@ -610,7 +617,7 @@ def _back(form: dict[str, str], default: str) -> str:
 
 
 @router.post("/enrollments/{enrollment_id}/{action}", response_class=HTMLResponse)
-async def enrollment_action(request: Request, enrollment_id: str, action: str) -> Response:
+async def enrollment_action(request: Request, enrollment_id: Id, action: Id) -> Response:
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
@@ -639,7 +646,7 @@ async def enrollment_action(request: Request, enrollment_id: str, action: str) -
 
 
 @router.post("/participants/{participant_id}/rotate-feed", response_class=HTMLResponse)
-async def rotate_feed(request: Request, participant_id: str) -> Response:
+async def rotate_feed(request: Request, participant_id: Id) -> Response:
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
@@ -659,7 +666,7 @@ async def rotate_feed(request: Request, participant_id: str) -> Response:
 
 
 @router.post("/participants/{participant_id}/test-message", response_class=HTMLResponse)
-async def test_message(request: Request, participant_id: str) -> Response:
+async def test_message(request: Request, participant_id: Id) -> Response:
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted

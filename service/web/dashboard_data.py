@@ -33,6 +33,7 @@ from service.core.plan import Plan
 from service.core.preview import Preview, build_preview
 from service.core.records import Participant
 from service.core.timeexpr import VariableError
+from service.logging import mask
 from service.runtime import Runtime
 from service.storage import checkins, repo
 from service.storage.db import transaction
@@ -432,10 +433,13 @@ def set_enrollment(runtime: Runtime, enrollment_id: str, status: str) -> None:
         except ValueError as exc:
             raise ActionRefused(str(exc)) from exc
         if status == "active":
-            plan = runtime.plans.get(updated.plan_id)
+            plan = runtime.plans.get(updated.plan_id, updated.plan_hash)
             if plan is not None:
                 person = repo.get_participant(conn, updated.participant_id)
-                enrolling.refresh(conn, updated, person, plan, now)
+                try:
+                    enrolling.refresh(conn, updated, person, plan, now)
+                except ValueError as exc:  # the plan changed under it: it stays paused
+                    raise ActionRefused(f"{exc}; the enrollment stays paused") from exc
     log.info("enrollment changed on the dashboard", enrollment=enrollment_id, status=status)
 
 
@@ -512,4 +516,4 @@ def send_test(runtime: Runtime, participant_id: str, channel: str) -> str:
         raise ActionRefused(f"the {channel} channel refused it: {exc}") from exc
     log.info("test message sent", participant=person.id, channel=channel)
     where = " (to the development outbox)" if isinstance(sender, OutboxChannel) else ""
-    return f"Test {'text' if channel == 'sms' else 'email'} sent to {message.to}{where}."
+    return f"Test {'text' if channel == 'sms' else 'email'} sent to {mask(message.to)}{where}."

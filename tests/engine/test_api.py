@@ -187,9 +187,15 @@ def test_without_a_configured_token_only_this_machine_may_use_the_api(
     try:
         app = create_app(runtime)
         assert TestClient(app).get("/api/participants").status_code == 401
-        local = TestClient(app, client=("127.0.0.1", 50000))
+        local = TestClient(app, client=("127.0.0.1", 50000), base_url="http://localhost:8000")
         assert local.get("/api/participants").status_code == 200
         assert local.get("/api/participants", headers=AUTH).status_code == 200
+        # A page elsewhere whose name resolves to 127.0.0.1 (DNS rebinding) gets nothing,
+        # nor does another site's page posting through the browser.
+        rebound = TestClient(app, client=("127.0.0.1", 50000), base_url="http://evil.test:8000")
+        assert rebound.get("/api/participants").status_code == 401
+        foreign = {"Origin": "https://evil.test"}
+        assert local.get("/api/participants", headers=foreign).status_code == 401
     finally:
         runtime.close()
 
