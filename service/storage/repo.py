@@ -107,6 +107,9 @@ def _participant(row: RowMapping) -> Participant:
     )
 
 
+participant_from_row = _participant  # for queries of participants made elsewhere
+
+
 def add_participant(
     conn: Connection,
     *,
@@ -367,6 +370,9 @@ def _enrollment(row: RowMapping) -> Enrollment:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+enrollment_from_row = _enrollment  # for queries of enrollments made elsewhere
 
 
 def add_enrollment(

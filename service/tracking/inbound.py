@@ -48,16 +48,7 @@ def handle_sms(runtime: Runtime, *, sid: str, sender: str, body: str) -> str | N
     now = runtime.clock.now()
     try:
         with transaction(runtime.engine) as conn:
-            participant = repo.find_participant_by_phone(conn, sender, lock=True)
-            stored = checkins.store_reply(
-                conn,
-                channel="sms",
-                body=body,
-                now=now,
-                provider_id=sid,
-                sender=sender,
-                participant_id=participant.id if participant else None,
-            )
+            participant, stored = _store(conn, sid, sender, body, now, lock=True)
             handled = stored.handled or (
                 not stored.new and not checkins.claim_reply(conn, stored.id, now=now)
             )
@@ -69,17 +60,25 @@ def handle_sms(runtime: Runtime, *, sid: str, sender: str, body: str) -> str | N
         # Acting failed: the message is kept, unhandled, and the scheduler's upkeep acts
         # on it a minute later (`handle_left_over`). Twilio does not retry this webhook.
         with suppress(Exception), transaction(runtime.engine) as conn:
-            participant = repo.find_participant_by_phone(conn, sender)
-            checkins.store_reply(
-                conn,
-                channel="sms",
-                body=body,
-                now=now,
-                provider_id=sid,
-                sender=sender,
-                participant_id=participant.id if participant else None,
-            )
+            _store(conn, sid, sender, body, now)
         raise
+
+
+def _store(
+    conn: Connection, sid: str, sender: str, body: str, now: datetime, *, lock: bool = False
+) -> tuple[Participant | None, checkins.StoredReply]:
+    """The message as it came, once per MessageSid, with the participant it is from."""
+    participant = repo.find_participant_by_phone(conn, sender, lock=lock)
+    stored = checkins.store_reply(
+        conn,
+        channel="sms",
+        body=body,
+        now=now,
+        provider_id=sid,
+        sender=sender,
+        participant_id=participant.id if participant else None,
+    )
+    return participant, stored
 
 
 LEFT_OVER_AFTER = timedelta(minutes=1)

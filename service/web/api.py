@@ -36,7 +36,6 @@ from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import Connection, Select, and_, exists, func, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from service.channels.base import ChannelError, OutgoingMessage
@@ -604,39 +603,6 @@ def _participant_out(person: Participant, briefs: list[EnrollmentBrief], now: da
     )
 
 
-def _participant_from_row(row: RowMapping) -> Participant:
-    return Participant(
-        id=row["id"],
-        name=row["name"],
-        phone=row["phone"],
-        email=row["email"],
-        timezone=row["timezone"],
-        variables=dict(row["variables"] or {}),
-        sms_state=row["sms_state"],
-        paused_until=row["paused_until"],
-        email_unsubscribed=row["email_unsubscribed"],
-        feed_version=row["feed_version"],
-        created_at=row["created_at"],
-    )
-
-
-def _enrollment_from_row(row: RowMapping) -> Enrollment:
-    return Enrollment(
-        id=row["id"],
-        participant_id=row["participant_id"],
-        plan_id=row["plan_id"],
-        plan_hash=row["plan_hash"],
-        start_date=row["start_date"],
-        variables=dict(row["variables"] or {}),
-        status=row["status"],
-        horizon=row["horizon"],
-        end_date=row["end_date"],
-        not_before=row["not_before"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
 def _briefs(conn: Connection, participant_ids: Sequence[str]) -> dict[str, list[EnrollmentBrief]]:
     out: dict[str, list[EnrollmentBrief]] = {pid: [] for pid in participant_ids}
     if not participant_ids:
@@ -837,7 +803,7 @@ def list_participants(
         query = query.where(exists(member))
     with reading(runtime.engine) as conn:
         rows, total = _page_of(conn, query, limit, offset)
-        people = [_participant_from_row(r) for r in rows]
+        people = [repo.participant_from_row(r) for r in rows]
         briefs = _briefs(conn, [p.id for p in people])
     items = [_participant_out(p, briefs[p.id], now) for p in people]
     return ParticipantPage(items=items, total=total, limit=limit, offset=offset)
@@ -1129,7 +1095,7 @@ def list_enrollments(
         query = query.where(enrollments.c.status == status)
     with reading(runtime.engine) as conn:
         rows, total = _page_of(conn, query, limit, offset)
-        found = [_enrollment_from_row(r) for r in rows]
+        found = [repo.enrollment_from_row(r) for r in rows]
         items = _enrollments_out(conn, found)
     return EnrollmentPage(items=items, total=total, limit=limit, offset=offset)
 
