@@ -62,6 +62,28 @@ class StoredReply:
     participant_id: str | None
 
 
+# What a check-in target is read with: the open windows' statement and `_TARGET`.
+_TARGET_COLUMNS = (
+    occurrences.c.id,
+    occurrences.c.key,
+    occurrences.c.practice_id,
+    occurrences.c.instant,
+    occurrences.c.window_end,
+    occurrences.c.check_in_kind,
+    occurrences.c.check_in,
+    occurrences.c.check_in_value,
+    occurrences.c.check_in_unit,
+    occurrences.c.check_in_text,
+    occurrences.c.local_date,
+    occurrences.c.week,
+    occurrences.c.seq,
+    occurrences.c.item,
+    enrollments.c.id.label("enrollment_id"),
+    enrollments.c.status.label("enrollment_status"),
+    enrollments.c.plan_id,
+    enrollments.c.plan_hash,
+)
+
 # The statements every inbound reply runs: written once, as plain SQL both databases
 # take, so that a webhook pays for neither building nor compiling them.
 _STORE = (
@@ -94,26 +116,7 @@ _OPEN = (
         "ORDER BY o.instant DESC, o.id DESC"
     )
     .bindparams(bindparam("now", type_=UTCDateTime()))
-    .columns(
-        occurrences.c.id,
-        occurrences.c.key,
-        occurrences.c.practice_id,
-        occurrences.c.instant,
-        occurrences.c.window_end,
-        occurrences.c.check_in_kind,
-        occurrences.c.check_in,
-        occurrences.c.check_in_value,
-        occurrences.c.check_in_unit,
-        occurrences.c.check_in_text,
-        occurrences.c.local_date,
-        occurrences.c.week,
-        occurrences.c.seq,
-        occurrences.c.item,
-        enrollments.c.id.label("enrollment_id"),
-        enrollments.c.status.label("enrollment_status"),
-        enrollments.c.plan_id,
-        enrollments.c.plan_hash,
-    )
+    .columns(*_TARGET_COLUMNS)
 )
 _RECORD = text(
     "UPDATE occurrences SET check_in = :result, check_in_at = :now, "
@@ -298,27 +301,9 @@ class CheckInTarget:
     participant: Participant
 
 
-_TARGET = select(
-    occurrences.c.id,
-    occurrences.c.key,
-    occurrences.c.practice_id,
-    occurrences.c.instant,
-    occurrences.c.window_end,
-    occurrences.c.check_in_kind,
-    occurrences.c.check_in,
-    occurrences.c.check_in_value,
-    occurrences.c.check_in_unit,
-    occurrences.c.check_in_text,
-    occurrences.c.local_date,
-    occurrences.c.week,
-    occurrences.c.seq,
-    occurrences.c.item,
-    enrollments.c.id.label("enrollment_id"),
-    enrollments.c.status.label("enrollment_status"),
-    enrollments.c.plan_id,
-    enrollments.c.plan_hash,
-    enrollments.c.participant_id,
-).select_from(occurrences.join(enrollments, enrollments.c.id == occurrences.c.enrollment_id))
+_TARGET = select(*_TARGET_COLUMNS, enrollments.c.participant_id).select_from(
+    occurrences.join(enrollments, enrollments.c.id == occurrences.c.enrollment_id)
+)
 
 
 def _target(row: Any, participant: Participant) -> CheckInTarget:
