@@ -10,10 +10,18 @@ from typing import Protocol
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
+    def real_seconds(self, span: timedelta) -> float:
+        """How many real seconds `span` of this clock's time takes: what a wait for a
+        moment on this clock (a retry's backoff, the next due reminder) must sleep."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def real_seconds(self, span: timedelta) -> float:
+        return span.total_seconds()
 
 
 class ManualClock:
@@ -33,7 +41,20 @@ class ManualClock:
         with self._lock:
             self._now = moment.astimezone(UTC)
 
+    def real_seconds(self, span: timedelta) -> float:
+        """As long as the span itself: this clock moves only by hand, so a real wait
+        neither brings a moment nearer nor is shortened."""
+        return span.total_seconds()
+
     def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
         with self._lock:
             self._now += delta if delta is not None else timedelta(**kwargs)
             return self._now
+
+
+def clock_span(clock: Clock, real_seconds: float) -> timedelta:
+    """The span of `clock`'s time that `real_seconds` of real time make: a provider's
+    Retry-After is real time, whatever the clock."""
+    per_second = clock.real_seconds(timedelta(seconds=1))
+    seconds = real_seconds / per_second if per_second > 0 else real_seconds
+    return timedelta(seconds=seconds)

@@ -56,7 +56,11 @@ def _port_open(port: int) -> bool:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    """`persist`: an append-only file synced on every write, as production runs Redis
+    (compose.yaml), so that a restart keeps the queues."""
+
+    def __init__(self, *, persist: bool = False) -> None:
+        self.persist = persist
         binary = shutil.which("redis-server")
         if binary is None:
             unavailable("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -80,7 +84,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persist else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 self.dir,
                 "--daemonize",

@@ -464,6 +464,17 @@ class TwilioSMSChannel(Channel):
                         provider_id=sid,
                     )
                     return Receipt(provider_id=sid, segments=segments)
+                # Not in the list yet; but Twilio may still be working on that POST, and
+                # stamp it at any moment until the end of its window: look again then.
+                wait = (self._window(earlier)[1] - self.now()).total_seconds()
+                if wait > 0:
+                    raise ChannelError(
+                        f"an earlier attempt is not in Twilio's list yet, but could still "
+                        f"appear there for {wait:.0f} s; will look again then",
+                        permanent=False,
+                        code="twilio-lookup",
+                        retry_after=wait,
+                    )
         self.limiter.acquire(f"sms:{self.from_}")
         attempt = Attempt.of(message.to, text, self.now())
         if delivery_id is not None:
@@ -520,6 +531,9 @@ class TwilioSMSChannel(Channel):
         None: the engine then fails the delivery rather than risk a duplicate.
 
         (The status-callback URL is no marker: Twilio does not return it with a message.)
+        The engine asks only once a send's lease has run out (minutes), long after the
+        attempt's window in Twilio's list has closed, so a message not listed then
+        will not appear later.
         """
         try:
             attempt = self.journal.get(delivery_id)
@@ -579,10 +593,7 @@ class TwilioSMSChannel(Channel):
             ) from None
         except requests.RequestException as exc:
             raise self._unreachable(exc) from None
-        # Twilio stamps a message when it accepts the POST: between the attempt's start
-        # and the end of its timeout, give or take the two clocks' difference.
-        since = attempt.at - CLOCK_SKEW
-        until = attempt.at + timedelta(seconds=self.timeout) + CLOCK_SKEW
+        since, until = self._window(attempt)
         unreadable = False
         for found in listed:
             created = found.date_created
@@ -606,6 +617,15 @@ class TwilioSMSChannel(Channel):
                 code="twilio-lookup",
             )
         return None
+
+    def _window(self, attempt: Attempt) -> tuple[datetime, datetime]:
+        """When Twilio can have stamped the message of `attempt`: it stamps a message as
+        it accepts the POST, between the attempt's start and the end of its timeout, give
+        or take the two clocks' difference."""
+        return (
+            attempt.at - CLOCK_SKEW,
+            attempt.at + timedelta(seconds=self.timeout) + CLOCK_SKEW,
+        )
 
     def _unreachable(self, exc: requests.RequestException) -> ChannelError:
         if isinstance(exc, requests.Timeout):

@@ -19,6 +19,7 @@ import structlog
 
 from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
 from service.channels.email import unsubscribe_link
+from service.clock import clock_span
 from service.core.expand import Occurrence, resolve_plan_variables
 from service.core.plan import Plan
 from service.core.records import DeliveryJob
@@ -288,8 +289,8 @@ def _retry_or_fail(
 ) -> Result:
     now = runtime.clock.now()
     delay = backoff(job.attempts)
-    if retry_after is not None:
-        delay = max(delay, timedelta(seconds=retry_after))
+    if retry_after is not None:  # the provider's wait is real time
+        delay = max(delay, clock_span(runtime.clock, retry_after))
     grace = timedelta(minutes=runtime.settings.grace_minutes)
     if job.attempts >= MAX_ATTEMPTS or now + delay > job.due_at + grace:
         problem = f"gave up after {job.attempts} attempts: {error}"

@@ -151,7 +151,8 @@ class Scheduler:
             try:
                 tick = self.tick()
                 if tick.next_due is not None and tick.enqueued == tick.claimed:
-                    until = (tick.next_due - self.runtime.clock.now()).total_seconds()
+                    clock = self.runtime.clock
+                    until = clock.real_seconds(tick.next_due - clock.now())
                     wait = min(interval, max(until, 0.02))
             except Exception:
                 log.exception("scheduler pass failed; trying again")

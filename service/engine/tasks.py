@@ -64,7 +64,8 @@ def declare(broker: dramatiq.Broker, runtime: Runtime) -> dramatiq.Actor[[list[i
     """
 
     def retry(delivery_id: int, delay: timedelta) -> None:
-        actor.send_with_options(args=([delivery_id],), delay=int(delay.total_seconds() * 1000))
+        wait = runtime.clock.real_seconds(delay)
+        actor.send_with_options(args=([delivery_id],), delay=max(int(wait * 1000), 0))
 
     def deliver_reminders(delivery_ids: list[int]) -> None:
         deliver_many(runtime, delivery_ids, on_retry=retry)

@@ -27,9 +27,10 @@ from service.channels.sms import (
     hide_number,
     retry_after,
 )
+from service.clock import ManualClock
 from service.settings import load_settings
 from tests.fakes.twilio import ACCOUNT_SID, FakeTwilio, Fault
-from tests.services import RedisServer, free_port, redis_server
+from tests.services import RedisServer, free_port, redis_server, wait_for
 
 TO = "+14155550123"
 FROM = "+15005550006"
@@ -336,14 +337,43 @@ def test_a_5xx_after_twilio_took_the_message_is_not_sent_again(
 
 
 def test_a_5xx_before_twilio_took_the_message_is_sent_on_retry(
-    fake: FakeTwilio, channel: TwilioSMSChannel
+    fake: FakeTwilio, make_channel: MakeChannel
 ) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    channel = make_channel(now=clock.now)
     fake.server_error(503)
     refused(channel, sms(1))
+    # Too soon to be sure: Twilio could still stamp that POST until its window closes.
+    early = refused(channel, sms(1))
+    assert early.code == "twilio-lookup"
+    assert not early.permanent
+    assert early.retry_after is not None
+    assert TIMEOUT + 29 < early.retry_after <= TIMEOUT + 30
+    assert [r.method for r in fake.seen()] == ["POST", "GET"]
+    clock.advance(seconds=early.retry_after + 0.01)
     receipt = channel.send(sms(1))
     [message] = fake.accepted()
     assert receipt.provider_id == message.sid
-    assert [r.method for r in fake.seen()] == ["POST", "GET", "POST"]
+    assert [r.method for r in fake.seen()] == ["POST", "GET", "GET", "POST"]
+
+
+def test_a_message_twilio_stamps_after_the_timeout_is_found_not_sent_again(
+    fake: FakeTwilio, make_channel: MakeChannel
+) -> None:
+    """Twilio answers the POST late (after the client gave up) and only then creates the
+    message: a retry that came before it did must not send a second one."""
+    clock = ManualClock(datetime.now(UTC))
+    channel = make_channel(now=clock.now)
+    fake.hang(TIMEOUT * 3, accept=False)
+    refused(channel, sms(1))  # timed out; Twilio has nothing yet
+    assert fake.accepted() == []
+    assert refused(channel, sms(1)).code == "twilio-lookup"  # not listed yet: wait
+    wait_for(lambda: len(fake.accepted()) == 1, 10, "Twilio to take the late POST")
+    clock.advance(seconds=TIMEOUT + 31)
+    receipt = channel.send(sms(1))
+    [message] = fake.accepted()
+    assert receipt.provider_id == message.sid
+    assert [r.method for r in fake.seen()].count("POST") == 1
 
 
 def test_a_timeout_after_twilio_took_the_message_is_not_sent_again(
@@ -575,13 +605,16 @@ def test_the_fake_lists_by_number_and_date_sent(
 
 
 def test_a_retry_does_not_take_another_deliverys_identical_message_for_its_own(
-    fake: FakeTwilio, channel: TwilioSMSChannel
+    fake: FakeTwilio, make_channel: MakeChannel
 ) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    channel = make_channel(now=clock.now)
     to = "+14155550123"
     first = channel.send(OutgoingMessage(1, "sms", to, "Time to check in!"))
     fake.server_error(500, accept=False)  # the second delivery's POST fails, nothing made
     with pytest.raises(ChannelError):
         channel.send(OutgoingMessage(2, "sms", to, "Time to check in!"))
+    clock.advance(seconds=TIMEOUT + 31)  # the first attempt's window has closed
     second = channel.send(OutgoingMessage(2, "sms", to, "Time to check in!"))
     assert second.provider_id != first.provider_id
     assert len(fake.accepted()) == 2  # it was really sent, not mistaken for the first

@@ -164,6 +164,9 @@ class FakeTwilio:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.now = now or (lambda: datetime.now(UTC))
+        # Seconds between creating a POSTed message and answering: a worker killed in
+        # that gap leaves a message Twilio has and the worker never heard of.
+        self.latency = 0.0
         self.messages: list[Message] = []
         self.requests: list[Request] = []
         self.refused_numbers: dict[str, int] = {}
@@ -487,7 +490,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, method: str, params: dict[str, str], path: str) -> None:
         fake = self.fake
         if _LIST.match(path) and method == "POST":
-            self._json(*fake._create(params))
+            created = fake._create(params)
+            if fake.latency:
+                fake._release.wait(fake.latency)
+            self._json(*created)
         elif _LIST.match(path) and method == "GET":
             self._json(200, fake._list(params, path))
         elif (one := _ONE.match(path)) and method == "GET":
