@@ -9,6 +9,7 @@ another worker).
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,8 @@ log = structlog.get_logger("tend.delivery")
 SEND_LEASE = timedelta(minutes=3)  # longer than any channel's timeouts added up
 MAX_ATTEMPTS = 6
 MIN_BACKOFF = timedelta(seconds=10)
+RECORD_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # real seconds between tries to record a send
+pause = time.sleep  # tests put a stand-in here
 MAX_BACKOFF = timedelta(minutes=4)
 
 
@@ -150,7 +153,26 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
         occurrence=job.occurrence_key,
         provider_id=receipt.provider_id,
     )
-    return _finish(runtime, run, job, Outcome.SENT, None, receipt)
+    return _record_sent(runtime, run, job, receipt)
+
+
+def _record_sent(runtime: Runtime, run: Run[Any], job: DeliveryJob, receipt: Receipt) -> Result:
+    """The message went out: its record is worth waiting for. A database that is away
+    for a moment (restarting, failing over) gets a few more tries over about half a
+    minute; only then is the delivery left to its lease, where it becomes uncertain and
+    the channel is asked whether it went (an email cannot tell, and is failed)."""
+    waits = iter(RECORD_WAITS)
+    while True:
+        try:
+            return _finish(runtime, run, job, Outcome.SENT, None, receipt)
+        except Exception:
+            wait = next(waits, None)
+            if wait is None:
+                raise
+            log.warning(
+                "could not record a sent delivery; trying again", delivery=job.id, wait=wait
+            )
+            pause(wait)
 
 
 def _settle_uncertain(

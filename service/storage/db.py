@@ -123,8 +123,27 @@ def statements(engine: Engine) -> Iterator[Run[Any]]:
     BEGIN and COMMIT; SQLite is local and gives each statement a transaction of its own.
     """
     if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            yield lambda statement: statement(connection)
+        # Connected at the first statement, and again after one that found the
+        # connection broken (a server restarted): the statements after it still run.
+        held: list[Connection] = []
+
+        def run_pg(statement: Callable[[Connection], Any]) -> Any:
+            if not held:
+                held.append(engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+            connection = held[0]
+            try:
+                return statement(connection)
+            except Exception:
+                if _broken(connection):
+                    held.clear()
+                    _discard(connection)
+                raise
+
+        try:
+            yield run_pg
+        finally:
+            for connection in held:
+                connection.close()
     else:
 
         def run(statement: Callable[[Connection], Any]) -> Any:
@@ -132,6 +151,27 @@ def statements(engine: Engine) -> Iterator[Run[Any]]:
                 return statement(connection)
 
         yield run
+
+
+def _broken(connection: Connection) -> bool:
+    """Whether `connection` can no longer be used (statements run on its driver
+    connection directly raise the driver's errors, which SQLAlchemy never sees)."""
+    if connection.invalidated or connection.closed:
+        return True
+    try:
+        driver: Any = connection.connection.driver_connection
+    except Exception:
+        return True
+    return driver is None or bool(getattr(driver, "broken", False) or driver.closed)
+
+
+def _discard(connection: Connection) -> None:
+    """Throw a broken connection away, so that the pool does not hand it out again."""
+    try:
+        connection.invalidate()
+        connection.close()
+    except Exception:  # it is broken: there is nothing more to tidy
+        return
 
 
 def alembic_config(engine: Engine) -> Config:
