@@ -4,12 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test check fmt bench clean help browser
+.PHONY: run demo test reliability check fmt bench clean help browser
 
 help:
 	@echo "make demo   install, then run two simulated weeks and write an HTML report"
 	@echo "make run    install, then run Tend on its embedded defaults (SQLite, in-process broker)"
 	@echo "make test   install, then run the whole test suite"
+	@echo "make reliability  the fault tests alone; rewrites the table in docs/reliability.md"
 	@echo "make check  ruff (lint and format), mypy --strict and the import layers"
 	@echo "make bench  run the benchmarks and write docs/benchmarks.md (BENCHES=engine: one)"
 	@echo "make fmt    format the code"
@@ -29,6 +30,11 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The multi-process fault tests alone (they are part of `make test` too), writing their
+# counts into docs/reliability.md.
+reliability: $(STAMP)
+	TEND_RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest -m reliability $(PYTEST_ARGS)
 
 # The dashboard's browser tests drive Debian's chromium (Playwright is told its path; no
 # browser is downloaded). Installed here when missing and this is root; without it those
@@ -53,7 +59,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix service tests bench
 	$(BIN)/ruff format service tests bench
 
-BENCHES ?= expand engine webhook feed
+BENCHES ?= expand engine webhook feed load
 bench: $(STAMP)
 	@for name in $(BENCHES); do $(BIN)/python -m bench.$$name || exit 1; done
 

@@ -66,5 +66,10 @@ class Channel:
         whether that delivery went out, None when it cannot know."""
         return None
 
+    def provider_id(self, delivery_id: int) -> str | None:
+        """The provider's id of a message `already_sent` found, when the channel knows
+        it (so that the provider's later status reports still find the delivery)."""
+        return None
+
     def close(self) -> None:
         """Release connections; the default holds none."""

@@ -554,6 +554,14 @@ class TwilioSMSChannel(Channel):
             self.journal.put(delivery_id, replace(attempt, sid=sid))
         return True
 
+    def provider_id(self, delivery_id: int) -> str | None:
+        """The SID `already_sent` found or the send noted, from the journal."""
+        try:
+            attempt = self.journal.get(delivery_id)
+        except redis.RedisError:
+            return None
+        return attempt.sid if attempt is not None else None
+
     def close(self) -> None:
         session = getattr(self.http, "session", None)
         if session is not None:

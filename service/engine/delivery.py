@@ -183,8 +183,10 @@ def _settle_uncertain(
     surely did not, so that the caller may send or retry."""
     known = channel.already_sent(job.id)
     if known:
-        log.info("delivery had gone out before", delivery=job.id)
-        return _finish(runtime, run, job, Outcome.SENT, None)
+        found = channel.provider_id(job.id)
+        log.info("delivery had gone out before", delivery=job.id, provider_id=found)
+        receipt = Receipt(provider_id=found) if found is not None else None
+        return _finish(runtime, run, job, Outcome.SENT, None, receipt)
     if known is None:
         return _finish(
             runtime, run, job, Outcome.FAILED, f"{why}; not sent again, to avoid a duplicate"

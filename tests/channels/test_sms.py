@@ -415,9 +415,13 @@ def test_already_sent_when_the_answer_was_lost_is_true(
 ) -> None:
     fake.hang(accept=True)
     refused(channel, sms(5))
+    assert channel.provider_id(5) is None  # not known until it is looked up
     assert channel.already_sent(5) is True
     assert channel.already_sent(5) is True  # remembered: no second lookup
     assert [r.method for r in fake.seen()] == ["POST", "GET"]
+    [message] = fake.accepted()
+    assert channel.provider_id(5) == message.sid
+    assert channel.provider_id(6) is None
 
 
 def test_already_sent_when_twilio_never_got_it_is_false(

@@ -23,6 +23,7 @@ from tests.fakes.twilio import FakeTwilio
 TERMINAL = ("sent", "failed", "expired", "cancelled")
 KEY = re.compile(r"\[([a-z0-9-]+:\d{4}-\d{2}-\d{2})\]")
 UNCERTAIN_EMAIL = "cannot tell whether it went out"
+RULES = ("duplicates", "lost", "wrong_ref", "ref_unknown", "unexplained", "early", "after_opt_out")
 
 
 def unsettled(engine: Engine, now: datetime) -> int:
@@ -57,7 +58,7 @@ class Tally:
     duplicates: int = 0  # messages beyond the first for one reminder
     lost: int = 0  # due but without an end, or "sent" with no message at the provider
     wrong_ref: int = 0  # "sent", but the row names another message than the one there
-    ref_unknown: int = 0  # "sent" as found at the provider after a crash, its id not kept
+    ref_unknown: int = 0  # "sent" (found at the provider after a crash) without its id
     unexplained: int = 0  # failed, expired or cancelled without a reason
     went_anyway: int = 0  # recorded failed/expired/cancelled, yet the provider has it
     uncertain_email: int = 0  # of those: email a killed worker may have sent (SMTP can't tell)
@@ -72,11 +73,7 @@ class Tally:
 
     def assert_clean(self) -> None:
         """The invariants every fault test ends with."""
-        problems = {
-            name: getattr(self, name)
-            for name in ("duplicates", "lost", "wrong_ref", "unexplained", "early", "after_opt_out")
-            if getattr(self, name)
-        }
+        problems = {name: getattr(self, name) for name in RULES if getattr(self, name)}
         if self.went_anyway != self.uncertain_email:
             problems["went_anyway"] = self.went_anyway - self.uncertain_email
         ended = sum(self.states[s] for s in TERMINAL)
