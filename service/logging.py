@@ -13,24 +13,26 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import ExcInfo
 
-# Tend stores phone numbers in E.164, so a '+' and at least eight digits, spaced or not.
-# A country code never starts with 0, so UTC offsets such as +0530 are left alone.
-_PHONE = re.compile(r"(?<![\w+])\+[1-9][\d ().-]{6,}\d(?!\w)")
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+# Tend stores phone numbers in E.164, so a '+' and at least eight digits, spaced or not;
+# in a URL's query (a library logging its requests) the '+' is written %2B, and an
+# email's '@' %40. A country code never starts with 0, so UTC offsets such as +0530 are
+# left alone.
+_PHONE = re.compile(r"(?<![\w+%])(?:\+|%2[Bb])[1-9][\d ().-]{6,}\d(?!\w)")
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*?(@|%40)([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 
 def mask(text: str) -> str:
     """`+14155550123` becomes `+1********23`; `rae@example.com` becomes `r***@example.com`."""
-    text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+    text = _EMAIL.sub(lambda m: f"{m.group(1)}***{m.group(2)}{m.group(3)}", text)
     return _PHONE.sub(_mask_phone, text)
 
 
 def _mask_phone(match: re.Match[str]) -> str:
     raw = match.group(0)
-    digits = re.sub(r"\D", "", raw)
+    prefix = "+" if raw.startswith("+") else raw[:3]  # '+' or '%2B'
+    digits = re.sub(r"\D", "", raw[len(prefix) :])
     if len(digits) < 8:
         return raw
-    prefix = "+" if raw.startswith("+") else ""
     return f"{prefix}{digits[0]}{'*' * (len(digits) - 3)}{digits[-2:]}"
 
 
@@ -94,7 +96,8 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     root.handlers = [handler]
     root.setLevel(numeric)
     # Chatty at info: migrations narrate their set-up, dramatiq each worker thread.
-    for name in ("alembic", "dramatiq"):
+    # urllib3 (under the twilio client) logs every request line at debug.
+    for name in ("alembic", "dramatiq", "urllib3"):
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[

@@ -149,7 +149,7 @@ def test_workers_killed_mid_send_again_and_again(
     deployment = run.deployment
     deployment.twilio.latency = 0.3
     rng = random.Random(9)
-    kills = 6
+    kills = 10
     go(run)
     for round_ in range(kills):
         # Kill only once more sends have begun since the last kill.
