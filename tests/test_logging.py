@@ -47,6 +47,10 @@ def _json_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
         ("rae@example.com", "r***@example.com"),
         ("first.last+tag@mail.example.org", "f***@mail.example.org"),
         ("call +14155550123 or mail rae@example.com", "call +1********23 or mail r***@example.com"),
+        # A library logging a request URL: the '+' and the '@' are percent-encoded.
+        ("GET /Messages.json?To=%2B14155550123&x=1", "GET /Messages.json?To=%2B1********23&x=1"),
+        ("?to=%2b14155550123", "?to=%2b1********23"),
+        ("?email=rae%40example.com", "?email=r***%40example.com"),
     ],
 )
 def test_mask(raw: str, masked: str) -> None:
