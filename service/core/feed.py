@@ -105,9 +105,34 @@ def vtimezone(zone: str, first_year: int, last_year: int) -> str:
     calendar.add_missing_timezones(
         first_date=date(first_year, 1, 1), last_date=date(last_year, 12, 31)
     )
+    if not calendar.timezones:
+        # The library writes no VTIMEZONE for zones that are UTC all year (UTC, GMT,
+        # Africa/Abidjan, ...); a DTSTART with their TZID still needs one.
+        return _fixed_vtimezone(zone, start)
     (component,) = calendar.timezones
     text: str = component.to_ical().decode("utf-8")
     return text.replace("\r\n", CRLF).rstrip("\r\n") + CRLF
+
+
+def _fixed_vtimezone(zone: str, moment: datetime) -> str:
+    """A VTIMEZONE of one STANDARD rule: the zone's offset at `moment`, for ever."""
+    offset = moment.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, rest = divmod(abs(minutes), 60)
+    written = f"{sign}{hours:02d}{rest:02d}"
+    lines = [
+        "BEGIN:VTIMEZONE",
+        f"TZID:{zone}",
+        "BEGIN:STANDARD",
+        "DTSTART:19700101T000000",
+        f"TZOFFSETFROM:{written}",
+        f"TZOFFSETTO:{written}",
+        f"TZNAME:{escape_text(moment.tzname() or zone)}",
+        "END:STANDARD",
+        "END:VTIMEZONE",
+    ]
+    return "".join(fold(line) for line in lines)
 
 
 def write_feed(

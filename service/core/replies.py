@@ -72,6 +72,7 @@ UNIT_ALIASES: dict[str, str] = {
 }
 PAUSE_MAX_DAYS = 365
 MAX_HINT_WORDS = 3
+MAX_UNIT = 32  # as long as a stored unit may be (occurrences.check_in_unit)
 PAUSE_USAGE = f"PAUSE takes a whole number of days from 1 to {PAUSE_MAX_DAYS}, e.g. PAUSE 3"
 
 _NUMBER = (
@@ -381,6 +382,8 @@ def _rating(value: float, unit: str | None, scale: tuple[int, int]) -> Interpret
 def _quantity(value: float, unit: str | None, wanted: str | None) -> Interpretation:
     """A number check-in: hours and minutes convert; other units must match as written."""
     expected = normalise_unit(wanted) if wanted else None
+    if unit is not None and len(unit) > MAX_UNIT:
+        return _not_applicable(f"a unit is at most {MAX_UNIT} letters")
     if unit is not None and unit.startswith("/"):
         return _not_applicable(f"{_fmt(value)}{unit} is a rating, not a number of {wanted}")
     if unit is None or expected is None or unit == expected:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 MAC_BYTES = 20  # 160 bits
+
+
+_PARTICIPANT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _mac(secret: bytes, purpose: str, payload: str) -> str:
@@ -42,8 +46,10 @@ def feed_token(secret: bytes, participant_id: str, version: int) -> str:
 
 
 def feed_participant(token: str) -> str | None:
+    """The participant a feed token names, when it has the form of an id (so that no
+    stray byte of a guessed token reaches a query)."""
     participant_id, sep, _ = token.rpartition(".")
-    return participant_id if sep and participant_id else None
+    return participant_id if sep and _PARTICIPANT_ID.fullmatch(participant_id) else None
 
 
 def feed_token_valid(secret: bytes, token: str, participant_id: str, version: int) -> bool:

@@ -33,7 +33,7 @@ from service.storage import checkins
 from service.storage.checkins import CheckInTarget
 from service.storage.db import transaction
 from service.tracking import checkins as tracking
-from service.web.forms import TooLarge, read_capped
+from service.web.forms import TooLarge, read_capped, without_control
 from service.web.pages import render
 
 router = APIRouter(tags=["check-in"])
@@ -167,7 +167,7 @@ def _reading(form: dict[str, str], spec: CheckIn) -> Interpretation | str:
             return "Please give a number." if raw == "" else f"'{raw[:40]}' is not a number."
         reply = Reply("number", number=number, text=raw)
     elif outcome == "text":
-        text = form.get("text", "").strip()
+        text = without_control(form.get("text", "")).strip()
         if not text:
             return "Please write a few words, or choose 'I skipped it'."
         if len(text) > MAX_TEXT:

@@ -540,7 +540,7 @@ def plans_page(request: Request) -> Response:
 
 @router.get("/plans/{plan_id}", response_class=HTMLResponse)
 def plan_page(
-    request: Request, plan_id: str, start: str | None = None, tz: str | None = None
+    request: Request, plan_id: Id, start: str | None = None, tz: str | None = None
 ) -> Response:
     session = read_session(request)
     if session is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request
 
 
@@ -23,3 +25,17 @@ async def read_capped(request: Request, limit: int) -> bytes:
             raise TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# NUL and the other control characters but tab and line breaks: no database stores NUL
+# in text, and nobody types the others.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def has_control(text: str) -> bool:
+    return _CONTROL.search(text) is not None
+
+
+def without_control(text: str) -> str:
+    """`text` without NUL and the other control characters (tab and line breaks stay)."""
+    return _CONTROL.sub("", text)

@@ -14,6 +14,7 @@ someone who opted out). The work is in `service.tracking.inbound`.
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -26,7 +27,7 @@ from service.runtime import Runtime
 from service.storage import repo
 from service.storage.db import transaction
 from service.tracking.inbound import handle_sms
-from service.web.forms import TooLarge, read_capped
+from service.web.forms import TooLarge, has_control, read_capped, without_control
 
 router = APIRouter(tags=["twilio"])
 
@@ -34,6 +35,11 @@ MAX_BODY = 64 * 1024  # Twilio's forms are a few hundred bytes
 
 # Twilio's MessageStatus, as delivery states. queued, accepted and sending say nothing
 # new: the delivery is `sent` once Twilio took it.
+# Twilio's SIDs are two letters and 32 hex digits. Any id of letters, digits, '_' and '-'
+# that fits the column is let through; anything else is refused before it reaches the
+# database.
+_SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_SENDER = 64  # an E.164 number, a short code, or a channel address such as whatsapp:+1...
 STATUS = {"sent": "sent", "delivered": "delivered", "undelivered": "failed", "failed": "failed"}
 
 
@@ -89,7 +95,11 @@ async def inbound_sms(request: Request) -> Response:
     sender = _first(form, "From")
     if not sid or not sender:
         return Response("MessageSid and From are required\n", status_code=400)
-    body = _first(form, "Body") or ""
+    if not _SID.fullmatch(sid):
+        return Response("MessageSid is not a message SID\n", status_code=400)
+    if len(sender) > MAX_SENDER or has_control(sender):
+        return Response("From is not an address a text can come from\n", status_code=400)
+    body = without_control(_first(form, "Body") or "")
     answer = await run_in_threadpool(handle_sms, runtime, sid=sid, sender=sender, body=body)
     return twiml(answer)
 
@@ -110,7 +120,9 @@ async def status_callback(request: Request) -> Response:
         return Response(status_code=403)
     sid = _first(form, "MessageSid") or _first(form, "SmsSid")
     state = STATUS.get((_first(form, "MessageStatus") or "").lower())
-    if sid and state:
+    # A report on a SID Tend cannot have made names no delivery: answered like any
+    # other (Twilio retries a failed callback), and left alone.
+    if sid and state and _SID.fullmatch(sid):
         error = _first(form, "ErrorCode")
         await run_in_threadpool(_record_status, runtime, sid, state, error)
     return Response(status_code=200)
