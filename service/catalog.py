@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 
 from service.core.conversation import ANSWERS, sample_answer_context
-from service.core.diagnostics import Diagnostic
+from service.core.diagnostics import Diagnostic, line_column
 from service.core.digest import sample_digest_context
 from service.core.loader import LoadResult, load_plan
 from service.core.plan import Plan
@@ -64,12 +64,15 @@ class Catalog:
     def load_file(self, path: Path, shown: str | None = None) -> LoadResult:
         shown = shown if shown is not None else str(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            return LoadResult(None, [_whole_file(shown, f"not UTF-8 text: {exc.reason}")])
+            data = path.read_bytes()
         except OSError as exc:
             return LoadResult(None, [_whole_file(shown, f"cannot read the file: {exc.strerror}")])
-        return load_plan(text, shown, self.renderer)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return LoadResult(None, [_not_utf8(shown, data, exc)])
+        # Universal newlines, as open() in text mode reads them.
+        return load_plan(_newlines(text), shown, self.renderer)
 
     def check(self, paths: Iterable[Path] | None = None) -> CheckResult:
         """Load every plan file under `paths` (default: the schedules folder)."""
@@ -139,6 +142,26 @@ class Catalog:
 
 def _whole_file(path: str, message: str) -> Diagnostic:
     return Diagnostic(path, 1, 1, "error", message)
+
+
+def _newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _not_utf8(path: str, data: bytes, exc: UnicodeDecodeError) -> Diagnostic:
+    """The first byte that is not UTF-8, at its line and column (in characters)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _whole_file(path, "the file is UTF-16 text; save it as UTF-8")
+    before = _newlines(data[: exc.start].decode("utf-8"))
+    line, column = line_column(before, len(before))
+    byte = data[exc.start]
+    return Diagnostic(
+        path,
+        line,
+        column,
+        "error",
+        f"not UTF-8 text: byte 0x{byte:02x} here ({exc.reason}); save the file as UTF-8",
+    )
 
 
 def _plan_files(targets: Iterable[Path], result: CheckResult) -> Iterator[Path]:

@@ -880,7 +880,8 @@ def test_non_utf8_file(tmp_path: Path, templates_dir: Path) -> None:
     path.write_bytes("plan: l\ntitle: caf\xe9\n".encode("latin-1"))
     result = Catalog(tmp_path, templates_dir).check([path])
     assert [str(d) for d in result.diagnostics] == [
-        f"{path}:1:1: error: not UTF-8 text: invalid continuation byte"
+        f"{path}:2:11: error: not UTF-8 text: byte 0xe9 here (invalid continuation byte); "
+        "save the file as UTF-8"
     ]
 
 

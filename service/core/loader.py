@@ -23,8 +23,18 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentEndEvent,
+    Event,
+    ScalarEvent,
+)
+from ruamel.yaml.parser import RoundTripParser
+from ruamel.yaml.reader import ReaderError
 
-from service.core.diagnostics import Diagnostic, did_you_mean, one_of
+from service.core.diagnostics import Diagnostic, did_you_mean, line_column, one_of
 from service.core.expand import Occurrence, expand
 from service.core.plan import (
     CATEGORIES,
@@ -54,11 +64,14 @@ from service.core.render import (
 from service.core.sms import clean_for_sms, count_segments
 from service.core.summary import sample_summary_contexts
 from service.core.timeexpr import (
+    MAX_DURATION,
+    MINUTES_PER_DAY,
     VARIABLE_PATTERN,
     TimeExpr,
     TimeSyntaxError,
     VariableError,
     format_clock,
+    format_duration,
     parse_duration,
     resolve_variables,
 )
@@ -67,6 +80,16 @@ Loc = tuple[str | int, ...]
 
 DEFAULT_DURATION = 15
 DEFAULT_WINDOW = 12 * 60
+# A practice occurs at most once a day, and its duration is the length of its calendar
+# event: at most a day. A check-in window, and a nudge's wait, at most the longest plan.
+MAX_PRACTICE_DURATION = MINUTES_PER_DAY
+MAX_WINDOW = MAX_DURATION
+_DURATION_LIMIT = "a practice lasts at most 24h (the length of its calendar event)"
+_WINDOW_LIMIT = f"a check-in window is at most {format_duration(MAX_WINDOW)}, the longest plan"
+_AFTER_LIMIT = (
+    "a nudge comes before the check-in window closes, "
+    f"and a window is at most {format_duration(MAX_WINDOW)}"
+)
 SMALL_HOURS_END = 5 * 60
 SAMPLE_START = date(2026, 1, 5)  # a Monday; sample renders need some date
 SAMPLE_CHECK_IN_URL = "https://tend.example/check-in/sample"
@@ -87,6 +110,28 @@ _FIELD_HELP = {
     ),
 }
 _LITERAL_NAMES = {"category": "category", "channels": "channel", "kind": "check-in kind"}
+
+
+def _most(field: str) -> int:
+    """The largest value `PlanDocument` allows for `field`: one limit for the structure
+    pass, the schema and the compiler."""
+    for rule in PlanDocument.model_fields[field].metadata:
+        most = getattr(rule, "le", None)
+        if isinstance(most, int):
+            return most
+    raise LookupError(field)
+
+
+MAX_WEEKS = _most("weeks")  # 520
+MAX_DAYS = _most("days")  # 3640
+# The shape of the YAML itself. A plan nests lists and mappings at most six deep and
+# holds a few hundred values; these bounds are far above that, and far below what
+# would exhaust the stack (deep nesting) or memory (aliases of aliases: each level
+# multiplies, so 430 bytes can stand for a billion values).
+MAX_DEPTH = 32
+MAX_REPEATED = 10_000  # values that aliases may repeat, in all
+MAX_NUMBER_DIGITS = 1_000  # Python refuses to read an integer of 4300 digits
+_PLAIN_INTEGER = re.compile(r"^[-+]?(?:0o)?[0-9_]+$")
 
 
 @dataclass(slots=True)
@@ -113,7 +158,11 @@ def load_plan(text: str, path: str, renderer: Renderer | None = None) -> LoadRes
     if tree is None:
         return LoadResult(None, report.sorted())
     report.tree = tree
-    data = _plain(tree)
+    try:
+        data = _plain(tree)
+    except _TooDeep:
+        report.add_at("error", 1, 1, f"nested too deeply: more than {MAX_DEPTH} levels")
+        return LoadResult(None, report.sorted())
     if not isinstance(data, dict):
         report.error((), f"a plan is a mapping of keys (plan, title, ...), not {_kind(data)}")
         return LoadResult(None, report.sorted())
@@ -182,6 +231,110 @@ class _Report:
         return sorted(self.items.values(), key=lambda d: (d.line, d.column, d.severity))
 
 
+class _Refused(YAMLError):
+    """YAML that is well formed but that no plan needs: too deep, too many repeats."""
+
+    def __init__(self, event: Event, message: str) -> None:
+        super().__init__(message)
+        self.line = event.start_mark.line + 1
+        self.column = event.start_mark.column + 1
+        self.message = message
+
+
+@dataclass(slots=True)
+class _Open:
+    """A list or mapping being read: its anchor, the depth of what is in it so far
+    (itself included) and how many values it holds with aliases expanded."""
+
+    anchor: str | None
+    height: int = 1
+    size: int = 1
+
+
+class _ShapeCheck:
+    """Follows the parser's events as the composer takes them, and refuses nesting
+    deeper than MAX_DEPTH (counting what aliases stand for), aliases that repeat more
+    than MAX_REPEATED values, an alias inside the very value it names (which would
+    never end) and integers too long to read. The composer and constructor recurse
+    once per level, so the check comes before they could exhaust the stack."""
+
+    def __init__(self) -> None:
+        self.open: list[_Open] = []
+        self.anchors: dict[str, tuple[int, int]] = {}  # name: height, size
+        self.repeated = 0
+
+    def see(self, event: Event) -> None:
+        if isinstance(event, AliasEvent):
+            name = event.anchor
+            if any(item.anchor == name for item in self.open):
+                raise _Refused(
+                    event, f"alias *{name} is inside the value &{name} it names: it never ends"
+                )
+            height, size = self.anchors.get(name, (0, 1))
+            self.repeated += size
+            if self.repeated > MAX_REPEATED:
+                raise _Refused(
+                    event,
+                    f"aliases repeat more than {MAX_REPEATED} values by here (aliases of "
+                    "aliases multiply); a plan needs far fewer: write the values out",
+                )
+            self._add(event, height, size)
+        elif isinstance(event, CollectionStartEvent):
+            self.open.append(_Open(event.anchor))
+            self._check_depth(event, 0)
+        elif isinstance(event, CollectionEndEvent) and self.open:
+            done = self.open.pop()
+            if done.anchor is not None:
+                self.anchors[done.anchor] = (done.height, done.size)
+            self._add(event, done.height, done.size)
+        elif isinstance(event, ScalarEvent):
+            value = event.value
+            if (
+                event.style is None
+                and len(value) > MAX_NUMBER_DIGITS
+                and _PLAIN_INTEGER.match(value)
+            ):
+                raise _Refused(
+                    event,
+                    f"a number of {len(value)} digits is too long to read; "
+                    "no number in a plan needs more than a few",
+                )
+            if event.anchor is not None:
+                self.anchors[event.anchor] = (0, 1)
+            self._add(event, 0, 1)
+        elif isinstance(event, DocumentEndEvent):
+            self.anchors.clear()  # anchors belong to their document
+
+    def _add(self, event: Event, height: int, size: int) -> None:
+        if self.open:
+            parent = self.open[-1]
+            parent.height = max(parent.height, height + 1)
+            parent.size += size
+        self._check_depth(event, height)
+
+    def _check_depth(self, event: Event, height: int) -> None:
+        if len(self.open) + height > MAX_DEPTH:
+            through = " (with what its aliases stand for)" if height else ""
+            raise _Refused(
+                event,
+                f"nested too deeply{through}: more than {MAX_DEPTH} levels of lists and "
+                "mappings, where a plan needs six at most",
+            )
+
+
+class _CheckedParser(RoundTripParser):
+    """ruamel's round-trip parser, with every event it hands out checked for shape."""
+
+    def __init__(self, loader: Any) -> None:
+        super().__init__(loader)
+        self.shape = _ShapeCheck()
+
+    def get_event(self) -> Any:
+        event = super().get_event()
+        self.shape.see(event)
+        return event
+
+
 def _parse_yaml(text: str, report: _Report) -> Any:
     if not text.strip() or all(
         not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
@@ -194,9 +347,15 @@ def _parse_yaml(text: str, report: _Report) -> Any:
         )
         return None
     yaml = YAML(typ="rt", pure=True)
+    yaml.Parser = _CheckedParser
     yaml.allow_duplicate_keys = False
+    # An anchor used twice is valid YAML (the later one counts): no warning on stderr.
+    yaml.composer.warn_double_anchors = False
     try:
         tree = yaml.load(text)
+    except _Refused as exc:
+        report.add_at("error", exc.line, exc.column, exc.message)
+        return None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
@@ -205,8 +364,15 @@ def _parse_yaml(text: str, report: _Report) -> Any:
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         report.add_at("error", line, column, f"YAML syntax: {problem or exc}")
         return None
+    except ReaderError as exc:
+        line, column = line_column(text, exc.position)
+        report.add_at("error", line, column, _unreadable(exc))
+        return None
     except YAMLError as exc:
-        report.add_at("error", 1, 1, f"YAML syntax: {exc}")
+        report.add_at("error", 1, 1, f"YAML syntax: {' '.join(str(exc).split())}")
+        return None
+    except RecursionError:  # (the shape check stops nesting long before this)
+        report.add_at("error", 1, 1, "nested too deeply to read")
         return None
     if tree is None:
         report.add_at(
@@ -216,6 +382,18 @@ def _parse_yaml(text: str, report: _Report) -> Any:
             "the file is empty; a plan needs plan, title, weeks or days, and practices",
         )
     return tree
+
+
+def _unreadable(exc: ReaderError) -> str:
+    character = exc.character
+    if isinstance(character, bytes):  # (only when ruamel decodes bytes itself)
+        return f"not {exc.encoding} text: byte 0x{ord(character):02x}: {exc.reason}"
+    code = character if isinstance(character, int) else ord(character)
+    kind = "control character" if code < 0x20 or 0x7F <= code <= 0x9F else "character"
+    return (
+        f"a YAML file cannot hold the {kind} U+{code:04X}: delete it "
+        f"(inside double quotes, write it as \\u{code:04x})"
+    )
 
 
 def _duplicate_key_message(exc: MarkedYAMLError, text: str) -> str:
@@ -240,12 +418,18 @@ def _first_key_line(text: str, name: str, exc: MarkedYAMLError) -> int | None:
     return None
 
 
-def _plain(node: Any) -> Any:
+class _TooDeep(Exception):
+    """A tree deeper than MAX_DEPTH: the shape check refuses it first, so never seen."""
+
+
+def _plain(node: Any, depth: int = 1) -> Any:
     """The ruamel tree as plain Python values, for validation."""
+    if isinstance(node, dict | list) and depth > MAX_DEPTH:
+        raise _TooDeep
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): _plain(v, depth + 1) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, depth + 1) for v in node]
     if isinstance(node, bool) or node is None:
         return node
     if isinstance(node, str):
@@ -479,6 +663,8 @@ class _Compiler:
         value = weeks if weeks is not None else days
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             return None  # reported with the structure
+        if value > (MAX_WEEKS if weeks is not None else MAX_DAYS):
+            return None  # reported with the structure; a plan that long is never expanded
         total = value * 7 if weeks is not None else value
         self.weeks_total = -(-total // 7)
         return total
@@ -618,7 +804,7 @@ class _Compiler:
         weeks = self._weeks(get("weeks"))
         channels = self._channels(get("channels"))
         check_in = self._check_in(get("check_in"))
-        window = self._duration(get("window"), DEFAULT_WINDOW)
+        window = self._duration(get("window"), DEFAULT_WINDOW, MAX_WINDOW, _WINDOW_LIMIT)
         duration = self._duration(get("duration"), DEFAULT_DURATION)
         time = self._time(at)
         message, template = self._text(get("message"), get("template"), channels, category)
@@ -694,11 +880,18 @@ class _Compiler:
                 )
         return expr
 
-    def _duration(self, field: _Field | None, default: int) -> int:
+    def _duration(
+        self,
+        field: _Field | None,
+        default: int,
+        maximum: int = MAX_PRACTICE_DURATION,
+        limit: str = _DURATION_LIMIT,
+    ) -> int:
+        """A practice's duration, at most a day; or, with its own maximum, its window."""
         if field is None or not isinstance(field.value, str):
             return default
         try:
-            return parse_duration(field.value)
+            return parse_duration(field.value, maximum=maximum, limit=limit)
         except TimeSyntaxError as exc:
             self.report.error(field.loc, str(exc))
             return default
@@ -776,8 +969,12 @@ class _Compiler:
                         item_loc, f"'{item}' is not a week or a range of weeks; write 3 or \"1-4\""
                     )
                     continue
-                first = int(match.group(1))
-                last = int(match.group(2) or first)
+                numbers = [match[1], match[2] or match[1]]
+                huge = next((n.lstrip("0") for n in numbers if len(n.lstrip("0")) > 9), None)
+                if huge is not None:  # (not read: Python refuses numbers of 4300 digits)
+                    self.report.error(item_loc, _past_any_plan(huge))
+                    continue
+                first, last = int(numbers[0]), int(numbers[1])
             else:
                 continue
             if first < 1:
@@ -786,11 +983,16 @@ class _Compiler:
             if last < first:
                 self.report.error(item_loc, f"'{item}' runs backwards; write {last}-{first}")
                 continue
+            # Checked before a week is counted: '1-3000000000' must not build a set of
+            # three billion weeks, even when the plan's own length is wrong.
             if self.weeks_total is not None and last > self.weeks_total:
                 self.report.error(
                     item_loc,
                     f"week {last} is past the plan's end (the plan has {self.weeks_total} weeks)",
                 )
+                continue
+            if last > MAX_WEEKS:
+                self.report.error(item_loc, _past_any_plan(str(last)))
                 continue
             weeks.update(range(first, last + 1))
         if isinstance(value, list) and not value:
@@ -975,7 +1177,7 @@ class _Compiler:
         if not isinstance(after_text, str) or not isinstance(message, str):
             return None
         try:
-            after = parse_duration(after_text)
+            after = parse_duration(after_text, maximum=MAX_WINDOW, limit=_AFTER_LIMIT)
         except TimeSyntaxError as exc:
             self.report.error((*field.loc, "after"), str(exc))
             return None
@@ -1038,6 +1240,11 @@ class _Compiler:
             self.origins[id(variant)] = (text_loc, at.loc if at else base_at_loc)
             phases.append((weeks, variant))
         return tuple(phases)
+
+
+def _past_any_plan(week: str) -> str:
+    shown = f"week {week}" if len(week) <= 12 else f"a week number of {len(week)} digits"
+    return f"{shown} is past the end of any plan (a plan has at most {MAX_WEEKS} weeks)"
 
 
 def _minutes(total: int) -> str:

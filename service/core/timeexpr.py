@@ -24,8 +24,18 @@ class TimeSyntaxError(ValueError):
     """A duration or time that cannot be read; the message says what to write instead."""
 
 
-def parse_duration(text: str, *, allow_zero: bool = False) -> int:
-    """`5m`, `1h`, `1h30m`, `2d` as whole minutes."""
+# No duration in a plan is longer than the longest plan (3640 days, or 520 weeks): the
+# default bound of `parse_duration`, which each use may narrow (a practice's duration
+# is at most a day). It keeps every datetime made from a duration representable.
+MAX_DURATION = 3640 * MINUTES_PER_DAY
+_MAX_DIGITS = 12  # a number longer than this is past any bound, and not read at all
+
+
+def parse_duration(
+    text: str, *, allow_zero: bool = False, maximum: int = MAX_DURATION, limit: str = ""
+) -> int:
+    """`5m`, `1h`, `1h30m`, `2d` as whole minutes, at most `maximum`. `limit` says in
+    words what the maximum is for (`a practice lasts at most 24h`), for the message."""
     compact = text.strip().replace(" ", "").lower()
     if _HAS_SECONDS.match(compact):
         raise TimeSyntaxError(
@@ -34,11 +44,26 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> int:
     match = _DURATION.match(compact)
     if not compact or not match:
         raise TimeSyntaxError(f"'{text}' is not a duration; write minutes and hours: 5m, 1h, 1h30m")
-    days, hours, minutes = (int(g) if g else 0 for g in match.groups())
-    total = days * MINUTES_PER_DAY + hours * 60 + minutes
+    groups = [g or "0" for g in match.groups()]
+    total = maximum + 1
+    if all(len(g.lstrip("0")) <= _MAX_DIGITS for g in groups):
+        days, hours, minutes = (int(g) for g in groups)
+        total = days * MINUTES_PER_DAY + hours * 60 + minutes
+    if total > maximum:
+        limit = limit or f"a duration is at most {format_duration(maximum)}"
+        shown = text if len(text) <= 40 else f"{text[:20]}...{text[-8:]}"
+        raise TimeSyntaxError(f"'{shown}' is too long: {limit}")
     if total == 0 and not allow_zero:
         raise TimeSyntaxError(f"'{text}' is zero; a duration is at least 1m")
     return total
+
+
+def format_duration(minutes: int) -> str:
+    """Whole minutes as a duration a plan may hold: `90` is `1h30m`, `5241600` is `3640d`."""
+    days, rest = divmod(minutes, MINUTES_PER_DAY)
+    if days and rest:
+        return f"{days}d{_format_duration(rest)}"
+    return f"{days}d" if days else _format_duration(rest)
 
 
 def parse_clock(text: str) -> int | None:
