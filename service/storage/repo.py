@@ -1291,15 +1291,23 @@ def invitation_checked(
 
 
 def invitation_want(conn: Connection, enrollment_id: str, wanted_hash: str, now: datetime) -> bool:
-    """A new version is wanted: idle -> pending, and failed -> pending when the version
-    differs from the one that failed. False when the row is in no state to take it."""
+    """A new version is wanted: idle -> pending unless that version is the one last sent
+    (another scheduler, which read the row before this one, has just sent it), and
+    failed -> pending when the version differs from the one that failed. False when the
+    row is in no state to take it."""
     _ensure_invitation(conn, enrollment_id, now)
     result = conn.execute(
         update(invitations)
         .where(invitations.c.enrollment_id == enrollment_id)
         .where(
             or_(
-                invitations.c.state == "idle",
+                and_(
+                    invitations.c.state == "idle",
+                    or_(
+                        invitations.c.sent_hash.is_(None),
+                        invitations.c.sent_hash != wanted_hash,
+                    ),
+                ),
                 and_(
                     invitations.c.state == "failed",
                     or_(

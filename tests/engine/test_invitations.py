@@ -242,6 +242,26 @@ def test_two_passes_at_once_send_one_version(harness: Harness, folders: Folders)
     assert len(harness.email.sent) == 1
 
 
+def test_a_scheduler_that_read_the_row_before_another_sent_does_not_send_again(
+    harness: Harness, folders: Folders
+) -> None:
+    """The second scheduler read the candidates (nothing sent yet), then the first sent
+    the version: the second finds it sent and sends nothing (found by the load test)."""
+    from service.engine.invitations import Summary, _sync_one
+
+    enrollment_id = enrolled(harness, folders)
+    plan = harness.plan("evening")
+    with transaction(harness.runtime.engine) as conn:
+        [stale] = repo.invitation_candidates(conn, plan_ids={"evening": plan}, after=None, limit=10)
+    assert stale.enrollment.id == enrollment_id
+    assert stale.invitation is None or stale.invitation.sent_hash is None
+    assert sync_invitations(harness.runtime).sent == 1  # the first scheduler
+    late = Summary()
+    _sync_one(harness.runtime, plan, stale, late)  # the second, on what it read before
+    assert late.sent == 0
+    assert len(harness.email.sent) == 1
+
+
 def test_through_smtp_the_mime_structure(db_url: str, folders: Folders, clock: Any) -> None:
     folders.write_plan("evening", PLAN)
     with smtp_server() as server:
