@@ -76,7 +76,8 @@ def count_segments(text: str) -> Segments:
     if not forcing:
         count = 1 if septets <= 160 else -(-septets // 153)
         return Segments("GSM-7", count, septets, ())
-    units = len(text.encode("utf-16-le")) // 2
+    # A lone surrogate (a YAML "\ud800" escape) is one code unit too; it must not raise.
+    units = len(text.encode("utf-16-le", "surrogatepass")) // 2
     count = 1 if units <= 70 else -(-units // 67)
     return Segments("UCS-2", count, units, tuple(forcing))
 
