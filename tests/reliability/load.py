@@ -4,10 +4,11 @@
 `prepare` enrolls a cohort (population.py) in the shipped plans, two weeks before the
 day, with the clock standing still at the start of the day's window: the first local
 midnight of the day anywhere (Auckland's) to the last (Los Angeles'), about 44 hours of
-UTC. `run_day` then runs the clock through that window at `rate` times real speed while
-Tend's five processes work, waits until every delivery due in it has an end, and stops
-them. A `Sampler` thread notes each process's memory and the providers' message counts
-as it goes. `measure` counts what happened:
+UTC (or a `lead` before it). `run_day` then runs the clock through that window at `rate`
+times real speed while Tend's five processes work (after the lead, if any, at a gentler
+rate while the calendar invitations go), waits until every delivery due in it has an
+end, and stops them. A `Sampler` thread notes each process's memory and the providers'
+message counts as it goes. `measure` counts what happened:
 
 - every delivery due in the window, by state (with the reasons of those not sent), each
   sent one matched to its message at the provider: an SMS by its Twilio SID (the row's
@@ -180,14 +181,17 @@ class Timeline:
     invitations_left: int = 0  # enrollments whose invitation had not gone when it ended
 
     def real(self, window: Window, moment: datetime) -> float:
-        """The real time at which the running clock read `moment`."""
+        """The real time at which the running clock read `moment` (in the window)."""
         return self.clock_started + (moment - window.start).total_seconds() / self.rate
 
 
-def prepare(deployment: Deployment, count: int, window: Window) -> tuple[list[Person], float]:
-    """Enroll `count` people with the clock standing at the window's start, each plan
-    started WEEKS_IN weeks before the day; returns them and the seconds it took."""
-    deployment.clock.start(window.start, rate=0)
+def prepare(
+    deployment: Deployment, count: int, window: Window, *, lead: timedelta = timedelta(0)
+) -> tuple[list[Person], float]:
+    """Enroll `count` people with the clock standing `lead` before the window's start,
+    each plan started WEEKS_IN weeks before the day; returns them and the seconds it
+    took."""
+    deployment.clock.start(window.start - lead, rate=0)
     runtime = deployment.runtime
     people = enrollees(count, runtime.plans.all())
     began = time.perf_counter()
@@ -203,20 +207,40 @@ def run_day(
     *,
     settle_timeout: float,
     invitations: bool = True,
+    lead: timedelta = timedelta(0),
+    lead_rate: float = 60.0,
 ) -> Timeline:
     """Start the processes, run the clock through the window at `rate`, wait until every
     delivery due in it has an end (and with `invitations`, until every invitation went
     out or failed), read each process's peak memory, and stop them. The clock runs on
-    until then."""
+    until then.
+
+    With a `lead` (the time `prepare` enrolled the people before the window), the clock
+    first runs from then at the gentler `lead_rate` until the invitations have gone out
+    (or the window is a minute away), then starts the window at `rate`: a lease of 3
+    clock minutes is then seconds of real time, not a fraction of one, while the
+    invitations go."""
     timeline = Timeline(rate)
     began = time.perf_counter()
     deployment.start_all()
     timeline.start_seconds = time.perf_counter() - began
     sampler.start()
-    deployment.clock.start(window.start, rate=rate)
+    clock = deployment.clock
+    if lead:
+        clock.start(window.start - lead, rate=lead_rate)
+        wait_for(
+            lambda: (
+                invitations_unsettled(deployment) == 0
+                or clock.now() >= window.start - timedelta(minutes=1)
+            ),
+            lead.total_seconds() / lead_rate + 60,
+            "the invitations before the day",
+            interval=0.25,
+        )
+    clock.start(window.start, rate=rate)
     timeline.clock_started = json.loads(deployment.clock.path.read_text())["real"]
     span = window.span.total_seconds() / rate
-    wait_for(lambda: deployment.clock.now() >= window.end, span * 1.5 + 60, "the day to pass")
+    wait_for(lambda: clock.now() >= window.end, span * 1.5 + 60, "the day to pass")
     timeline.day_over = time.time()
     wait_for(
         lambda: (
@@ -396,10 +420,14 @@ def measure(
         due_real = timeline.real(window, row["due_at"])
         for message in messages:
             at = arrived.get(id(message))
-            if at is not None and at < due_real:
+            if at is not None and at < due_real and row["due_at"] >= window.start:
                 tally.early += 1
-        if row["due_at"] > window.end:
-            continue  # sent after the window, while the day settled: counted for matching only
+        if not window.start <= row["due_at"] <= window.end:
+            # Due before the window (in a lead) or after it (while the day settled):
+            # matched, so that its message is no stray, but not counted.
+            if row["state"] == "sent" and row["sent_at"] < row["due_at"]:
+                tally.early += 1
+            continue
         state = row["state"]
         tally.due += 1
         tally.states[state] += 1
