@@ -69,7 +69,7 @@ class Summary:
             for key in ("injected", "due", "messages", "duplicates", "lost", "after_opt_out")
         }
         lines.append(
-            f"| **all {len(self.rows)} faults** | {total['injected']} | {total['due']} | | | | "
+            f"| **all {len(self.rows)} runs** | {total['injected']} | {total['due']} | | | | "
             f"| {total['messages']} | {total['duplicates']} | {total['lost']} "
             f"| {total['after_opt_out']} |"
         )
