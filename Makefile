@@ -4,12 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test reliability check fmt bench clean help browser
+.PHONY: run demo test test-fast reliability check fmt bench clean help browser
 
 help:
 	@echo "make demo   install, then run two simulated weeks and write an HTML report"
 	@echo "make run    install, then run Tend on its embedded defaults (SQLite, in-process broker)"
-	@echo "make test   install, then run the whole test suite"
+	@echo "make test   install, then run the whole test suite (TEST_WORKERS=4 processes)"
+	@echo "make test-fast  the unit tests alone (tests/unit: no database, network or subprocess)"
 	@echo "make reliability  the fault tests alone; rewrites the table in docs/reliability.md"
 	@echo "make check  ruff (lint and format), mypy --strict and the import layers"
 	@echo "make bench  run the benchmarks and write docs/benchmarks.md (BENCHES=engine: one)"
@@ -28,13 +29,22 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tend demo
 
+# The suite runs on TEST_WORKERS pytest-xdist processes (more than the cores: many tests
+# wait on clocks and subprocesses). TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 4
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 test: $(STAMP) browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+
+# The pure, fast tests alone: a few seconds' check while working.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m unit tests/unit -q $(PYTEST_ARGS)
 
 # The multi-process fault tests alone (they are part of `make test` too), writing their
 # counts into docs/reliability.md.
 reliability: $(STAMP)
-	TEND_RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest -m reliability $(PYTEST_ARGS)
+	TEND_RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest $(XDIST) -m reliability tests/reliability $(PYTEST_ARGS)
 
 # The dashboard's browser tests drive Debian's chromium (Playwright is told its path; no
 # browser is downloaded). Installed here when missing and this is root; without it those

@@ -31,10 +31,10 @@ from service.engine.tasks import declare, make_broker
 from service.logging import configure_logging
 from service.runtime import Runtime
 from service.settings import load_settings
-from service.storage import repo
+from service.storage import deliveries as delivery_rows
 from service.storage.db import make_engine, transaction, upgrade
 from service.storage.tables import deliveries, enrollments, occurrences, participants
-from tests.services import postgres_server, redis_server
+from tests.support.services import postgres_server, redis_server
 
 THREADS = 8  # dramatiq's default, and `tend worker`'s
 THREAD_COUNTS = (8, 4)  # and `tend run`'s default of 4
@@ -158,7 +158,7 @@ def insert_due(runtime: Runtime, instants: list[datetime]) -> None:
 
 def sent_count(runtime: Runtime) -> int:
     with transaction(runtime.engine) as conn:
-        return repo.delivery_states(conn).get("sent", 0)
+        return delivery_rows.delivery_states(conn).get("sent", 0)
 
 
 def wait_until(condition: object, timeout: float) -> None:

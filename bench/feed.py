@@ -52,16 +52,19 @@ from bench.report import write_section
 from service.clock import ManualClock
 from service.core import feed as core_feed
 from service.core.schedule import desired, reconcile
-from service.engine import enrollment as enrollment_service
+from service.actions import enrollments as enrolling
 from service.logging import configure_logging
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
-from service.storage import feeds, repo
+from service.storage import enrollments as enrollment_rows
+from service.storage import feeds
+from service.storage import occurrences as occurrence_rows
+from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
-from service.tracking.links import feed_link
+from service.actions.links import feed_link
 from service.web import calendar
 from service.web.app import create_app
-from tests.services import free_port, postgres_server, wait_for
+from tests.support.services import free_port, postgres_server, wait_for
 
 PUBLIC_URL = "https://tend.bench"
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,18 +255,18 @@ def prepare(db_url: str, folder: Path, days: int) -> Feed:
     if plan is None:
         raise SystemExit("the benchmark's plan did not load")
     with transaction(runtime.engine) as conn:
-        person = repo.add_participant(
+        person = participant_rows.add_participant(
             conn, name="Robin Feedwell", timezone=ZONE, phone="+14155550100", now=NOW
         )
-    enrollment = enrollment_service.enroll(runtime, person.id, plan, START_DAY, {})
+    enrollment = enrolling.enroll(runtime, person.id, plan, START_DAY, {})
     # Enrolling stores the next 14 days; the scheduler would add the rest day by day.
     # Here the rest of the year is stored at once, just as a refresh would store it.
     until = START_DAY + timedelta(days=days)
     with transaction(runtime.engine) as conn:
         wanted = desired(plan, START_DAY, ZoneInfo(ZONE), {}, until, enrollment.not_before)
-        changes = reconcile(repo.stored_occurrences(conn, enrollment.id), wanted, NOW)
-        repo.apply_changes(conn, enrollment.id, changes, NOW)
-        repo.set_horizon(
+        changes = reconcile(occurrence_rows.stored_occurrences(conn, enrollment.id), wanted, NOW)
+        occurrence_rows.apply_changes(conn, enrollment.id, changes, NOW)
+        enrollment_rows.set_horizon(
             conn,
             enrollment.id,
             horizon=until,
@@ -271,7 +274,7 @@ def prepare(db_url: str, folder: Path, days: int) -> Feed:
             plan_hash=plan.content_hash,
             now=NOW,
         )
-        stored = len(repo.stored_occurrences(conn, enrollment.id))
+        stored = len(occurrence_rows.stored_occurrences(conn, enrollment.id))
         state = feeds.feed_state(conn, person.id, since=NOW - timedelta(days=30), now=NOW)
     link = feed_link(runtime, person.id, person.feed_version)
     runtime.close()
@@ -507,7 +510,7 @@ def in_process(db_url: str, folder: Path, feed: Feed, etag: str, count: int) -> 
                 feeds.feed_state(conn, feed.participant_id, since=since, now=now)
             t1 = time.perf_counter()
             with transaction(runtime.engine) as conn:
-                participant = repo.get_participant(conn, feed.participant_id)
+                participant = participant_rows.get_participant(conn, feed.participant_id)
                 rows = feeds.feed_rows(conn, feed.participant_id, since=since, now=now)
             t2 = time.perf_counter()
             events = [calendar._event(runtime, participant, row) for row in rows]

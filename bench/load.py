@@ -47,7 +47,6 @@ from service.engine import enrollment, invitations, summaries, windows
 from service.engine.scheduler import Scheduler
 from service.logging import configure_logging
 from service.runtime import Runtime
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
 from tests.reliability.harness import TWILIO_FROM, Deployment
 from tests.reliability.load import (
     Outcome,
@@ -62,7 +61,8 @@ from tests.reliability.load import (
     run_day,
 )
 from tests.reliability.population import enrollees, populate_one_by_one, shipped_plans
-from tests.services import PostgresServer, RedisServer
+from tests.support.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
+from tests.support.services import PostgresServer, RedisServer
 
 WORKERS = 2  # worker processes in the deployment
 THREADS = 8  # each one's threads (tests/reliability/proc.py's default, `tend worker`'s)

@@ -51,15 +51,15 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 
 from bench.report import write_section
 from service.clock import ManualClock
-from service.engine import enrollment as enrollment_service
+from service.actions import enrollments as enrolling
 from service.logging import configure_logging
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
-from service.storage import repo
+from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
 from service.storage.tables import occurrences, replies
 from service.web.app import create_app
-from tests.services import free_port, postgres_server, wait_for
+from tests.support.services import free_port, postgres_server, wait_for
 
 TOKEN = "bench-twilio-auth-token"
 PUBLIC_URL = "https://tend.bench"
@@ -269,14 +269,14 @@ def prepare(db_url: str, folder: Path, people: int) -> None:
         raise SystemExit("the benchmark's plan did not load")
     for i in range(people):
         with transaction(runtime.engine) as conn:
-            person = repo.add_participant(
+            person = participant_rows.add_participant(
                 conn,
                 name=f"Person {i}",
                 timezone="America/New_York",
                 phone=phone(i),
                 now=ENROLLED_AT,
             )
-        enrollment_service.enroll(runtime, person.id, plan, START_DAY, {})
+        enrolling.enroll(runtime, person.id, plan, START_DAY, {})
     runtime.close()
 
 

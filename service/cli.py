@@ -6,19 +6,20 @@ import json
 import shutil
 import sys
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import click
 
 from service import __version__
 from service.catalog import Catalog, PlanNotFound
-from service.core.diagnostics import did_you_mean
+from service.core import validate
 from service.core.plan import PlanDocument
 from service.core.preview import as_ics, as_json, as_table, build_preview, utc_text
-from service.core.timeexpr import TimeExpr, TimeSyntaxError, VariableError
+from service.core.timeexpr import VariableError
 from service.logging import configure_logging
 from service.settings import Settings, SettingsError, load_settings
 
@@ -54,12 +55,28 @@ def catalog() -> Catalog:
     return Catalog(current.schedules_dir, current.templates_dir)
 
 
-def parse_zone(text: str) -> zoneinfo.ZoneInfo:
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+def valid(check: Callable[[_In], _Out], value: _In) -> _Out:
+    """`check(value)`, a check of service.core.validate; the command fails with its message
+    when the value is refused."""
     try:
-        return zoneinfo.ZoneInfo(text)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        hint = did_you_mean(text, zoneinfo.available_timezones())
-        fail(f"unknown time zone '{text}'{hint}; use an IANA name such as America/New_York")
+        return check(value)
+    except validate.Invalid as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """An action's refusal (service.actions.errors) ends the command with its message."""
+    from service.actions.errors import ActionError
+
+    try:
+        yield
+    except ActionError as exc:
+        fail(str(exc))
 
 
 def parse_date(text: str) -> date:
@@ -128,7 +145,7 @@ def plans_preview(
 ) -> None:
     """Expand a plan (a path or an id) for a sample participant, without any database."""
     start = parse_date(start_text)
-    zone = parse_zone(tz_text)
+    zone = zoneinfo.ZoneInfo(valid(validate.zone, tz_text))
     overrides = parse_vars(var_pairs)
     plans_catalog = catalog()
     try:
@@ -232,26 +249,6 @@ def db_upgrade() -> None:
         click.echo(f"database upgraded from {before or 'empty'} to {after}")
 
 
-def normalise_phone(text: str) -> str:
-    import phonenumbers
-
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_valid_number(number):
-        fail(f"'{text}' is not a valid phone number; write it in E.164, such as +14155550123")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def check_email(text: str) -> str:
-    address = text.strip()
-    local, at, domain = address.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in address):
-        fail(f"'{text}' is not an email address")
-    return address
-
-
 @main.group()
 def participants() -> None:
     """Add and list participants; print their calendar feed URL."""
@@ -267,34 +264,19 @@ def participants_add(
     name: str, phone: str | None, email: str | None, tz_text: str, var_pairs: tuple[str, ...]
 ) -> None:
     """Add a participant; prints the new participant's id."""
-    from service.storage import repo
-    from service.storage.db import transaction
+    from service.actions import participants as people
 
-    if not name.strip():
-        fail("--name cannot be empty")
-    zone = parse_zone(tz_text)
-    variables = parse_vars(var_pairs)
-    for var_name, value in variables.items():
-        try:
-            TimeExpr.parse(value)
-        except TimeSyntaxError as exc:
-            fail(f"--var {var_name}: {exc}")
-    e164 = normalise_phone(phone) if phone else None
-    address = check_email(email) if email else None
     rt = runtime()
-    with transaction(rt.engine) as conn:
-        if e164 and repo.find_participant_by_phone(conn, e164):
-            fail(f"a participant with phone {e164} exists already")
-        participant = repo.add_participant(
-            conn,
-            name=name.strip(),
-            phone=e164,
-            email=address,
-            timezone=zone.key,
-            variables=variables,
-            now=rt.clock.now(),
+    with reported():
+        participant = people.create(
+            rt,
+            name=name,
+            timezone=tz_text,
+            phone=phone,
+            email=email,
+            variables=parse_vars(var_pairs),
         )
-    click.echo(f"added {participant.name} ({zone.key})")
+    click.echo(f"added {participant.name} ({participant.timezone})")
     click.echo(participant.id)
 
 
@@ -302,14 +284,17 @@ def participants_add(
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def participants_list(fmt: str) -> None:
     """Every participant, with their SMS state and enrollments."""
-    from service.storage import repo
+    from service.storage import enrollments as enrollment_rows
+    from service.storage import participants as participant_rows
     from service.storage.db import transaction
 
     rt = runtime()
     now = rt.clock.now()
     with transaction(rt.engine) as conn:
-        people = repo.list_participants(conn)
-        enrolled = {p.id: repo.list_enrollments(conn, participant_id=p.id) for p in people}
+        people = participant_rows.list_participants(conn)
+        enrolled = {
+            p.id: enrollment_rows.list_enrollments(conn, participant_id=p.id) for p in people
+        }
     if fmt == "json":
         rows = [
             {
@@ -343,29 +328,15 @@ def participants_list(fmt: str) -> None:
 @click.option("--rotate", is_flag=True, help="Revoke the old URL and print a new one.")
 def participants_feed_url(participant_id: str, rotate: bool) -> None:
     """Print the participant's calendar subscription URL."""
-    from service.storage import repo
-    from service.storage.db import transaction
-    from service.tracking.links import feed_link, webcal_link
+    from service.actions import participants as people
 
     rt = runtime()
-    with transaction(rt.engine) as conn:
-        try:
-            if rotate:
-                repo.rotate_feed(conn, participant_id)
-            participant = repo.get_participant(conn, participant_id)
-        except repo.NotFound as exc:
-            fail(str(exc))
-    url = feed_link(rt, participant.id, participant.feed_version)
+    with reported():
+        feed = people.rotate_feed(rt, participant_id) if rotate else people.feed(rt, participant_id)
     if rotate:
         click.echo("the old feed URL no longer works", err=True)
-    click.echo(f"subscribe in a calendar app with {webcal_link(url)}", err=True)
-    click.echo(url)
-
-
-def parse_start(text: str, zone_name: str, now: datetime) -> date:
-    if text == "today":
-        return now.astimezone(zoneinfo.ZoneInfo(zone_name)).date()
-    return parse_date(text)
+    click.echo(f"subscribe in a calendar app with {feed.webcal}", err=True)
+    click.echo(feed.url)
 
 
 @main.command("enroll")
@@ -377,50 +348,51 @@ def enroll_command(
     participant_id: str, plan_ref: str, start_text: str, var_pairs: tuple[str, ...]
 ) -> None:
     """Enroll a participant in a plan (an id or a path); prints the enrollment id."""
-    from service.engine import enrollment as enrollment_service
-    from service.storage import repo
-    from service.storage.db import transaction
+    from service.actions import enrollments as enrolling
+    from service.storage import occurrences as occurrence_rows
+    from service.storage import participants as participant_rows
+    from service.storage.db import reading
 
     rt = runtime()
     overrides = parse_vars(var_pairs)
-    plan = rt.plans.get(plan_ref)
-    if plan is None:
-        try:
-            loaded = rt.catalog.load(plan_ref)
-        except PlanNotFound as exc:
-            fail(str(exc))
-        if loaded.plan is None:
-            for diagnostic in loaded.errors:
-                click.echo(str(diagnostic), err=True)
-            fail("the plan has errors; fix them first (tend plans check)", 1)
-        if rt.plans.get(loaded.plan.id) is None:
-            fail(
-                f"plan '{loaded.plan.id}' is not in the schedules folder "
-                f"({rt.settings.schedules_dir}); enrollments follow plans kept there"
-            )
-        plan = loaded.plan
-    with transaction(rt.engine) as conn:
-        try:
-            participant = repo.get_participant(conn, participant_id)
-        except repo.NotFound as exc:
-            fail(str(exc))
-    start = parse_start(start_text, participant.timezone, rt.clock.now())
-    try:
-        enrollment = enrollment_service.enroll(rt, participant.id, plan, start, overrides)
-    except enrollment_service.EnrollmentError as exc:
-        fail(str(exc))
-    with transaction(rt.engine) as conn:
-        upcoming = repo.upcoming(conn, enrollment.id, limit=1)
+    start: date | Literal["today"] = "today" if start_text == "today" else parse_date(start_text)
+    plan_id = plan_ref if rt.plans.get(plan_ref) is not None else _plan_id_of_file(rt, plan_ref)
+    with reported():
+        plan = enrolling.running_plan(rt, plan_id)
+        enrollment = enrolling.enroll(rt, participant_id, plan, start, overrides)
+    with reading(rt.engine) as conn:
+        participant = participant_rows.get_participant(conn, enrollment.participant_id)
+        upcoming = occurrence_rows.upcoming(conn, enrollment.id, limit=1)
+    began = enrollment.start_date.isoformat()
     if upcoming:
         first = upcoming[0]
         local = first["instant"].astimezone(zoneinfo.ZoneInfo(participant.timezone))
         click.echo(
-            f"enrolled {participant.name} in {plan.title} from {start.isoformat()}; "
+            f"enrolled {participant.name} in {plan.title} from {began}; "
             f"first reminder {first['practice_id']} at {local:%Y-%m-%d %H:%M %Z}"
         )
     else:
-        click.echo(f"enrolled {participant.name} in {plan.title} from {start.isoformat()}")
+        click.echo(f"enrolled {participant.name} in {plan.title} from {began}")
     click.echo(enrollment.id)
+
+
+def _plan_id_of_file(rt: Runtime, path: str) -> str:
+    """The id of the plan in the file at `path`, which must be one the schedules folder
+    holds: enrollments follow the plans Tend runs."""
+    try:
+        loaded = rt.catalog.load(path)
+    except PlanNotFound as exc:
+        fail(str(exc))
+    if loaded.plan is None:
+        for diagnostic in loaded.errors:
+            click.echo(str(diagnostic), err=True)
+        fail("the plan has errors; fix them first (tend plans check)", 1)
+    if rt.plans.get(loaded.plan.id) is None:
+        fail(
+            f"plan '{loaded.plan.id}' is not in the schedules folder "
+            f"({rt.settings.schedules_dir}); enrollments follow plans kept there"
+        )
+    return loaded.plan.id
 
 
 @main.group()
@@ -434,14 +406,18 @@ def enrollments() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def enrollments_list(participant_id: str | None, plan_id: str | None, fmt: str) -> None:
     """Every enrollment, with its status and the next reminder."""
-    from service.storage import repo
+    from service.storage import enrollments as enrollment_rows
+    from service.storage import occurrences as occurrence_rows
+    from service.storage import participants as participant_rows
     from service.storage.db import transaction
 
     rt = runtime()
     with transaction(rt.engine) as conn:
-        found = repo.list_enrollments(conn, participant_id=participant_id, plan_id=plan_id)
-        names = {p.id: p for p in repo.list_participants(conn)}
-        nexts = {e.id: repo.upcoming(conn, e.id, limit=1) for e in found}
+        found = enrollment_rows.list_enrollments(
+            conn, participant_id=participant_id, plan_id=plan_id
+        )
+        names = {p.id: p for p in participant_rows.list_participants(conn)}
+        nexts = {e.id: occurrence_rows.upcoming(conn, e.id, limit=1) for e in found}
     rows = []
     for e in found:
         person = names[e.participant_id]
@@ -481,47 +457,39 @@ def enrollments_list(participant_id: str | None, plan_id: str | None, fmt: str) 
     click.echo(format_table(("id", "participant", "plan", "start", "status", "next"), table))
 
 
-def _set_status(enrollment_id: str, status: str, verb: str) -> None:
-    from service.engine import enrollment as enrollment_service
-    from service.storage import repo
-    from service.storage.db import transaction
+def _change_status(enrollment_id: str, action: str) -> None:
+    from service.actions import enrollments as enrolling
 
+    act, done, already = {
+        "pause": (enrolling.pause, "paused", "was paused already"),
+        "resume": (enrolling.resume, "resumed", "was active already"),
+        "cancel": (enrolling.cancel, "cancelled", "was cancelled already"),
+    }[action]
     rt = runtime()
-    now = rt.clock.now()
-    with transaction(rt.engine) as conn:
-        try:
-            updated = repo.set_enrollment_status(conn, enrollment_id, status, now=now)
-        except repo.NotFound as exc:
-            fail(str(exc))
-        except ValueError as exc:
-            fail(str(exc))
-        if status == "active":
-            plan = rt.plans.get(updated.plan_id)
-            if plan is not None:
-                participant = repo.get_participant(conn, updated.participant_id)
-                enrollment_service.refresh(conn, updated, participant, plan, now)
-    click.echo(f"{verb} {enrollment_id}")
+    with reported():
+        change = act(rt, enrollment_id)
+    click.echo(f"{done} {enrollment_id}" if change.changed else f"{enrollment_id} {already}")
 
 
 @enrollments.command("pause")
 @click.argument("enrollment_id")
 def enrollments_pause(enrollment_id: str) -> None:
     """Stop reminders until resumed."""
-    _set_status(enrollment_id, "paused", "paused")
+    _change_status(enrollment_id, "pause")
 
 
 @enrollments.command("resume")
 @click.argument("enrollment_id")
 def enrollments_resume(enrollment_id: str) -> None:
     """Start reminders again (those still ahead)."""
-    _set_status(enrollment_id, "active", "resumed")
+    _change_status(enrollment_id, "resume")
 
 
 @enrollments.command("cancel")
 @click.argument("enrollment_id")
 def enrollments_cancel(enrollment_id: str) -> None:
     """End the enrollment; nothing more is sent."""
-    _set_status(enrollment_id, "cancelled", "cancelled")
+    _change_status(enrollment_id, "cancel")
 
 
 @plans.command("sync")
@@ -581,19 +549,20 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 )
 def report_command(participant_id: str | None, plan_id: str | None, fmt: str) -> None:
     """Adherence: per enrollment and practice, what was done, skipped and missed."""
-    from service.storage import repo
-    from service.tracking import report
+    from service import report
+    from service.storage import enrollments as enrollment_rows
+    from service.storage.db import NotFound
 
     rt = runtime()
     if plan_id is not None and rt.plans.get(plan_id) is None:
         from service.storage.db import transaction
 
         with transaction(rt.engine) as conn:
-            if not repo.list_enrollments(conn, plan_id=plan_id):
+            if not enrollment_rows.list_enrollments(conn, plan_id=plan_id):
                 fail(f"no plan '{plan_id}' in {rt.settings.schedules_dir} and no enrollments in it")
     try:
         found = report.build(rt, participant_id=participant_id, plan_id=plan_id)
-    except repo.NotFound as exc:
+    except NotFound as exc:
         fail(str(exc))
     if fmt == "json":
         click.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
@@ -646,7 +615,7 @@ def demo_command(days: int, out: Path, seed: int) -> None:
 
 
 def report_rows(found: Any) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    from service.tracking import report
+    from service import report
 
     return report.table_rows(found)
 
@@ -696,12 +665,12 @@ def worker_command(threads: int) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many, newest first.")
 def outbox_command(limit: int) -> None:
     """The development outbox: messages kept instead of sent."""
-    from service.storage import repo
+    from service.storage import outbox as outbox_rows
     from service.storage.db import transaction
 
     rt = runtime()
     with transaction(rt.engine) as conn:
-        items = repo.outbox_list(conn, limit=limit)
+        items = outbox_rows.outbox_list(conn, limit=limit)
     if not items:
         click.echo("the outbox is empty")
     for item in items:

@@ -36,15 +36,21 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import func, select
 
+from service import report
+from service.actions import checkins as recording
+from service.actions import enrollments as enrolling
+from service.actions.inbound_sms import handle_sms
 from service.clock import ManualClock
 from service.core.replies import Reply, interpret
-from service.engine import enrollment as enrollment_service
+from service.core.states import Channel, DeliveryKind, EnrollmentStatus
 from service.engine.scheduler import Scheduler
 from service.engine.tasks import QUEUE, declare, middleware, weekly_sender
 from service.logging import configure_logging
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
-from service.storage import checkins, repo
+from service.storage import checkins
+from service.storage import deliveries as delivery_rows
+from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
 from service.storage.tables import (
     deliveries,
@@ -52,9 +58,6 @@ from service.storage.tables import (
     occurrences,
     outbox,
 )
-from service.tracking import checkins as tracking
-from service.tracking import report
-from service.tracking.inbound import handle_sms
 from service.web import charts, dashboard_data
 
 START = date(2026, 3, 2)  # a Monday; New York moves its clocks on Sunday 8 March
@@ -212,7 +215,7 @@ class Simulation:
 
     def enroll(self, persona: Persona) -> str:
         with transaction(self.runtime.engine) as conn:
-            person = repo.add_participant(
+            person = participant_rows.add_participant(
                 conn,
                 name=persona.name,
                 timezone=persona.timezone,
@@ -228,7 +231,7 @@ class Simulation:
                     f"the shipped plan '{plan_id}' is not in {self.runtime.settings.schedules_dir}"
                     " (TEND_SCHEDULES_DIR); run tend demo from Tend's folder"
                 )
-            enrollment_service.enroll(self.runtime, person.id, plan, START, {})
+            enrolling.enroll(self.runtime, person.id, plan, START, {})
         self.people[person.id] = persona
         self.rngs[person.id] = random.Random(f"{self.seed}:{persona.name}")
         if persona.style == "stops":
@@ -248,7 +251,7 @@ class Simulation:
         last = self.clock.now()
         while True:
             with transaction(self.runtime.engine) as conn:
-                due = repo.next_due(conn)
+                due = delivery_rows.next_due(conn)
             moments = [next_maintain]
             if due is not None:
                 moments.append(due)
@@ -346,7 +349,7 @@ class Simulation:
         now = self.clock.now()
         day = (now.astimezone(ZoneInfo(persona.timezone)).date() - START).days + 1
         chance = {"keeps_up": 0.9, "stops": 0.75, "slips": 0.8 if day <= 7 else 0.12}[persona.style]
-        if item.kind == "nudge":
+        if item.kind == DeliveryKind.NUDGE:
             chance *= 0.6
         replying = rng.random() < chance
         delay = timedelta(minutes=rng.randint(2, 40))
@@ -356,9 +359,9 @@ class Simulation:
         delay = min(delay, (item.window_end - now) - timedelta(minutes=1))
         if delay <= timedelta(0):
             return
-        if item.channel == "sms":
+        if item.channel == Channel.SMS:
             self.at(now + delay, lambda: self.text(pid, words))
-        elif item.channel == "email" and persona.style == "keeps_up":
+        elif item.channel == Channel.EMAIL and persona.style == "keeps_up":
             occurrence = item.occurrence_id
             assert occurrence is not None
             self.at(now + delay, lambda: self.tap_link(pid, occurrence, words))
@@ -384,9 +387,9 @@ class Simulation:
             target = checkins.check_in_target(conn, occurrence_id)
             if target is None or not (target.instant <= now < target.window_end):
                 return
-            if target.check_in is not None or target.enrollment_status != "active":
+            if target.check_in is not None or target.enrollment_status != EnrollmentStatus.ACTIVE:
                 return
-            spec = tracking.check_in_spec(self.runtime, target)
+            spec = recording.check_in_spec(self.runtime, target)
             reading = interpret(
                 Reply("text", text=words) if spec.kind == "text" else Reply("done"),
                 spec.kind,
@@ -399,12 +402,12 @@ class Simulation:
                 conn, channel="link", body=words, now=now, participant_id=participant_id
             )
             checkins.claim_reply(conn, stored.id, now=now)
-            recorded = tracking.record(conn, target, reading, source="link", now=now)
+            recorded = recording.record(conn, target, reading, source="link", now=now)
             checkins.finish_reply(
                 conn,
                 stored.id,
                 understood=reading.outcome if recorded else "no_window",
-                detail=f"checked in by link for {tracking.title_of(self.runtime, target)}",
+                detail=f"checked in by link for {recording.title_of(self.runtime, target)}",
                 answer=None,
                 occurrence_id=target.occurrence_id,
             )
@@ -508,7 +511,7 @@ def _finish(runtime: Runtime, simulation: Simulation, folder: Path, end: datetim
                 .group_by(occurrences.c.check_in)
             ).all()
         )
-        states = repo.delivery_states(conn)
+        states = delivery_rows.delivery_states(conn)
     return DemoResult(
         folder=folder,
         database=folder / "demo.db",

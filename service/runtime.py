@@ -19,7 +19,7 @@ from service.channels.sms import TwilioSMSChannel
 from service.clock import Clock, SystemClock
 from service.core.plan import Plan
 from service.settings import Settings
-from service.storage import repo
+from service.storage import app_state
 from service.storage.db import ensure_current, make_engine, transaction
 
 log = structlog.get_logger("tend.runtime")
@@ -155,7 +155,9 @@ class Runtime:
                 self._secret = self.settings.secret_key.get_secret_value().encode()
             else:
                 with transaction(self.engine) as conn:
-                    value = repo.put_state_once(conn, DEV_SECRET_KEY, secrets.token_urlsafe(32))
+                    value = app_state.put_state_once(
+                        conn, DEV_SECRET_KEY, secrets.token_urlsafe(32)
+                    )
                 self._secret = value.encode()
         return self._secret
 

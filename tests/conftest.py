@@ -1,123 +1,88 @@
-"""Shared helpers: plans written as text, loaded with test templates, and diagnostics checks.
+"""The whole suite's configuration: the shared fixtures (tests/support, loaded as plugins),
+a marker per folder, and no TEND_* variable from the developer's shell.
 
-Tests never read the repository's schedules/ or templates/ folders (another part of the
-project owns those), except tests/test_shipped_plans.py, which checks exactly them.
+The folders, and the marker each one's tests get (`pytest -m unit` runs only those):
+
+- tests/unit/        `unit`         pure and fast: no database, no network, no subprocess
+- tests/integration/ `integration`  a database, the app through TestClient, channels against fakes
+- tests/hostile/     `hostile`      bad input and attacks
+- tests/reliability/ `reliability`  Tend's processes under faults and load
+- tests/browser/     `browser`      the dashboard in chromium through Playwright
 """
 
 from __future__ import annotations
 
 import os
-import textwrap
-from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-import jinja2
 import pytest
 
-from service.core.conversation import ANSWERS
-from service.core.diagnostics import Diagnostic
-from service.core.loader import LoadResult, load_plan
-from service.core.plan import Plan
-from service.core.render import Renderer
+pytest_plugins = [
+    "tests.support.plans",
+    "tests.support.services",
+    "tests.support.engine",
+    "tests.support.reliability_report",
+]
 
-REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+FOLDER_MARKERS = ("unit", "integration", "hostile", "reliability", "browser")
 
-_EMAIL = (
-    "{% block subject %}{{ practice.title }}{% endblock %}"
-    "{% block text %}Hi {{ participant.name }}. {{ message or practice.title }}{% endblock %}"
-    "{% block html %}<p>Hi {{ participant.name }}. {{ message or practice.title }}</p>"
-    "{% endblock %}"
+# Under pytest-xdist (`make test` runs `pytest -n 4 --dist loadgroup`), the tests of each of
+# these run on one worker, as one unit: they share a costly module-scoped fixture (a
+# served dashboard and its browser, the day of load, the demo's run, a seeded cohort).
+SHARED_WORKER = (
+    "tests/browser/",
+    "tests/reliability/test_load.py",
+    "tests/integration/test_demo.py",
+    "tests/integration/test_dashboard.py",
+)
+# ...and the longest start first, so that the rest fills in around them.
+FIRST = (
+    "reliability/",
+    "browser/",
+    "integration/test_demo.py",
+    "integration/test_concurrency.py",
 )
 
-# The templates every test plan may use: the category defaults for sleep and movement,
-# one named template, and two broken ones.
-TEMPLATES: dict[str, str] = {
-    "default/sleep.sms.j2": "Time for {{ practice.title }}, {{ participant.first_name }}.",
-    "default/sleep.email.j2": _EMAIL,
-    "default/sleep.calendar.j2": "{{ message or practice.title }}",
-    "default/movement.sms.j2": "Move: {{ practice.title }}.",
-    "default/movement.email.j2": _EMAIL,
-    "default/movement.calendar.j2": "{{ message or practice.title }}",
-    "sleep/wind-down.sms.j2": "Wind down, {{ participant.first_name }}. {{ item or '' }}",
-    "sleep/wind-down.email.j2": _EMAIL,
-    "sleep/wind-down.calendar.j2": "Wind down ({{ practice.duration_minutes }} min)",
-    "broken/syntax.sms.j2": "Hello {{ participant.name ",
-    "broken/no-html.email.j2": (
-        "{% block subject %}S{% endblock %}{% block text %}T{% endblock %}"
-    ),
-    # Tend's own texts, which `tend plans check` renders too: plain stand-ins.
-    **{f"replies/{name}.sms.j2": f"answer: {name}" for name in ANSWERS},
-    "digest/coach.email.j2": (
-        "{% block subject %}Digest{% endblock %}{% block text %}{{ active }}{% endblock %}"
-        "{% block html %}<p>{{ active }}</p>{% endblock %}"
-    ),
-}
 
-# A plan header whose line numbers the tests rely on: the first practice's keys start on
-# line 9 (category) and anything appended by `practice()` starts on line 11, indented 4.
-HEADER = """\
-plan: sleep
-title: Sleep
-weeks: 8
-variables:
-  wake: "07:00"
-  bedtime: "22:30"
-practices:
-  - id: screens-off
-    category: sleep
-    title: Screens off
-"""
+def _where(item: pytest.Item) -> str:
+    try:
+        return item.path.resolve().relative_to(TESTS).as_posix()
+    except ValueError:
+        return ""
 
 
-def practice(*lines: str) -> str:
-    """HEADER plus the given lines as keys of its one practice (line 11 onwards)."""
-    return HEADER + "".join(f"    {line}\n" for line in lines)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test gets its folder's marker; in an xdist worker (each collects, and all
+    must come to the same order), the longest tests go first."""
+    for item in items:
+        folder = _where(item).split("/")[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: not _where(item).startswith(FIRST))  # stable
 
 
-def renderer(extra: dict[str, str] | None = None) -> Renderer:
-    return Renderer(jinja2.DictLoader({**TEMPLATES, **(extra or {})}))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`, with SHARED_WORKER's groups given by path. (xdist 3.8's own
+    grouping by `xdist_group` marks does nothing under pytest 9.2, which no longer lets
+    it rename a test's node id: pytest-dev/pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
 
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # an `xdist_group` mark, once it works
+                return nodeid.rsplit("@", 1)[-1]
+            for shared in SHARED_WORKER:
+                if nodeid.startswith(shared):
+                    return shared
+            return nodeid
 
-def load(
-    text: str, *, templates: dict[str, str] | None = None, path: str = "plan.yaml"
-) -> LoadResult:
-    """Load plan text (dedented) with the test templates."""
-    return load_plan(textwrap.dedent(text), path, renderer(templates))
-
-
-def load_ok(text: str, *, templates: dict[str, str] | None = None) -> Plan:
-    """Load a plan that must have no errors (warnings are fine)."""
-    result = load(text, templates=templates)
-    assert result.errors == [], "\n".join(str(d) for d in result.diagnostics)
-    assert result.plan is not None
-    return result.plan
-
-
-def find(
-    diagnostics: Iterable[Diagnostic] | LoadResult,
-    line: int,
-    column: int,
-    severity: str,
-    text: str,
-) -> Diagnostic:
-    """The diagnostic at exactly `line`:`column` with that severity whose message holds `text`."""
-    items = diagnostics.diagnostics if isinstance(diagnostics, LoadResult) else list(diagnostics)
-    for d in items:
-        if (d.line, d.column, d.severity) == (line, column, severity) and text in d.message:
-            return d
-    shown = "\n".join(f"  {d}" for d in items) or "  (none)"
-    pytest.fail(
-        f"no {severity} at {line}:{column} containing {text!r}; the diagnostics were:\n{shown}"
-    )
-
-
-def assert_only(result: LoadResult, line: int, column: int, severity: str, text: str) -> Diagnostic:
-    """`find`, and that this is the only diagnostic of the file."""
-    found = find(result, line, column, severity, text)
-    assert result.diagnostics == [found], "\n".join(str(d) for d in result.diagnostics)
-    if severity == "error":
-        assert result.plan is None
-    return found
+    return Scheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
@@ -126,27 +91,3 @@ def _no_tend_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TEND_"):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def write_file(tmp_path: Path) -> Callable[[str, str], Path]:
-    """Write text (dedented) to a file under tmp_path, making folders as needed."""
-
-    def write(relative: str, text: str) -> Path:
-        path = tmp_path / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-    return write
-
-
-@pytest.fixture
-def templates_dir(tmp_path: Path) -> Path:
-    """The test templates written out as files, for the Catalog and the CLI."""
-    root = tmp_path / "templates"
-    for name, source in TEMPLATES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(source, encoding="utf-8")
-    return root

@@ -33,6 +33,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
 from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
+from service.core.states import Channel as ChannelName
 from service.core.tokens import sign, verify
 from service.logging import mask
 from service.settings import Settings
@@ -182,7 +183,7 @@ class SMTPEmailChannel(Channel):
     """Sends email through one SMTP server: STARTTLS (or implicit TLS on port 465) and a
     login when configured, a timeout on every operation."""
 
-    name = "email"
+    name = ChannelName.EMAIL
 
     def __init__(
         self,

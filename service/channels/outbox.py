@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 
 from service.channels.base import Channel, OutgoingMessage, Receipt
 from service.core.sms import clean_for_sms, count_segments
-from service.storage import repo
+from service.core.states import Channel as ChannelName
+from service.storage import outbox as outbox_rows
 from service.storage.db import transaction
 
 log = structlog.get_logger("tend.outbox")
@@ -27,9 +28,9 @@ class OutboxChannel(Channel):
         self.now = now
 
     def send(self, message: OutgoingMessage) -> Receipt:
-        body = clean_for_sms(message.body) if self.name == "sms" else message.body
+        body = clean_for_sms(message.body) if self.name == ChannelName.SMS else message.body
         with transaction(self.engine) as conn:
-            outbox_id = repo.outbox_put(
+            outbox_id = outbox_rows.outbox_put(
                 conn,
                 delivery_id=message.delivery_id,
                 channel=self.name,
@@ -42,7 +43,7 @@ class OutboxChannel(Channel):
                 ),
                 now=self.now(),
             )
-        segments = count_segments(body).count if self.name == "sms" else None
+        segments = count_segments(body).count if self.name == ChannelName.SMS else None
         shown = message.subject if message.subject else " ".join(body.split())
         log.info(
             f"outbox {self.name} to {message.to}: {shown}",
@@ -53,4 +54,4 @@ class OutboxChannel(Channel):
 
     def already_sent(self, delivery_id: int) -> bool | None:
         with transaction(self.engine) as conn:
-            return repo.outbox_has(conn, delivery_id)
+            return outbox_rows.outbox_has(conn, delivery_id)

@@ -34,6 +34,7 @@ from twilio.rest import Client  # type: ignore[import-untyped]
 from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
 from service.channels.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from service.core.sms import clean_for_sms, count_segments
+from service.core.states import Channel as ChannelName
 from service.logging import mask
 from service.settings import Settings
 
@@ -364,7 +365,7 @@ def _utcnow() -> datetime:
 class TwilioSMSChannel(Channel):
     """Sends SMS with the twilio library. See the module docstring for what it adds."""
 
-    name = "sms"
+    name = ChannelName.SMS
 
     def __init__(
         self,

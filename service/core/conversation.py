@@ -26,6 +26,7 @@ from typing import Literal
 
 from service.core.plan import CheckIn
 from service.core.replies import Interpretation, Reply, interpret, match_practice, parse_reply
+from service.core.states import CheckInResult
 
 Action = Literal["opt_out", "opt_in", "help", "pause", "resume", "check_in", "ask", "none"]
 
@@ -56,7 +57,7 @@ class OpenCheckIn:
     instant: datetime  # aware UTC
     window_end: datetime
     check_in: CheckIn
-    current: str | None = None  # what is recorded already: "done", "skipped", or None
+    current: CheckInResult | None = None  # what is recorded already: done, skipped, or None
 
 
 @dataclass(frozen=True, slots=True)

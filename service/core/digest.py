@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from service.core.states import SmsStatus
+
 MIN_DECIDED = 3
 LOW_RATE = 0.5
 DROP = 0.25
@@ -39,7 +41,7 @@ class CohortEntry:
     participant: str  # id
     name: str
     plan: str
-    sms: str  # subscribed, paused, or opted_out when they opted out during the week
+    sms: str  # a SmsStatus; opted_out only when they opted out during the week
     this_week: Week
     last_week: Week
     streak: int  # the best current streak among the enrollment's practices
@@ -54,7 +56,7 @@ class Line:
 def slip_reason(entry: CohortEntry) -> str | None:
     """Why `entry` slipped this week, or None."""
     week, before = entry.this_week, entry.last_week
-    if entry.sms == "opted_out":
+    if entry.sms == SmsStatus.OPTED_OUT:
         return "opted out of text reminders"
     if week.decided >= MIN_DECIDED and week.done == 0:
         return f"nothing done this week (0 of {week.decided})"
@@ -121,9 +123,9 @@ def digest_context(
 def sample_digest_context() -> dict[str, Any]:
     """A realistic digest, for checking the template."""
     people = [
-        ("Alex Morgan", "sleep-hygiene", "subscribed", (6, 7), (5, 7), 6),
-        ("Sam Rivera", "rhythmic-movement", "subscribed", (1, 6), (5, 6), 0),
-        ("Jo Park", "morning-affirmations", "opted_out", (2, 4), (4, 7), 1),
+        ("Alex Morgan", "sleep-hygiene", SmsStatus.SUBSCRIBED, (6, 7), (5, 7), 6),
+        ("Sam Rivera", "rhythmic-movement", SmsStatus.SUBSCRIBED, (1, 6), (5, 6), 0),
+        ("Jo Park", "morning-affirmations", SmsStatus.OPTED_OUT, (2, 4), (4, 7), 1),
     ]
     entries = [
         CohortEntry(f"p_sample{n}", name, plan, sms, Week(*week), Week(*before), streak)

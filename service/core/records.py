@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+
+from service.core.states import (
+    Channel,
+    CheckInResult,
+    DeliveryKind,
+    EnrollmentStatus,
+    InvitationStatus,
+    OccurrenceState,
+    SmsState,
+    SmsStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +25,7 @@ class Participant:
     email: str | None
     timezone: str
     variables: dict[str, str] = field(default_factory=dict)
-    sms_state: str = "subscribed"
+    sms_state: SmsState = SmsState.SUBSCRIBED
     paused_until: datetime | None = None
     email_unsubscribed: bool = False
     feed_version: int = 1
@@ -24,11 +34,11 @@ class Participant:
     def sms_paused(self, now: datetime) -> bool:
         return self.paused_until is not None and self.paused_until > now
 
-    def sms_status(self, now: datetime) -> str:
+    def sms_status(self, now: datetime) -> SmsStatus:
         """`subscribed`, `opted_out` or `paused`, as the report shows it."""
-        if self.sms_state == "opted_out":
-            return "opted_out"
-        return "paused" if self.sms_paused(now) else "subscribed"
+        if self.sms_state == SmsState.OPTED_OUT:
+            return SmsStatus.OPTED_OUT
+        return SmsStatus.PAUSED if self.sms_paused(now) else SmsStatus.SUBSCRIBED
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +49,7 @@ class Enrollment:
     plan_hash: str
     start_date: date
     variables: dict[str, str]
-    status: str
+    status: EnrollmentStatus
     horizon: date
     end_date: date
     not_before: datetime
@@ -53,12 +63,16 @@ class DeliveryJob:
     moved it to `sending`."""
 
     id: int
-    channel: str
-    kind: str
+    channel: Channel
+    kind: DeliveryKind
     due_at: datetime
-    attempts: int
+    attempts: int  # this attempt's number, from 1: the fencing token of its outcome
+    uncertain: bool  # an earlier attempt may have gone out: ask the channel first
     occurrence_id: int
     occurrence_key: str
+    occurrence_state: OccurrenceState
+    occurrence_channels: tuple[str, ...]  # the practice's channels when it was stored
+    check_in: CheckInResult | None  # None while nothing is recorded
     practice_id: str
     local_date: date
     week: int
@@ -68,10 +82,10 @@ class DeliveryJob:
     window_end: datetime
     enrollment_id: str
     plan_id: str
-    enrollment_status: str
+    plan_hash: str
+    enrollment_status: EnrollmentStatus
     enrollment_variables: dict[str, str]
     participant: Participant
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +99,7 @@ class InvitationState:
     sent_keys: tuple[str, ...]
     wanted_hash: str | None
     checked_key: str | None
-    state: str
+    state: InvitationStatus
     attempts: int
     last_error: str | None
     lease_until: datetime | None

@@ -13,11 +13,12 @@ from datetime import date, datetime, timedelta, tzinfo
 
 from service.core.expand import Occurrence, expand
 from service.core.plan import Plan
+from service.core.states import Channel, DeliveryKind, OccurrenceState
 
 HORIZON_DAYS = 14
 # Channels that get one delivery per occurrence. Calendar practices reach people
 # through their feed and invitations instead.
-DELIVERY_CHANNELS = ("sms", "email")
+DELIVERY_CHANNELS = tuple(Channel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +43,16 @@ class Planned:
     def delivery_channels(self) -> tuple[str, ...]:
         return tuple(c for c in self.channels if c in DELIVERY_CHANNELS)
 
-    def deliveries(self) -> dict[tuple[str, str], datetime]:
+    def deliveries(self) -> dict[tuple[str, DeliveryKind], datetime]:
         """Every delivery the occurrence should have, as (channel, kind) -> due time: a
         reminder on each delivery channel at the instant, and the nudge by SMS when the
         practice has one."""
-        wanted = {(channel, "reminder"): self.instant for channel in self.delivery_channels}
+        wanted = {
+            (channel, DeliveryKind.REMINDER): self.instant for channel in self.delivery_channels
+        }
         if self.nudge_minutes is not None:
-            wanted["sms", "nudge"] = self.instant + timedelta(minutes=self.nudge_minutes)
+            nudge_at = self.instant + timedelta(minutes=self.nudge_minutes)
+            wanted[Channel.SMS, DeliveryKind.NUDGE] = nudge_at
         return wanted
 
 
@@ -127,7 +131,7 @@ class Stored:
     key: str
     instant: datetime
     fingerprint: str
-    state: str
+    state: OccurrenceState
     touched: bool  # a delivery of it was sent or is being sent: it is history now
 
 
@@ -162,9 +166,13 @@ def reconcile(stored: Iterable[Stored], wanted: Sequence[Planned], now: datetime
             continue
         if current.touched or current.instant <= now or item.instant <= now:
             continue
-        if current.state == "cancelled" or current.fingerprint != item.fingerprint:
+        if current.state == OccurrenceState.CANCELLED or current.fingerprint != item.fingerprint:
             changes.moved.append((current, item))
     for current in by_key.values():
-        if current.state != "cancelled" and not current.touched and current.instant > now:
+        if (
+            current.state != OccurrenceState.CANCELLED
+            and not current.touched
+            and current.instant > now
+        ):
             changes.cancelled.append(current)
     return changes

@@ -18,29 +18,34 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from service.actions import consent
+from service.actions.enrollments import variables_for
+from service.actions.links import check_in_link
 from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
 from service.channels.email import unsubscribe_link
 from service.clock import clock_span
+from service.core.backoff import Backoff
+from service.core.consent import send_refusal
 from service.core.expand import Occurrence, resolve_plan_variables
 from service.core.plan import Plan
 from service.core.records import DeliveryJob
 from service.core.render import Person, RenderError
 from service.core.sms import clean_for_sms
-from service.engine.enrollment import variables_for
+from service.core.states import Channel as ChannelName
+from service.core.states import DeliveryKind, DeliveryState, EnrollmentStatus, OccurrenceState
 from service.runtime import Runtime
-from service.storage import repo
+from service.storage import deliveries as delivery_rows
 from service.storage.checkins import CHECKED_IN_NOTE, WINDOW_CLOSED_NOTE
-from service.storage.db import Run, statements, transaction
-from service.tracking.links import check_in_link
+from service.storage.db import Run, statements
 
 log = structlog.get_logger("tend.delivery")
 
 SEND_LEASE = timedelta(minutes=3)  # longer than any channel's timeouts added up
 MAX_ATTEMPTS = 6
-MIN_BACKOFF = timedelta(seconds=10)
+# 10 s, 20 s, 40 s ... at most 4 minutes: retries that fit a 15-minute grace.
+REMINDER_BACKOFF = Backoff(first=timedelta(seconds=10), ceiling=timedelta(minutes=4))
 RECORD_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # real seconds between tries to record a send
 pause = time.sleep  # tests put a stand-in here
-MAX_BACKOFF = timedelta(minutes=4)
 
 
 class Outcome(enum.StrEnum):
@@ -57,11 +62,6 @@ class Result:
     outcome: Outcome
     retry_in: timedelta | None = None
     detail: str | None = None
-
-
-def backoff(attempt: int) -> timedelta:
-    """10 s, 20 s, 40 s ... at most 4 minutes: retries that fit a 15-minute grace."""
-    return min(MIN_BACKOFF * (1 << max(attempt - 1, 0)), MAX_BACKOFF)
 
 
 def deliver(runtime: Runtime, delivery_id: int) -> Result:
@@ -99,7 +99,9 @@ def deliver_many(
 def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
     now = runtime.clock.now()
     grace = timedelta(minutes=runtime.settings.grace_minutes)
-    job = run(lambda conn: repo.start_sending(conn, delivery_id, now=now, lease=SEND_LEASE))
+    job = run(
+        lambda conn: delivery_rows.start_sending(conn, delivery_id, now=now, lease=SEND_LEASE)
+    )
     if job is None:
         return Result(Outcome.SKIPPED)
     try:
@@ -108,7 +110,7 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
             outcome, reason = blocked
             log.info("delivery not sent", delivery=job.id, outcome=outcome.value, reason=reason)
             return _finish(runtime, run, job, outcome, reason)
-        plan = runtime.plans.get(job.plan_id, job.extra.get("plan_hash"))
+        plan = runtime.plans.get(job.plan_id, job.plan_hash)
         if plan is None or job.practice_id not in plan.practice_index:
             problem = f"plan '{job.plan_id}' cannot be loaded"
             return _retry_or_fail(runtime, run, job, problem)
@@ -118,7 +120,7 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
             problem = f"could not render the message: {exc}"
             return _finish(runtime, run, job, Outcome.FAILED, problem)
         channel = runtime.channels[job.channel]
-        if job.extra.get("uncertain"):
+        if job.uncertain:
             # A worker stopped while sending this: send again only if it surely did not go.
             why = "the worker stopped while sending and the channel cannot tell whether it went out"
             settled = _settle_uncertain(runtime, run, job, channel, why)
@@ -131,10 +133,7 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
         receipt = channel.send(message)
     except ChannelError as exc:
         if exc.opted_out:
-            with transaction(runtime.engine) as conn:
-                repo.opt_out_sms(
-                    conn, job.participant.id, source=f"provider:{exc.code}", now=runtime.clock.now()
-                )
+            consent.carrier_opt_out(runtime, job.participant.id, exc.code)
         if exc.permanent:
             return _finish(runtime, run, job, Outcome.FAILED, str(exc))
         if exc.uncertain:
@@ -198,32 +197,21 @@ def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome
     """Why this delivery must not go out now, if it must not."""
     if now > job.due_at + grace:
         return Outcome.EXPIRED, f"not sent within the grace period ({grace})"
-    if job.enrollment_status != "active":
+    if job.enrollment_status != EnrollmentStatus.ACTIVE:
         return Outcome.CANCELLED, f"enrollment {job.enrollment_status}"
-    if job.extra.get("occurrence_state") != "scheduled":
+    if job.occurrence_state != OccurrenceState.SCHEDULED:
         return Outcome.CANCELLED, "occurrence cancelled"
     # A nudge is an SMS whatever the practice's channels; a plan edit cancels it directly.
-    channels = job.extra.get("occurrence_channels", (job.channel,))
-    if job.kind == "reminder" and job.channel not in channels:
+    if job.kind == DeliveryKind.REMINDER and job.channel not in job.occurrence_channels:
         return Outcome.CANCELLED, "channel removed from the plan"
-    if job.kind == "nudge":
-        if job.extra.get("check_in") is not None:
+    if job.kind == DeliveryKind.NUDGE:
+        if job.check_in is not None:
             return Outcome.CANCELLED, CHECKED_IN_NOTE
         if now >= job.window_end:
             return Outcome.CANCELLED, WINDOW_CLOSED_NOTE
-    participant = job.participant
-    if job.channel == "sms":
-        if participant.sms_state == "opted_out":
-            return Outcome.CANCELLED, repo.OPTED_OUT_NOTE
-        if participant.sms_paused(now):
-            return Outcome.CANCELLED, "participant paused SMS reminders"
-        if not participant.phone:
-            return Outcome.CANCELLED, "participant has no phone number"
-    if job.channel == "email":
-        if participant.email_unsubscribed:
-            return Outcome.CANCELLED, repo.UNSUBSCRIBED_NOTE
-        if not participant.email:
-            return Outcome.CANCELLED, "participant has no email address"
+    refusal = send_refusal(job.participant, job.channel, now)
+    if refusal is not None:
+        return Outcome.CANCELLED, refusal.value
     return None
 
 
@@ -256,16 +244,16 @@ def compose(runtime: Runtime, plan: Plan, job: DeliveryJob) -> OutgoingMessage:
     context = renderer.context(
         plan, occurrence, Person(job.participant.name), variables, check_in_url(runtime, job)
     )
-    if job.kind == "nudge":
+    if job.kind == DeliveryKind.NUDGE:
         text = clean_for_sms(renderer.nudge(occurrence.practice, context))
-        return OutgoingMessage(job.id, "sms", job.participant.phone or "", text)
-    if job.channel == "sms":
+        return OutgoingMessage(job.id, ChannelName.SMS, job.participant.phone or "", text)
+    if job.channel == ChannelName.SMS:
         text = clean_for_sms(renderer.sms(occurrence.variant, occurrence.practice, context))
-        return OutgoingMessage(job.id, "sms", job.participant.phone or "", text)
+        return OutgoingMessage(job.id, ChannelName.SMS, job.participant.phone or "", text)
     email = renderer.email(occurrence.variant, occurrence.practice, context)
     return OutgoingMessage(
         job.id,
-        "email",
+        ChannelName.EMAIL,
         job.participant.email or "",
         email.text,
         email.subject,
@@ -286,10 +274,10 @@ def _finish(
 ) -> Result:
     now = runtime.clock.now()
     run(
-        lambda conn: repo.finish(
+        lambda conn: delivery_rows.finish(
             conn,
             job.id,
-            outcome.value,
+            DeliveryState(outcome.value),
             now=now,
             attempt=job.attempts,
             error=error,
@@ -312,7 +300,7 @@ def _retry_or_fail(
     uncertain: bool = False,
 ) -> Result:
     now = runtime.clock.now()
-    delay = backoff(job.attempts)
+    delay = REMINDER_BACKOFF.after(job.attempts)
     if retry_after is not None:  # the provider's wait is real time
         delay = max(delay, clock_span(runtime.clock, retry_after))
     grace = timedelta(minutes=runtime.settings.grace_minutes)
@@ -320,7 +308,7 @@ def _retry_or_fail(
         problem = f"gave up after {job.attempts} attempts: {error}"
         return _finish(runtime, run, job, Outcome.FAILED, problem)
     run(
-        lambda conn: repo.retry_later(
+        lambda conn: delivery_rows.retry_later(
             conn,
             job.id,
             now=now,

@@ -1,5 +1,6 @@
-"""Enrollments: creating them, keeping their occurrences materialised over a rolling
-horizon, and bringing them up to date when their plan changes."""
+"""The scheduler's upkeep of enrollments: keeping their occurrences materialised over a
+rolling horizon, finishing those whose plan ended, and bringing them up to date when
+their plan changes (each through `actions.enrollments.refresh`, as enrolling does)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,14 @@ from datetime import date, timedelta
 
 import structlog
 
+from service.actions.enrollments import plan_changes, refresh
 from service.core.schedule import HORIZON_DAYS, Changes
+from service.core.states import LIVE_STATUSES
 from service.runtime import Runtime
-from service.storage import repo
+from service.storage import enrollments as enrollment_rows
+from service.storage import occurrences as occurrence_rows
+from service.storage import participants as participant_rows
 from service.storage.db import transaction
-
-# Creating enrollments and materialising them live in service.tracking.enrolling, below
-# both the engine and the web layer (the JSON API enrolls too); the names stay here.
-from service.tracking.enrolling import EnrollmentError as EnrollmentError
-from service.tracking.enrolling import enroll as enroll
-from service.tracking.enrolling import plan_changes as plan_changes
-from service.tracking.enrolling import refresh as refresh
-from service.tracking.enrolling import variables_for as variables_for
 
 log = structlog.get_logger("tend.enrollment")
 
@@ -46,11 +43,13 @@ def sync_plans(
     now = runtime.clock.now()
     lines: list[SyncLine] = []
     with transaction(runtime.engine) as conn:
-        hashes = repo.plan_hashes(conn)
+        hashes = enrollment_rows.plan_hashes(conn)
         stale = {
             plan_id: [
                 e
-                for e in repo.list_enrollments(conn, plan_id=plan_id, statuses=("active", "paused"))
+                for e in enrollment_rows.list_enrollments(
+                    conn, plan_id=plan_id, statuses=LIVE_STATUSES
+                )
                 if e.plan_hash != plans[plan_id].content_hash
             ]
             for plan_id, stored in sorted(hashes.items())
@@ -63,7 +62,7 @@ def sync_plans(
         for enrollment in enrollments:
             try:
                 with transaction(runtime.engine) as conn:
-                    participant = repo.get_participant(conn, enrollment.participant_id)
+                    participant = participant_rows.get_participant(conn, enrollment.participant_id)
                     if dry_run:
                         changes, _ = plan_changes(conn, enrollment, participant, plan, now)
                         conn.rollback()
@@ -94,7 +93,7 @@ def finish_ended(runtime: Runtime) -> int:
     """Enrollments whose plan has ended (and whose last check-in window has closed)."""
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:
-        return repo.finish_ended(conn, now=now)
+        return enrollment_rows.finish_ended(conn, now=now)
 
 
 def extend_horizons(runtime: Runtime, page: int = 200) -> int:
@@ -113,7 +112,7 @@ def extend_horizons(runtime: Runtime, page: int = 200) -> int:
     after: tuple[date, str] | None = None
     while True:
         with transaction(runtime.engine) as conn:
-            candidates = repo.enrollments_to_extend(
+            candidates = enrollment_rows.enrollments_to_extend(
                 conn, before, plan_ids=loaded, after=after, limit=page
             )
         for enrollment in candidates:
@@ -122,7 +121,7 @@ def extend_horizons(runtime: Runtime, page: int = 200) -> int:
                 continue
             try:
                 with transaction(runtime.engine) as conn:
-                    participant = repo.get_participant(conn, enrollment.participant_id)
+                    participant = participant_rows.get_participant(conn, enrollment.participant_id)
                     refresh(conn, enrollment, participant, plan, now)
                 extended += 1
             except ValueError as exc:
@@ -137,7 +136,7 @@ def align_check_in_kinds(runtime: Runtime) -> int:
     from before Tend stored the kind, and any left behind, are put right)."""
     changed = 0
     with transaction(runtime.engine) as conn:
-        versions = repo.plan_hashes(conn)
+        versions = enrollment_rows.plan_hashes(conn)
     for plan_id, hashes in versions.items():
         for content_hash in hashes:
             plan = runtime.plans.get(plan_id, content_hash)
@@ -145,7 +144,7 @@ def align_check_in_kinds(runtime: Runtime) -> int:
                 continue  # that version is gone: sync_plans moves its enrollments on
             kinds = {p.id: p.check_in.kind for p in plan.practices}
             with transaction(runtime.engine) as conn:
-                changed += repo.align_check_in_kinds(conn, plan_id, content_hash, kinds)
+                changed += occurrence_rows.align_check_in_kinds(conn, plan_id, content_hash, kinds)
     if changed:
         log.info("check-in kinds aligned with the plans", occurrences=changed)
     return changed

@@ -30,8 +30,10 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from service.actions.enrollments import variables_for
 from service.channels.base import ChannelError, OutgoingMessage
 from service.channels.email import unsubscribe_link
+from service.core.backoff import Backoff
 from service.core.expand import resolve_plan_variables
 from service.core.invitation import (
     CANCEL,
@@ -45,16 +47,15 @@ from service.core.invitation import (
 from service.core.plan import Plan
 from service.core.records import Enrollment, InvitationCandidate, InvitationState, Participant
 from service.core.render import Names, Person, RenderError
-from service.engine.enrollment import variables_for
+from service.core.states import Channel, EnrollmentStatus, InvitationStatus
 from service.runtime import Runtime
-from service.storage import repo
+from service.storage import invitations as invitation_rows
 from service.storage.db import transaction
 
 log = structlog.get_logger("tend.invitations")
 
 SEND_LEASE = timedelta(minutes=3)
-MIN_BACKOFF = timedelta(seconds=30)
-MAX_BACKOFF = timedelta(hours=1)
+INVITATION_BACKOFF = Backoff(first=timedelta(seconds=30), ceiling=timedelta(hours=1))
 PAGE = 200
 # Invitations go out from the scheduler's maintenance pass, between claims: a handful
 # per pass keeps a burst of new enrollments from holding up reminders that are due.
@@ -83,10 +84,6 @@ class Summary:
     errors: int = 0
 
 
-def backoff(attempt: int) -> timedelta:
-    return min(MIN_BACKOFF * (1 << max(attempt - 1, 0)), MAX_BACKOFF)
-
-
 def sync_invitations(runtime: Runtime) -> Summary:
     """Send the invitations (and cancellations) that are due; returns what happened."""
     plans = {
@@ -98,7 +95,9 @@ def sync_invitations(runtime: Runtime) -> Summary:
     after: str | None = None
     while True:
         with transaction(runtime.engine) as conn:
-            page = repo.invitation_candidates(conn, plan_ids=plans, after=after, limit=PAGE)
+            page = invitation_rows.invitation_candidates(
+                conn, plan_ids=plans, after=after, limit=PAGE
+            )
         for candidate in page:
             if summary.sent + summary.failed + summary.retrying >= MAX_ATTEMPTS_PER_PASS:
                 return summary  # the rest in the next pass
@@ -123,7 +122,7 @@ def _inputs_key(runtime: Runtime, plan: Plan, candidate: InvitationCandidate) ->
         e.status,
         e.start_date.isoformat(),
         e.not_before.isoformat(),
-        e.updated_at.isoformat() if e.status == "finished" else "",
+        e.updated_at.isoformat() if e.status == EnrollmentStatus.FINISHED else "",
         repr(sorted(variables_for(plan, p, e.variables).items())),
         p.name,
         p.email or "",
@@ -142,7 +141,7 @@ def _sync_one(
         return
     key = _inputs_key(runtime, plan, candidate)
     state = candidate.invitation
-    if state is not None and state.state == "idle" and state.checked_key == key:
+    if state is not None and state.state == InvitationStatus.IDLE and state.checked_key == key:
         return
     enrollment = candidate.enrollment
     for _ in range(MAX_STEPS):
@@ -150,12 +149,12 @@ def _sync_one(
         now = runtime.clock.now()
         if wanted is None or (state is not None and wanted.content_hash == state.sent_hash):
             with transaction(runtime.engine) as conn:
-                repo.invitation_checked(conn, enrollment.id, key, now)
+                invitation_rows.invitation_checked(conn, enrollment.id, key, now)
             return
         if not _send(runtime, plan, enrollment, participant, state, wanted, key, summary):
             return
         with transaction(runtime.engine) as conn:
-            state = repo.get_invitation(conn, enrollment.id)
+            state = invitation_rows.get_invitation(conn, enrollment.id)
 
 
 def desired(
@@ -178,7 +177,7 @@ def desired(
         kept = [item for item in items if item.key in standing]
         gone = [k for k in standing if k not in current]
         wanted = Wanted(CANCEL, kept, gone, [], to=moved_from)
-    elif enrollment.status == "active" and not participant.email_unsubscribed:
+    elif enrollment.status == EnrollmentStatus.ACTIVE and not participant.email_unsubscribed:
         dropped = [k for k in standing if k not in current]
         if dropped:
             # Cancel what the new version no longer has, first: one METHOD a message.
@@ -193,9 +192,9 @@ def desired(
         # reminds about; resuming invites again.
         early = (
             participant.email_unsubscribed
-            or enrollment.status in ("paused", "cancelled")
+            or enrollment.status in (EnrollmentStatus.PAUSED, EnrollmentStatus.CANCELLED)
             or (
-                enrollment.status == "finished"
+                enrollment.status == EnrollmentStatus.FINISHED
                 and any(item.until > enrollment.updated_at for item in items)
             )
         )
@@ -226,9 +225,9 @@ def check_in_note(series_item: Series) -> str | None:
     practice = series_item.practice
     if not practice.check_in.asks:
         return None
-    if "sms" in practice.channels:
+    if Channel.SMS in practice.channels:
         return "To check in, reply to the reminder text you get at this time."
-    if "email" in practice.channels:
+    if Channel.EMAIL in practice.channels:
         return "To check in, use the link in the reminder email you get at this time."
     return None
 
@@ -274,11 +273,11 @@ def _send(
     """Send one version, guarded by the row; True when it went out."""
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:
-        repo.invitation_want(conn, enrollment.id, wanted.content_hash, now)
-        attempt = repo.invitation_start(
+        invitation_rows.invitation_want(conn, enrollment.id, wanted.content_hash, now)
+        attempt = invitation_rows.invitation_start(
             conn, enrollment.id, wanted.content_hash, now=now, lease=SEND_LEASE
         )
-        current = repo.get_invitation(conn, enrollment.id)
+        current = invitation_rows.get_invitation(conn, enrollment.id)
     if attempt is None or current is None:
         return False  # another scheduler has it, it failed for good, or waits to retry
     sequence = current.next_sequence
@@ -290,7 +289,7 @@ def _send(
     )  # fmt: skip
     message = OutgoingMessage(
         delivery_id=None,
-        channel="email",
+        channel=Channel.EMAIL,
         to=recipient,
         body=_text(plan, wanted),
         subject=f"{'Calendar' if wanted.method == REQUEST else 'Cancelled'}: {plan.title}",
@@ -301,11 +300,11 @@ def _send(
         calendar_method=wanted.method,
     )
     try:
-        runtime.channels["email"].send(message)
+        runtime.channels[Channel.EMAIL].send(message)
     except ChannelError as exc:
-        retry_at = None if exc.permanent else now + backoff(attempt)
+        retry_at = None if exc.permanent else now + INVITATION_BACKOFF.after(attempt)
         with transaction(runtime.engine) as conn:
-            repo.invitation_not_sent(
+            invitation_rows.invitation_not_sent(
                 conn, enrollment.id, attempt=attempt, wanted_hash=wanted.content_hash,
                 error=str(exc), retry_at=retry_at, now=runtime.clock.now(),
             )  # fmt: skip
@@ -317,7 +316,7 @@ def _send(
             log.info("invitation will be retried", enrollment=enrollment.id, error=str(exc))
         return False
     with transaction(runtime.engine) as conn:
-        repo.invitation_sent(
+        invitation_rows.invitation_sent(
             conn, enrollment.id, attempt=attempt, sent_hash=wanted.content_hash,
             sequence=sequence, method=REQUEST if wanted.keys_after else CANCEL,
             keys=wanted.keys_after, checked_key=key if wanted.method == REQUEST else None,

@@ -11,11 +11,11 @@ from typing import Any
 
 import structlog
 
+from service.actions import inbound_sms as inbound
 from service.engine import enrollment, invitations, summaries, windows
 from service.runtime import Runtime
-from service.storage import repo
+from service.storage import deliveries as delivery_rows
 from service.storage.db import transaction
-from service.tracking import inbound
 
 log = structlog.get_logger("tend.scheduler")
 
@@ -66,14 +66,14 @@ class Scheduler:
         grace = timedelta(minutes=self.runtime.settings.grace_minutes)
         now = self.runtime.clock.now()
         with transaction(self.runtime.engine) as conn:
-            expired = repo.expire_stale(conn, now=now, grace=grace)
+            expired = delivery_rows.expire_stale(conn, now=now, grace=grace)
         if expired:
             log.warning("reminders expired unsent", count=expired)
         claimed = enqueued = 0
         broker_down = False
         while not broker_down:
             with transaction(self.runtime.engine) as conn:
-                ids = repo.claim_due(conn, now=now, limit=self.batch, lease=self.lease)
+                ids = delivery_rows.claim_due(conn, now=now, limit=self.batch, lease=self.lease)
             claimed += len(ids)
             for chunk in chunks(ids):
                 try:
@@ -87,7 +87,7 @@ class Scheduler:
             if len(ids) < self.batch:
                 break
         with transaction(self.runtime.engine) as conn:
-            upcoming = repo.next_due(conn)
+            upcoming = delivery_rows.next_due(conn)
         return Tick(expired, claimed, enqueued, upcoming)
 
     def maintain(self, force: bool = False) -> None:

@@ -17,21 +17,26 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from service import report
+from service.actions import consent
+from service.actions.enrollments import variables_for
 from service.channels.base import ChannelError, OutgoingMessage
 from service.channels.email import unsubscribe_link
 from service.core.adherence import PracticeAdherence
+from service.core.backoff import Backoff
+from service.core.consent import send_refusal
 from service.core.digest import CohortEntry, Week, digest_context
 from service.core.expand import resolve_plan_variables
 from service.core.records import Participant
 from service.core.render import Person, RenderError
 from service.core.sms import clean_for_sms
+from service.core.states import Channel, EnrollmentStatus, SmsStatus, SummaryKind, SummaryState
 from service.core.summary import last_summary_moment, summary_context, summary_period
-from service.engine.enrollment import variables_for
 from service.runtime import Runtime
-from service.storage import repo
+from service.storage import enrollments as enrollment_rows
+from service.storage import participants as participant_rows
 from service.storage import summaries as store
 from service.storage.db import transaction
-from service.tracking import report
 
 log = structlog.get_logger("tend.summaries")
 
@@ -39,8 +44,10 @@ SEND_WITHIN = timedelta(hours=3)
 CLAIM_LEASE = timedelta(minutes=2)
 SEND_LEASE = timedelta(minutes=3)
 MAX_ATTEMPTS = 5
+SUMMARY_BACKOFF = Backoff(first=timedelta(seconds=30), ceiling=timedelta(minutes=10))
 MIN_DAYS = 4  # a participant's first summary waits until it covers this many plan days
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_ACTIVE = (EnrollmentStatus.ACTIVE,)
 
 
 # --- making the rows -------------------------------------------------------------------
@@ -65,11 +72,11 @@ def _participant_summaries(runtime: Runtime, now: datetime) -> list[store.Wanted
         return []
     since = (now - timedelta(days=9)).date()
     with transaction(runtime.engine) as conn:
-        made = store.existing(conn, "participant", since)
+        made = store.existing(conn, SummaryKind.PARTICIPANT, since)
         enrolled = [
-            (e, repo.get_participant(conn, e.participant_id))
+            (e, participant_rows.get_participant(conn, e.participant_id))
             for plan_id in plans
-            for e in repo.list_enrollments(conn, plan_id=plan_id, statuses=("active",))
+            for e in enrollment_rows.list_enrollments(conn, plan_id=plan_id, statuses=_ACTIVE)
         ]
     wanted = []
     for enrollment, participant in enrolled:
@@ -91,7 +98,9 @@ def _participant_summaries(runtime: Runtime, now: datetime) -> list[store.Wanted
             continue
         for channel in spec.channels:
             if (enrollment.id, end, channel) not in made:
-                wanted.append(store.Wanted("participant", enrollment.id, end, channel, moment))
+                wanted.append(
+                    store.Wanted(SummaryKind.PARTICIPANT, enrollment.id, end, channel, moment)
+                )
     return wanted
 
 
@@ -120,11 +129,11 @@ def _digests(runtime: Runtime, now: datetime) -> list[store.Wanted]:
     zone = ZoneInfo(runtime.settings.digest_timezone)
     end = moment.astimezone(zone).date() - timedelta(days=1)  # the week before the digest
     with transaction(runtime.engine) as conn:
-        made = store.existing(conn, "coach", end)
+        made = store.existing(conn, SummaryKind.COACH, end)
     return [
-        store.Wanted("coach", address, end, "email", moment)
+        store.Wanted(SummaryKind.COACH, address, end, Channel.EMAIL, moment)
         for address in addresses
-        if (address, end, "email") not in made
+        if (address, end, Channel.EMAIL) not in made
     ]
 
 
@@ -147,17 +156,18 @@ def send(runtime: Runtime, summary_id: int) -> str:
         return "skipped"
     try:
         if now > job.due_at + SEND_WITHIN:
-            return _finish(runtime, job, "expired", f"not sent within {SEND_WITHIN} of its time")
+            problem = f"not sent within {SEND_WITHIN} of its time"
+            return _finish(runtime, job, SummaryState.EXPIRED, problem)
         composed: tuple[OutgoingMessage, Participant | None] | str
-        if job.kind == "coach":
+        if job.kind == SummaryKind.COACH:
             composed = _digest_message(runtime, job)
         else:
             composed = _participant_message(runtime, job)
         if isinstance(composed, str):
-            return _finish(runtime, job, "cancelled", composed)
+            return _finish(runtime, job, SummaryState.CANCELLED, composed)
         message, participant = composed
     except RenderError as exc:
-        return _finish(runtime, job, "failed", f"could not render: {exc}")
+        return _finish(runtime, job, SummaryState.FAILED, f"could not render: {exc}")
     except Exception as exc:  # before the send: nothing went out
         log.exception("weekly message failed before sending", summary=job.id)
         return _retry_or_fail(runtime, job, f"{type(exc).__name__}: {exc}")
@@ -165,18 +175,16 @@ def send(runtime: Runtime, summary_id: int) -> str:
         receipt = runtime.channels[job.channel].send(message)
     except ChannelError as exc:
         if exc.opted_out and participant is not None:
-            with transaction(runtime.engine) as conn:
-                repo.opt_out_sms(
-                    conn, participant.id, source=f"provider:{exc.code}", now=runtime.clock.now()
-                )
+            consent.carrier_opt_out(runtime, participant.id, exc.code)
         if exc.permanent or exc.uncertain:
-            return _finish(runtime, job, "failed", str(exc))
+            return _finish(runtime, job, SummaryState.FAILED, str(exc))
         return _retry_or_fail(runtime, job, str(exc))
     except Exception as exc:  # the channel broke its contract: it may have sent
         log.exception("channel raised an unexpected error", summary=job.id)
-        return _finish(runtime, job, "failed", f"{type(exc).__name__}: {exc}; not sent again")
+        problem = f"{type(exc).__name__}: {exc}; not sent again"
+        return _finish(runtime, job, SummaryState.FAILED, problem)
     log.info("weekly message sent", summary=job.id, kind=job.kind, channel=job.channel)
-    return _finish(runtime, job, "sent", None, receipt.provider_id)
+    return _finish(runtime, job, SummaryState.SENT, None, receipt.provider_id)
 
 
 def _participant_message(
@@ -184,22 +192,14 @@ def _participant_message(
 ) -> tuple[OutgoingMessage, Participant] | str:
     """The summary to send, or why it must not go."""
     with transaction(runtime.engine) as conn:
-        enrollment = repo.get_enrollment(conn, job.subject)
-        participant = repo.get_participant(conn, enrollment.participant_id)
+        enrollment = enrollment_rows.get_enrollment(conn, job.subject)
+        participant = participant_rows.get_participant(conn, enrollment.participant_id)
     now = runtime.clock.now()
-    if enrollment.status != "active":
+    if enrollment.status != EnrollmentStatus.ACTIVE:
         return f"enrollment {enrollment.status}"
-    if job.channel == "sms":
-        if participant.sms_state == "opted_out":
-            return repo.OPTED_OUT_NOTE
-        if participant.sms_paused(now):
-            return "participant paused SMS reminders"
-        if not participant.phone:
-            return "participant has no phone number"
-    elif participant.email_unsubscribed:
-        return repo.UNSUBSCRIBED_NOTE
-    elif not participant.email:
-        return "participant has no email address"
+    refusal = send_refusal(participant, job.channel, now)
+    if refusal is not None:
+        return refusal.value
     plan = runtime.plans.get(enrollment.plan_id, enrollment.plan_hash)
     if plan is None:
         raise LookupError(f"plan '{enrollment.plan_id}' cannot be loaded")
@@ -213,14 +213,14 @@ def _participant_message(
     plan_week = min(max((end - enrollment.start_date).days // 7 + 1, 1), plan.weeks)
     context = summary_context(Person(participant.name), plan, plan_week, (start, end), figures)
     renderer = runtime.catalog.renderer
-    if job.channel == "sms":
+    if job.channel == Channel.SMS:
         text = clean_for_sms(renderer.summary_sms(context))
-        return OutgoingMessage(None, "sms", participant.phone or "", text), participant
+        return OutgoingMessage(None, Channel.SMS, participant.phone or "", text), participant
     email = renderer.summary_email(context)
     link = unsubscribe_link(runtime.settings.public_base, runtime.secret, participant.id)
     message = OutgoingMessage(
         None,
-        "email",
+        Channel.EMAIL,
         participant.email or "",
         email.text,
         email.subject,
@@ -255,7 +255,7 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
     since = datetime.combine(start, time(), zone).astimezone(UTC)
     until = datetime.combine(end + timedelta(days=1), time(), zone).astimezone(UTC)
     now = runtime.clock.now()
-    active = ("active",)
+    active = _ACTIVE
     week = report.build(runtime, statuses=active, since=since, until=until, now=now)
     before = report.build(
         runtime, statuses=active, since=since - timedelta(days=7), until=since, now=now
@@ -263,7 +263,7 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
     overall = report.build(runtime, statuses=active, now=now)
     previous = {e.enrollment: e for e in before.entries}
     with transaction(runtime.engine) as conn:
-        stopped = repo.opted_out_between(conn, since, until)
+        stopped = participant_rows.opted_out_between(conn, since, until)
     streaks = {
         e.enrollment: max((p.adherence.current_streak for p in e.practices), default=0)
         for e in overall.entries
@@ -274,7 +274,7 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
             name=e.participant.name,
             plan=e.plan,
             # A slip is what happened this week: an opt-out of weeks ago is old news.
-            sms="opted_out" if e.participant.id in stopped else _not_stopped(e.sms),
+            sms=SmsStatus.OPTED_OUT if e.participant.id in stopped else _not_stopped(e.sms),
             this_week=_week(e),
             last_week=_week(previous.get(e.enrollment)),
             streak=streaks.get(e.enrollment, 0),
@@ -283,11 +283,14 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
     ]
     context = digest_context(entries, (start, end), f"{runtime.settings.public_base}/dashboard")
     email = runtime.catalog.renderer.digest_email(context)
-    return OutgoingMessage(None, "email", job.subject, email.text, email.subject, email.html), None
+    message = OutgoingMessage(
+        None, Channel.EMAIL, job.subject, email.text, email.subject, email.html
+    )
+    return message, None
 
 
 def _not_stopped(sms: str) -> str:
-    return "subscribed" if sms == "opted_out" else sms
+    return SmsStatus.SUBSCRIBED if sms == SmsStatus.OPTED_OUT else sms
 
 
 def _week(entry: report.EnrollmentReport | None) -> Week:
@@ -303,7 +306,7 @@ def _week(entry: report.EnrollmentReport | None) -> Week:
 def _finish(
     runtime: Runtime,
     job: store.SummaryJob,
-    state: str,
+    state: SummaryState,
     error: str | None,
     provider_id: str | None = None,
 ) -> str:
@@ -311,17 +314,18 @@ def _finish(
         store.finish(
             conn, job, state, now=runtime.clock.now(), error=error, provider_id=provider_id
         )
-    if state in ("failed", "expired"):
+    if state in (SummaryState.FAILED, SummaryState.EXPIRED):
         log.warning("weekly message not sent", summary=job.id, state=state, error=error)
     return state
 
 
 def _retry_or_fail(runtime: Runtime, job: store.SummaryJob, error: str) -> str:
     now = runtime.clock.now()
-    delay = min(timedelta(seconds=30) * (2 ** (job.attempts - 1)), timedelta(minutes=10))
+    delay = SUMMARY_BACKOFF.after(job.attempts)
     if job.attempts >= MAX_ATTEMPTS or now + delay > job.due_at + SEND_WITHIN:
-        return _finish(runtime, job, "failed", f"gave up after {job.attempts} attempts: {error}")
+        problem = f"gave up after {job.attempts} attempts: {error}"
+        return _finish(runtime, job, SummaryState.FAILED, problem)
     with transaction(runtime.engine) as conn:
-        store.finish(conn, job, "claimed", now=now, error=error, retry_at=now + delay)
+        store.finish(conn, job, SummaryState.CLAIMED, now=now, error=error, retry_at=now + delay)
     log.info("weekly message will be retried", summary=job.id, error=error, delay=str(delay))
     return "retry"

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Float,
+    String,
     Text,
     and_,
     bindparam,
@@ -34,7 +35,17 @@ from sqlalchemy import (
 )
 
 from service.core.records import Participant
-from service.storage.repo import get_participant
+from service.core.states import (
+    WAITING_STATES,
+    Channel,
+    CheckInResult,
+    DeliveryKind,
+    DeliveryState,
+    EnrollmentStatus,
+    OccurrenceState,
+)
+from service.storage.db import fetch_page
+from service.storage.participants import get_participant
 from service.storage.tables import (
     deliveries,
     enrollments,
@@ -47,7 +58,8 @@ from service.storage.types import UTCDateTime
 
 CHECKED_IN_NOTE = "checked in already"
 WINDOW_CLOSED_NOTE = "the check-in window closed"
-ANSWERED = ("done", "skipped")  # a check-in someone gave, which they may change while open
+# A check-in someone gave, which they may change while the window is open.
+ANSWERED = (CheckInResult.DONE, CheckInResult.SKIPPED)
 
 
 # --- replies -------------------------------------------------------------------------
@@ -219,7 +231,7 @@ def unhandled_replies(conn: Connection, *, before: datetime, limit: int = 100) -
         conn.execute(
             select(replies.c.id)
             .where(replies.c.handled_at.is_(None))
-            .where(replies.c.channel == "sms")
+            .where(replies.c.channel == Channel.SMS)
             .where(replies.c.received_at < before)
             .order_by(replies.c.received_at, replies.c.id)
             .limit(limit)
@@ -273,6 +285,44 @@ def list_replies(
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def reply_page(
+    conn: Connection,
+    *,
+    limit: int,
+    offset: int,
+    participant_id: str | None = None,
+    since: datetime | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of replies (of a participant, received at or after `since`), newest first,
+    with the key and practice of the occurrence each one counted for
+    (`occurrence_key`, `occurrence_practice`), and how many match in all."""
+    query = (
+        select(
+            replies,
+            occurrences.c.key.label("occurrence_key"),
+            occurrences.c.practice_id.label("occurrence_practice"),
+        )
+        .select_from(replies.outerjoin(occurrences, occurrences.c.id == replies.c.occurrence_id))
+        .order_by(replies.c.received_at.desc(), replies.c.id.desc())
+    )
+    if participant_id is not None:
+        query = query.where(replies.c.participant_id == participant_id)
+    if since is not None:
+        query = query.where(replies.c.received_at >= since)
+    rows, total = fetch_page(conn, query, limit, offset)
+    return [dict(r) for r in rows], total
+
+
+def reply_counts(conn: Connection) -> list[tuple[str, str | None, int]]:
+    """How many replies are stored of each (channel, what they were understood as); the
+    second is None for those not handled yet."""
+    rows = conn.execute(
+        select(replies.c.channel, replies.c.understood, func.count())
+        .group_by(replies.c.channel, replies.c.understood)
+    ).all()  # fmt: skip
+    return [(channel, understood, int(count)) for channel, understood, count in rows]
+
+
 # --- check-ins -----------------------------------------------------------------------
 
 
@@ -286,12 +336,12 @@ class CheckInTarget:
     instant: datetime
     window_end: datetime
     check_in_kind: str
-    check_in: str | None
+    check_in: CheckInResult | None
     check_in_value: float | None
     check_in_unit: str | None
     check_in_text: str | None
     enrollment_id: str
-    enrollment_status: str
+    enrollment_status: EnrollmentStatus
     plan_id: str
     plan_hash: str
     local_date: date
@@ -314,12 +364,12 @@ def _target(row: Any, participant: Participant) -> CheckInTarget:
         instant=row.instant,
         window_end=row.window_end,
         check_in_kind=row.check_in_kind,
-        check_in=row.check_in,
+        check_in=CheckInResult(row.check_in) if row.check_in is not None else None,
         check_in_value=row.check_in_value,
         check_in_unit=row.check_in_unit,
         check_in_text=row.check_in_text,
         enrollment_id=row.enrollment_id,
-        enrollment_status=row.enrollment_status,
+        enrollment_status=EnrollmentStatus(row.enrollment_status),
         plan_id=row.plan_id,
         plan_hash=row.plan_hash,
         local_date=row.local_date,
@@ -333,7 +383,9 @@ def _target(row: Any, participant: Participant) -> CheckInTarget:
 def check_in_target(conn: Connection, occurrence_id: int) -> CheckInTarget | None:
     """The occurrence a check-in link names, or None when there is no such one."""
     row = conn.execute(
-        _TARGET.where(occurrences.c.id == occurrence_id).where(occurrences.c.state == "scheduled")
+        _TARGET.where(occurrences.c.id == occurrence_id).where(
+            occurrences.c.state == OccurrenceState.SCHEDULED
+        )
     ).first()
     if row is None:
         return None
@@ -353,7 +405,7 @@ def open_check_ins(
 def record_check_in(
     conn: Connection,
     occurrence_id: int,
-    result: str,
+    result: CheckInResult,
     *,
     now: datetime,
     source: str,
@@ -367,7 +419,7 @@ def record_check_in(
     nudge that waits for it is cancelled (`nudge=False`: the practice has none). False
     when the window is not open."""
     if result not in ANSWERED:
-        raise ValueError(f"a check-in is done or skipped, not {result!r}")
+        raise ValueError(f"a check-in is done or skipped, not {str(result)!r}")
     changed = conn.execute(
         _RECORD,
         {
@@ -384,9 +436,14 @@ def record_check_in(
         conn.execute(
             update(deliveries)
             .where(deliveries.c.occurrence_id == occurrence_id)
-            .where(deliveries.c.kind == "nudge")
-            .where(deliveries.c.state.in_(("pending", "claimed")))
-            .values(state="cancelled", last_error=CHECKED_IN_NOTE, lease_until=None, updated_at=now)
+            .where(deliveries.c.kind == DeliveryKind.NUDGE)
+            .where(deliveries.c.state.in_(WAITING_STATES))
+            .values(
+                state=DeliveryState.CANCELLED,
+                last_error=CHECKED_IN_NOTE,
+                lease_until=None,
+                updated_at=now,
+            )
         )
     return bool(changed)
 
@@ -430,8 +487,8 @@ def _reached() -> ColumnElement[bool]:
     sent = (
         select(deliveries.c.id)
         .where(deliveries.c.occurrence_id == occurrences.c.id)
-        .where(deliveries.c.kind == "reminder")
-        .where(deliveries.c.state.in_(("sent", "delivered")))
+        .where(deliveries.c.kind == DeliveryKind.REMINDER)
+        .where(deliveries.c.state.in_((DeliveryState.SENT, DeliveryState.DELIVERED)))
         .exists()
     )
     invited = (
@@ -450,12 +507,12 @@ def _excused() -> ColumnElement[bool]:
     stopped = (
         select(enrollments.c.id)
         .where(enrollments.c.id == occurrences.c.enrollment_id)
-        .where(enrollments.c.status.in_(("paused", "cancelled")))
+        .where(enrollments.c.status.in_((EnrollmentStatus.PAUSED, EnrollmentStatus.CANCELLED)))
         .exists()
     )
     return or_(
         occurrences.c.check_in_kind == "none",
-        occurrences.c.state != "scheduled",
+        occurrences.c.state != OccurrenceState.SCHEDULED,
         stopped,
         ~_reached(),
     )
@@ -467,9 +524,14 @@ def result_expression(now: datetime) -> ColumnElement[Any]:
     return case(
         (occurrences.c.check_in.is_not(None), occurrences.c.check_in),
         (occurrences.c.window_end > now, literal(None, type_=occurrences.c.check_in.type)),
-        (_excused(), literal("excused")),
-        else_=literal("missed"),
+        (_excused(), _text(CheckInResult.EXCUSED)),
+        else_=_text(CheckInResult.MISSED),
     )
+
+
+def _text(value: str) -> ColumnElement[str]:
+    """A state as an SQL literal of text (an enum would not be taken as one)."""
+    return literal(str(value), type_=String())
 
 
 def close_windows(
@@ -496,7 +558,9 @@ def close_windows(
         .where(occurrences.c.id.in_(ids))
         .where(occurrences.c.check_in.is_(None))  # a check-in that came meanwhile stays
         .values(
-            check_in=case((_excused(), literal("excused")), else_=literal("missed")),
+            check_in=case(
+                (_excused(), _text(CheckInResult.EXCUSED)), else_=_text(CheckInResult.MISSED)
+            ),
             check_in_source="window",
         )
         .returning(occurrences.c.check_in)
@@ -544,7 +608,7 @@ def outcomes(
         )
         .where(occurrences.c.enrollment_id.in_(list(enrollment_ids)))
         .where(occurrences.c.instant <= now)
-        .where(occurrences.c.state == "scheduled")
+        .where(occurrences.c.state == OccurrenceState.SCHEDULED)
         .order_by(occurrences.c.enrollment_id, occurrences.c.instant, occurrences.c.id)
     )
     if practice_id is not None:
@@ -562,6 +626,62 @@ def outcomes(
             r.result,
             r.check_in_value,
             r.check_in_kind,
+        )
+        for r in conn.execute(query)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class HeatmapRow:
+    """One scheduled occurrence as a heatmap shows it."""
+
+    enrollment_id: str
+    practice_id: str
+    local_date: date
+    instant: datetime
+    result: str | None  # done, skipped, missed, excused; None while the window is open
+    check_in_kind: str
+    check_in_value: float | None
+    check_in_unit: str | None
+    check_in_text: str | None
+
+
+def heatmap_rows(
+    conn: Connection, enrollment_ids: Sequence[str], *, now: datetime, first: date
+) -> list[HeatmapRow]:
+    """Every scheduled occurrence of these enrollments from the local date `first` on
+    (future ones too), with its result at `now` and its check-in; by enrollment, then
+    in time order."""
+    if not enrollment_ids:
+        return []
+    query = (
+        select(
+            occurrences.c.enrollment_id,
+            occurrences.c.practice_id,
+            occurrences.c.local_date,
+            occurrences.c.instant,
+            result_expression(now).label("result"),
+            occurrences.c.check_in_kind,
+            occurrences.c.check_in_value,
+            occurrences.c.check_in_unit,
+            occurrences.c.check_in_text,
+        )
+        .where(occurrences.c.enrollment_id.in_(list(enrollment_ids)))
+        .where(occurrences.c.state == OccurrenceState.SCHEDULED)
+        .where(occurrences.c.local_date >= first)
+        .order_by(occurrences.c.enrollment_id, occurrences.c.local_date, occurrences.c.id)
+    )
+    return [
+        HeatmapRow(
+            r.enrollment_id,
+            r.practice_id,
+            r.local_date,
+            r.instant,
+            r.result,
+            r.check_in_kind,
+            r.check_in_value,
+            r.check_in_unit,
+            r.check_in_text,
         )
         for r in conn.execute(query)
     ]

@@ -1,10 +1,17 @@
-"""Engines, transactions and migrations."""
+"""Engines, transactions and migrations; and what every repository module shares: the
+`NotFound` error, new ids, pages of rows.
+
+`Connection` is exported from here, so that the layers above can name the type of the
+connection they pass to storage functions without importing SQLAlchemy.
+"""
 
 from __future__ import annotations
 
+import base64
+import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,8 +20,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection as Connection
+from sqlalchemy import Engine, Select, create_engine, event, func, select, text
+from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.pool import NullPool
 
 T = TypeVar("T")
@@ -23,6 +31,35 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 class DatabaseError(Exception):
     """The database cannot be used as configured; the message says what to do."""
+
+
+class NotFound(LookupError):
+    """No row with that id."""
+
+
+def new_id(prefix: str) -> str:
+    """A short random id such as `p_k3m9x2q7hv4d`: 60 bits, lower case, no look-alikes."""
+    raw = base64.b32encode(secrets.token_bytes(8)).decode().lower().rstrip("=")
+    return f"{prefix}_{raw[:12]}"
+
+
+def prefixed(row: Any, prefix: str) -> dict[str, Any]:
+    """The columns of a joined row labelled `prefix...`, by their names without it."""
+    return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
+
+
+def fetch_page(
+    conn: Connection, query: Select[Any], limit: int, offset: int
+) -> tuple[Sequence[RowMapping], int]:
+    """The rows of `query` from `offset`, at most `limit` of them, and how many it has in all."""
+    total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
+    return rows, int(total)
+
+
+def ping(conn: Connection) -> None:
+    """One trivial query: raises when the database does not answer."""
+    conn.execute(text("SELECT 1"))
 
 
 def make_engine(url: str, **options: Any) -> Engine:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from service.core.states import Channel, SummaryKind, SummaryState
 from service.storage.tables import summaries
 
 MAY_HAVE_GONE = "the worker stopped while sending; not sent again, to avoid a duplicate"
@@ -24,7 +25,7 @@ MAY_HAVE_GONE = "the worker stopped while sending; not sent again, to avoid a du
 
 @dataclass(frozen=True, slots=True)
 class Wanted:
-    kind: str  # participant, coach
+    kind: SummaryKind
     subject: str  # enrollment id, or the coach's address
     period_end: date
     channel: str
@@ -34,15 +35,15 @@ class Wanted:
 @dataclass(frozen=True, slots=True)
 class SummaryJob:
     id: int
-    kind: str
+    kind: SummaryKind
     subject: str
     period_end: date
-    channel: str
+    channel: Channel
     due_at: datetime
     attempts: int
 
 
-def existing(conn: Connection, kind: str, since: date) -> set[tuple[str, date, str]]:
+def existing(conn: Connection, kind: SummaryKind, since: date) -> set[tuple[str, date, str]]:
     """(subject, period_end, channel) of the rows of `kind` for weeks ending on or after
     `since`: what need not be made again."""
     rows = conn.execute(
@@ -62,7 +63,7 @@ def add(conn: Connection, wanted: Iterable[Wanted], *, now: datetime) -> int:
             "period_end": w.period_end,
             "channel": w.channel,
             "due_at": w.due_at,
-            "state": "pending",
+            "state": SummaryState.PENDING,
             "attempts": 0,
             "updated_at": now,
         }
@@ -88,13 +89,15 @@ def claim_due(conn: Connection, *, now: datetime, lease: timedelta, limit: int =
     fail what a worker left in `sending` (it may have gone out)."""
     conn.execute(
         update(summaries)
-        .where(summaries.c.state == "sending")
+        .where(summaries.c.state == SummaryState.SENDING)
         .where(summaries.c.lease_until < now)
-        .values(state="failed", last_error=MAY_HAVE_GONE, lease_until=None, updated_at=now)
+        .values(
+            state=SummaryState.FAILED, last_error=MAY_HAVE_GONE, lease_until=None, updated_at=now
+        )
     )
     due = or_(
-        and_(summaries.c.state == "pending", summaries.c.due_at <= now),
-        and_(summaries.c.state == "claimed", summaries.c.lease_until < now),
+        and_(summaries.c.state == SummaryState.PENDING, summaries.c.due_at <= now),
+        and_(summaries.c.state == SummaryState.CLAIMED, summaries.c.lease_until < now),
     )
     query = select(summaries.c.id).where(due).order_by(summaries.c.due_at).limit(limit)
     if conn.dialect.name == "postgresql":
@@ -105,7 +108,7 @@ def claim_due(conn: Connection, *, now: datetime, lease: timedelta, limit: int =
             update(summaries)
             .where(summaries.c.id.in_(ids))
             .where(due)
-            .values(state="claimed", lease_until=now + lease, updated_at=now)
+            .values(state=SummaryState.CLAIMED, lease_until=now + lease, updated_at=now)
         )
     return ids
 
@@ -117,9 +120,9 @@ def start_sending(
     row = conn.execute(
         update(summaries)
         .where(summaries.c.id == summary_id)
-        .where(summaries.c.state == "claimed")
+        .where(summaries.c.state == SummaryState.CLAIMED)
         .values(
-            state="sending",
+            state=SummaryState.SENDING,
             attempts=summaries.c.attempts + 1,
             lease_until=now + lease,
             updated_at=now,
@@ -137,14 +140,20 @@ def start_sending(
     if row is None:
         return None
     return SummaryJob(
-        row.id, row.kind, row.subject, row.period_end, row.channel, row.due_at, row.attempts
+        row.id,
+        SummaryKind(row.kind),
+        row.subject,
+        row.period_end,
+        Channel(row.channel),
+        row.due_at,
+        row.attempts,
     )
 
 
 def finish(
     conn: Connection,
     job: SummaryJob,
-    state: str,
+    state: SummaryState,
     *,
     now: datetime,
     error: str | None = None,
@@ -159,12 +168,12 @@ def finish(
         "lease_until": retry_at,
         "updated_at": now,
     }
-    if state == "sent":
+    if state == SummaryState.SENT:
         values.update(sent_at=now, provider_id=provider_id)
     result = conn.execute(
         update(summaries)
         .where(summaries.c.id == job.id)
-        .where(summaries.c.state == "sending")
+        .where(summaries.c.state == SummaryState.SENDING)
         .where(summaries.c.attempts == job.attempts)
         .values(**values)
     )

@@ -41,6 +41,16 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from service.core.states import (
+    CheckInResult,
+    DeliveryKind,
+    DeliveryState,
+    EnrollmentStatus,
+    InvitationStatus,
+    OccurrenceState,
+    SmsState,
+    SummaryState,
+)
 from service.storage.types import UTCDateTime
 
 metadata = MetaData(
@@ -53,27 +63,19 @@ metadata = MetaData(
     }
 )
 
-SMS_STATES = ("subscribed", "opted_out")
-ENROLLMENT_STATUSES = ("active", "paused", "finished", "cancelled")
-OCCURRENCE_STATES = ("scheduled", "cancelled")
-DELIVERY_STATES = (
-    "pending",
-    "claimed",
-    "sending",
-    "sent",
-    "delivered",
-    "failed",
-    "expired",
-    "cancelled",
-)
-UNSENT_STATES = ("pending", "claimed", "sending")
-INVITATION_STATES = ("idle", "pending", "sending", "failed")
-CHECK_IN_RESULTS = ("done", "skipped", "missed", "excused")
-SUMMARY_STATES = ("pending", "claimed", "sending", "sent", "failed", "expired", "cancelled")
+# The CHECK constraints list every member, in the enum's order: a new member needs a
+# migration (the constraints' text is in the migrations too).
+SMS_STATES = tuple(SmsState)
+ENROLLMENT_STATUSES = tuple(EnrollmentStatus)
+OCCURRENCE_STATES = tuple(OccurrenceState)
+DELIVERY_STATES = tuple(DeliveryState)
+INVITATION_STATES = tuple(InvitationStatus)
+CHECK_IN_RESULTS = tuple(CheckInResult)
+SUMMARY_STATES = tuple(SummaryState)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 participants = Table(
@@ -85,7 +87,7 @@ participants = Table(
     Column("email", String(320)),
     Column("timezone", String(64), nullable=False),
     Column("variables", JSON, nullable=False, default=dict),
-    Column("sms_state", String(16), nullable=False, default="subscribed"),
+    Column("sms_state", String(16), nullable=False, default=SmsState.SUBSCRIBED),
     Column("paused_until", UTCDateTime()),
     Column("email_unsubscribed", Boolean, nullable=False, default=False),
     Column("feed_version", Integer, nullable=False, default=1),
@@ -115,7 +117,7 @@ enrollments = Table(
     Column("plan_hash", String(64), nullable=False),
     Column("start_date", Date, nullable=False),
     Column("variables", JSON, nullable=False, default=dict),
-    Column("status", String(16), nullable=False, default="active"),
+    Column("status", String(16), nullable=False, default=EnrollmentStatus.ACTIVE),
     Column("horizon", Date, nullable=False),  # occurrences exist for local dates before this
     Column("end_date", Date, nullable=False),  # the day after the plan's last local date
     Column("not_before", UTCDateTime(), nullable=False),  # nothing is scheduled earlier
@@ -142,7 +144,7 @@ occurrences = Table(
     Column("channels", JSON, nullable=False),
     Column("item", Text),
     Column("fingerprint", String(64), nullable=False),  # what the reminder says and when
-    Column("state", String(16), nullable=False, default="scheduled"),
+    Column("state", String(16), nullable=False, default=OccurrenceState.SCHEDULED),
     Column("sequence", Integer, nullable=False, default=0),  # iCalendar SEQUENCE
     Column("updated_at", UTCDateTime(), nullable=False),
     # What the practice asks (none, done, rating, number, text) and what came back.
@@ -167,8 +169,8 @@ deliveries = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("occurrence_id", ForeignKey("occurrences.id", ondelete="CASCADE"), nullable=False),
     Column("channel", String(16), nullable=False),
-    Column("kind", String(16), nullable=False, default="reminder"),  # reminder, nudge
-    Column("state", String(16), nullable=False, default="pending"),
+    Column("kind", String(16), nullable=False, default=DeliveryKind.REMINDER),
+    Column("state", String(16), nullable=False, default=DeliveryState.PENDING),
     Column("due_at", UTCDateTime(), nullable=False),
     Column("lease_until", UTCDateTime()),
     Column("attempts", Integer, nullable=False, default=0),
@@ -218,7 +220,7 @@ invitations = Table(
     Column("sent_to", String(320)),  # the attendee the last version went to
     Column("wanted_hash", String(64)),  # the version being sent, or the one that failed
     Column("checked_key", String(64)),  # the inputs last found up to date (a shortcut)
-    Column("state", String(16), nullable=False, default="idle"),
+    Column("state", String(16), nullable=False, default=InvitationStatus.IDLE),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("lease_until", UTCDateTime()),  # sending: the lease; pending: not before
@@ -254,12 +256,12 @@ summaries = Table(
     "summaries",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("kind", String(16), nullable=False),  # participant, coach
+    Column("kind", String(16), nullable=False),  # a SummaryKind
     Column("subject", String(320), nullable=False),  # an enrollment id, or the coach's address
     Column("period_end", Date, nullable=False),  # the last local date the message covers
     Column("channel", String(16), nullable=False),
     Column("due_at", UTCDateTime(), nullable=False),
-    Column("state", String(16), nullable=False, default="pending"),
+    Column("state", String(16), nullable=False, default=SummaryState.PENDING),
     Column("attempts", Integer, nullable=False, default=0),
     Column("lease_until", UTCDateTime()),
     Column("provider_id", String(64)),

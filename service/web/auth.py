@@ -2,11 +2,11 @@
 
 With TEND_ADMIN_TOKEN set (required in production), a request must carry it, as
 `Authorization: Bearer <token>` (or, for the dashboard, a session made by logging in
-with it). Without one (development on a laptop), only requests from this machine
-(loopback) are let in, and only for a loopback host name or TEND_PUBLIC_URL's (a web
-page whose name was made to resolve to 127.0.0.1 must not read the cohort: DNS
-rebinding), and never from another site's page (Origin). Tokens are compared in
-constant time.
+with it: `service.web.session`). Without one (development on a laptop), only requests
+from this machine (loopback) are let in, and only for a loopback host name or
+TEND_PUBLIC_URL's (a web page whose name was made to resolve to 127.0.0.1 must not read
+the cohort: DNS rebinding), and never from another site's page (Origin). Tokens are
+compared in constant time.
 """
 
 from __future__ import annotations

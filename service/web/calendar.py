@@ -27,16 +27,18 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from service.actions.links import check_in_link
 from service.core.expand import Occurrence, resolve_plan_variables
 from service.core.feed import FeedEvent, write_feed
 from service.core.plan import Plan
 from service.core.records import Participant
 from service.core.render import Person, RenderError
+from service.core.states import CheckInResult
 from service.core.tokens import feed_participant, feed_token_valid
 from service.runtime import Runtime
-from service.storage import feeds, repo
+from service.storage import feeds
+from service.storage import participants as participant_rows
 from service.storage.db import reading
-from service.tracking.links import check_in_link
 
 log = structlog.get_logger("tend.calendar")
 
@@ -102,7 +104,7 @@ def _state(
 
 def _render(runtime: Runtime, participant_id: str, since: datetime, now: datetime) -> bytes:
     with reading(runtime.engine) as conn:
-        participant = repo.get_participant(conn, participant_id)
+        participant = participant_rows.get_participant(conn, participant_id)
         rows = feeds.feed_rows(conn, participant_id, since=since, now=now)
     return render_feed(runtime, participant, rows)
 
@@ -189,7 +191,7 @@ def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> Fe
             category="other",
             sequence=row.sequence,
             last_modified=max(t for t in (row.updated_at, row.check_in_at) if t is not None),
-            done=row.check_in == "done",
+            done=row.check_in == CheckInResult.DONE,
             alarm=False,
         )
     description, link = _description(runtime, plan, participant, row, start)
@@ -207,7 +209,7 @@ def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> Fe
         sequence=row.sequence,
         last_modified=changed,
         url=link if practice.check_in.asks else None,
-        done=row.check_in == "done",
+        done=row.check_in == CheckInResult.DONE,
     )
 
 

@@ -23,16 +23,17 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
+from service.actions import checkins as recording
 from service.core.conversation import logged_context
 from service.core.plan import CheckIn
 from service.core.render import Names, Person, RenderError
 from service.core.replies import Interpretation, Reply, interpret
+from service.core.states import CheckInResult, EnrollmentStatus
 from service.core.tokens import read_check_in
 from service.runtime import Runtime
 from service.storage import checkins
 from service.storage.checkins import CheckInTarget
 from service.storage.db import transaction
-from service.tracking import checkins as tracking
 from service.web.forms import TooLarge, read_capped, without_control
 from service.web.pages import render
 
@@ -77,7 +78,7 @@ def _record(runtime: Runtime, token: str, form: dict[str, str]) -> HTMLResponse:
     if isinstance(found, HTMLResponse):
         return found
     now = runtime.clock.now()
-    spec = tracking.check_in_spec(runtime, found)
+    spec = recording.check_in_spec(runtime, found)
     if not _is_open(found, now):
         return _page(runtime, found, now, status_code=409)
     reading = _reading(form, spec)
@@ -97,9 +98,9 @@ def _record(runtime: Runtime, token: str, form: dict[str, str]) -> HTMLResponse:
             participant_id=target.participant.id,
         )
         checkins.claim_reply(conn, stored.id, now=now)
-        title = tracking.title_of(runtime, target)
-        recorded = tracking.record(conn, target, reading, source=SOURCE, now=now)
-        done = tracking.progress(conn, target, now=now) if recorded else None
+        title = recording.title_of(runtime, target)
+        recorded = recording.record(conn, target, reading, source=SOURCE, now=now)
+        done = recording.progress(conn, target, now=now) if recorded else None
         checkins.finish_reply(
             conn,
             stored.id,
@@ -140,7 +141,7 @@ def _target(runtime: Runtime, token: str) -> CheckInTarget | HTMLResponse:
 def _is_open(target: CheckInTarget, now: datetime) -> bool:
     """As for a text reply: due, window open, a check-in asked, the enrollment active."""
     return (
-        target.enrollment_status == "active"
+        target.enrollment_status == EnrollmentStatus.ACTIVE
         and target.check_in_kind != "none"
         and target.instant <= now < target.window_end
         and target.check_in in (None, *checkins.ANSWERED)
@@ -198,7 +199,7 @@ def _said(found: Interpretation) -> str:
 def _current(target: CheckInTarget, spec: CheckIn) -> str | None:
     if target.check_in not in checkins.ANSWERED:
         return None
-    if target.check_in == "skipped":
+    if target.check_in == CheckInResult.SKIPPED:
         return "skipped"
     if target.check_in_value is not None and spec.kind == "rating":
         high = (spec.scale or (1, 5))[1]
@@ -217,11 +218,11 @@ def _confirmation(
     found: Interpretation,
     title: str,
     updated: bool,
-    done: tracking.Progress,
+    done: recording.Progress,
 ) -> str:
     """The same words an SMS check-in gets back."""
     person = Person(target.participant.name)
-    spec = tracking.check_in_spec(runtime, target)
+    spec = recording.check_in_spec(runtime, target)
     context: dict[str, Any] = {
         **logged_context(found, title, spec.scale, updated=updated),
         "participant": Names("participant", {"name": person.name, "first_name": person.first_name}),
@@ -243,13 +244,13 @@ def _page(
     logged: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    spec = tracking.check_in_spec(runtime, target)
+    spec = recording.check_in_spec(runtime, target)
     zone = ZoneInfo(target.participant.timezone)
     state = "open" if _is_open(target, now) else ("early" if now < target.instant else "closed")
     return render(
         "check_in.html",
         status_code=status_code,
-        title=tracking.title_of(runtime, target),
+        title=recording.title_of(runtime, target),
         when=_when(target.instant, zone),
         kind=spec.kind,
         scale=list(spec.scale or (1, 5)),

@@ -4,59 +4,53 @@ Logging in takes the admin token (TEND_ADMIN_TOKEN, compared in constant time). 
 none configured (development on a laptop), only this machine (loopback) may log in,
 with the field left empty, and only this machine may use the session.
 
-The session is a cookie signed with the installation's secret (HMAC, see
-`core.tokens`): its payload is the moment it expires (12 hours on) and a random
-session id; the signature also covers a digest of the admin token, so changing the
-token ends every session. It is HttpOnly, SameSite=Strict, limited to /dashboard, and
-Secure when TEND_PUBLIC_URL is https. Logging out deletes it (the cookie is all there
-is: nothing is kept on the server).
-
-Every form that changes something is a POST carrying a CSRF token derived from the
-session id (an HMAC), and is refused when the browser says it comes from another site
-(an `Origin` other than this one, or `Sec-Fetch-Site` other than same-origin). After
-a POST the browser is redirected (303) to a page that shows what was done, once (a
-signed "flash" cookie). Pages are never cached and load nothing from elsewhere: the
-only script is the small one served by `/dashboard/static/dashboard.js` (copy buttons,
-a confirmation before rotating a feed); everything works without it.
+The session cookie, the CSRF tokens and the message shown once after a POST are
+`service.web.session`'s. Every form that changes something is a POST carrying the CSRF
+token, and is refused when the browser says it comes from another site. After a POST
+the browser is redirected (303) to a page that shows what was done, once. Pages are
+rendered by the one environment of `service.web.pages`, are never cached and load
+nothing from elsewhere: the only script is the small one served by
+`/dashboard/static/dashboard.js` (copy buttons, a confirmation before rotating a feed);
+everything works without it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
-import secrets
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date
 from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import jinja2
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from markupsafe import Markup
 
-from service.core.tokens import sign, verify
+from service.actions import enrollments as enrolling
+from service.actions import messages
+from service.actions import participants as people
+from service.actions.errors import ActionError
+from service.logging import mask
 from service.runtime import Runtime
-from service.storage import repo
-from service.web import charts
+from service.storage.db import NotFound
 from service.web import dashboard_data as data
-from service.web.auth import from_loopback, host_allowed, origin_allowed, token_valid
+from service.web.auth import from_loopback, host_allowed, token_valid
 from service.web.forms import TooLarge, read_capped
-from service.web.pages import PRIVATE_HEADERS
+from service.web.pages import PRIVATE_HEADERS, render
+from service.web.session import (
+    Session,
+    clear_flash,
+    csrf_valid,
+    end_session,
+    read_flash,
+    read_session,
+    same_site,
+    set_flash,
+    start_session,
+)
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
-SESSION_COOKIE = "tend_dashboard"
-FLASH_COOKIE = "tend_dashboard_flash"
-COOKIE_PATH = "/dashboard"
-SESSION_LENGTH = timedelta(hours=12)
 MAX_FORM = 4 * 1024
 SCRIPT_PATH = "/dashboard/static/dashboard.js"
 RECENT_REPLIES = 20  # on a participant's page; older ones are folded away
@@ -75,121 +69,14 @@ HEADERS = {
     ),
 }
 
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates"), encoding="utf-8"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-# --- formatting for the templates -------------------------------------------------------
-
-
-def _pct(rate: float | None) -> str:
-    return "\u2014" if rate is None else f"{round(rate * 100)}%"
-
-
-def _when(moment: datetime | None, zone: ZoneInfo | None = None) -> str:
-    """'Tue 3 Mar 09:00' in `zone` (UTC, said so, without one)."""
-    if moment is None:
-        return "\u2014"
-    local = moment.astimezone(zone or UTC)
-    suffix = "" if zone is not None else " UTC"
-    return f"{local:%a} {local.day} {local:%b %Y %H:%M}{suffix}"
-
-
-def _day(day: date) -> str:
-    return f"{day:%a} {day.day} {day:%b %Y}"
-
-
-_ENV.filters["pct"] = _pct
-_ENV.globals.update(
-    when=_when,
-    day=_day,
-    sparkline=lambda rates, **kw: Markup(charts.sparkline(rates, data.SPARK_LABELS, **kw)),
-    strength_bar=lambda value, **kw: Markup(charts.strength_bar(value, **kw)),
-    heatmap=lambda cells, **kw: Markup(charts.heatmap(cells, **kw)),
-    swatch=lambda state: Markup(charts.swatch(state)),
-    states=charts.STATES,
-)
-
-
-# --- sessions ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    sid: str
-    expires: datetime
-    csrf: str
-
 
 def _runtime(request: Request) -> Runtime:
     return cast(Runtime, request.app.state.runtime)
 
 
-def _purpose(runtime: Runtime) -> str:
-    """What a session cookie is signed for: bound to the admin token as it is now."""
-    token = runtime.settings.admin_token
-    if token is None:
-        return "dashboard-session:loopback"
-    digest = hashlib.sha256(token.get_secret_value().encode()).hexdigest()[:16]
-    return f"dashboard-session:{digest}"
-
-
-def _csrf(runtime: Runtime, sid: str) -> str:
-    return sign(runtime.secret, "dashboard-csrf", sid).rpartition(".")[2]
-
-
-def new_session(runtime: Runtime, now: datetime) -> str:
-    """A session cookie's value, good for SESSION_LENGTH from `now`."""
-    expires = int((now + SESSION_LENGTH).timestamp())
-    return sign(runtime.secret, _purpose(runtime), f"{expires}.{secrets.token_urlsafe(16)}")
-
-
-def read_session(request: Request) -> Session | None:
-    """The request's session, when it has a valid, unexpired one it may use."""
-    runtime = _runtime(request)
-    raw = request.cookies.get(SESSION_COOKIE)
-    if not raw:
-        return None
-    payload = verify(runtime.secret, _purpose(runtime), raw)
-    if payload is None:
-        return None
-    stamp, _, sid = payload.partition(".")
-    try:
-        expires = datetime.fromtimestamp(int(stamp), UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-    if not sid or runtime.clock.now() >= expires:
-        return None
-    if runtime.settings.admin_token is None and not (
-        from_loopback(request) and host_allowed(request)
-    ):
-        return None
-    return Session(sid, expires, _csrf(runtime, sid))
-
-
-def _secure(runtime: Runtime) -> bool:
-    return runtime.settings.public_base.startswith("https://")
-
-
 # Ids in paths: what Tend makes (p_..., e_..., plan ids); anything else is refused
 # before it reaches a database (PostgreSQL refuses a NUL in text with an error).
 Id = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
-
-
-def _same_site(request: Request) -> bool:
-    """False when the browser says the request comes from another site."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True  # an older browser, or not a browser: the CSRF token decides
-    return origin_allowed(_runtime(request), origin)
 
 
 def _safe_next(target: str | None, default: str = "/dashboard") -> str:
@@ -209,45 +96,13 @@ def _safe_next(target: str | None, default: str = "/dashboard") -> str:
 # --- responses --------------------------------------------------------------------------
 
 
-def _flash_value(runtime: Runtime, kind: str, text: str) -> str:
-    raw = json.dumps({"kind": kind, "text": text[:500]}, separators=(",", ":")).encode()
-    payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    return sign(runtime.secret, "dashboard-flash", payload)
-
-
-def _read_flash(request: Request) -> dict[str, str] | None:
-    raw = request.cookies.get(FLASH_COOKIE)
-    if not raw:
-        return None
-    payload = verify(_runtime(request).secret, "dashboard-flash", raw)
-    if payload is None:
-        return None
-    try:
-        found = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    if not isinstance(found, dict):
-        return None
-    kind = found.get("kind") if found.get("kind") in ("ok", "error") else "ok"
-    return {"kind": str(kind), "text": str(found.get("text", ""))}
-
-
 def _redirect(
     request: Request, target: str, text: str | None = None, kind: str = "ok"
 ) -> RedirectResponse:
     """303 to `target`, with a message to show there once."""
-    runtime = _runtime(request)
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     if text:
-        response.set_cookie(
-            FLASH_COOKIE,
-            _flash_value(runtime, kind, text),
-            max_age=120,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="strict",
-            secure=_secure(runtime),
-        )
+        set_flash(response, _runtime(request), text, kind)
     return response
 
 
@@ -269,22 +124,19 @@ def _render(
     **context: Any,
 ) -> HTMLResponse:
     runtime = _runtime(request)
-    flash = _read_flash(request)
-    html = _ENV.get_template(name).render(
+    response = render(
+        name,
+        status_code,
+        headers=HEADERS,
         session=session,
         csrf=session.csrf if session else "",
-        flash=flash,
+        flash=read_flash(request),
         outbox=session is not None and data.outbox_in_use(runtime),
         script=SCRIPT_PATH,
         section=context.pop("section", ""),
         **context,
     )
-    response = HTMLResponse(html, status_code=status_code, headers=HEADERS)
-    if request.cookies.get(FLASH_COOKIE):
-        response.delete_cookie(
-            FLASH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
-            secure=_secure(runtime),
-        )  # fmt: skip
+    clear_flash(request, response)
     return response
 
 
@@ -299,7 +151,7 @@ async def _posted(request: Request) -> tuple[Session, dict[str, str]] | Response
     """The session and form of a POST that may change something, or the response that
     refuses it: another site's request (403), no session (to the login page), a missing
     or wrong CSRF token (403)."""
-    if not _same_site(request):
+    if not same_site(request):
         return _message(request, None, "Refused", "That request came from another site.", 403)
     session = read_session(request)
     if session is None:  # expired, say: log in again, then start from the overview
@@ -311,7 +163,7 @@ async def _posted(request: Request) -> tuple[Session, dict[str, str]] | Response
         return _message(request, session, "Too large", "That form was too large.", 413)
     except UnicodeDecodeError:
         return _message(request, session, "Not understood", "The form could not be read.", 400)
-    if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
+    if not csrf_valid(session, form.get("csrf", "")):
         return _message(
             request,
             session,
@@ -353,7 +205,7 @@ def _login(
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     runtime = _runtime(request)
-    if not _same_site(request):
+    if not same_site(request):
         return _message(request, None, "Refused", "That request came from another site.", 403)
     try:
         body = await read_capped(request, MAX_FORM)
@@ -375,15 +227,7 @@ async def login(request: Request) -> Response:
     if not allowed:
         return _login(request, target, refusal, 401)
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
-    response.set_cookie(
-        SESSION_COOKIE,
-        new_session(runtime, runtime.clock.now()),
-        max_age=int(SESSION_LENGTH.total_seconds()),
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=_secure(runtime),
-    )
+    start_session(response, runtime)
     return response
 
 
@@ -393,10 +237,7 @@ async def logout(request: Request) -> Response:
     if isinstance(posted, Response):
         return posted
     response = _redirect(request, "/dashboard/login", "You are logged out.")
-    response.delete_cookie(
-        SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
-        secure=_secure(_runtime(request)),
-    )  # fmt: skip
+    end_session(response, _runtime(request))
     return response
 
 
@@ -505,7 +346,7 @@ def participant_page(request: Request, participant_id: Id) -> Response:
     now = runtime.clock.now()
     try:
         view = data.participant_view(runtime, participant_id, now)
-    except repo.NotFound:
+    except NotFound:
         return _message(request, session, "Not found", "There is no such participant.", 404)
     return _render(
         request,
@@ -616,6 +457,22 @@ def _back(form: dict[str, str], default: str) -> str:
     return _safe_next(form.get("next"), default)
 
 
+_ENROLLMENT_ACTIONS = {
+    "pause": (enrolling.pause, "Paused {plan}: no reminders are sent until it is resumed."),
+    "resume": (enrolling.resume, "Resumed {plan}: reminders still ahead will be sent."),
+    "cancel": (enrolling.cancel, "Ended {plan}: nothing more is sent."),
+}
+_UNCHANGED = {
+    "pause": "{plan} was paused already.",
+    "resume": "{plan} was running already.",
+    "cancel": "{plan} had ended already.",
+}
+
+
+def _not_found(request: Request, session: Any, what: str) -> Response:
+    return _message(request, session, "Not found", f"There is no such {what}.", 404)
+
+
 @router.post("/enrollments/{enrollment_id}/{action}", response_class=HTMLResponse)
 async def enrollment_action(request: Request, enrollment_id: Id, action: Id) -> Response:
     posted = await _posted(request)
@@ -623,25 +480,20 @@ async def enrollment_action(request: Request, enrollment_id: Id, action: Id) -> 
         return posted
     session, form = posted
     runtime = _runtime(request)
-    status = {"pause": "paused", "resume": "active"}.get(action)
-    if status is None:
-        return _message(request, session, "Not found", "There is no such action.", 404)
+    if action not in _ENROLLMENT_ACTIONS:
+        return _not_found(request, session, "action")
+    act, done = _ENROLLMENT_ACTIONS[action]
     try:
-        participant_id, plan_id = await run_in_threadpool(
-            data.enrollment_owner, runtime, enrollment_id
-        )
-    except repo.NotFound:
-        return _message(request, session, "Not found", "There is no such enrollment.", 404)
-    back = _back(form, f"/dashboard/participants/{quote(participant_id)}")
-    try:
-        await run_in_threadpool(data.set_enrollment, runtime, enrollment_id, status)
-    except data.ActionRefused as exc:
+        change = await run_in_threadpool(act, runtime, enrollment_id)
+    except NotFound:
+        return _not_found(request, session, "enrollment")
+    except ActionError as exc:
+        owner = await run_in_threadpool(data.enrollment_owner, runtime, enrollment_id)
+        back = _back(form, f"/dashboard/participants/{quote(owner)}")
         return _redirect(request, back, f"Nothing changed: {exc}.", "error")
-    said = (
-        f"Paused {plan_id}: no reminders are sent until it is resumed."
-        if status == "paused"
-        else f"Resumed {plan_id}: reminders still ahead will be sent."
-    )
+    enrollment = change.enrollment
+    back = _back(form, f"/dashboard/participants/{quote(enrollment.participant_id)}")
+    said = (done if change.changed else _UNCHANGED[action]).format(plan=enrollment.plan_id)
     return _redirect(request, back, said)
 
 
@@ -651,11 +503,10 @@ async def rotate_feed(request: Request, participant_id: Id) -> Response:
     if isinstance(posted, Response):
         return posted
     session, form = posted
-    runtime = _runtime(request)
     try:
-        await run_in_threadpool(data.rotate_feed, runtime, participant_id)
-    except repo.NotFound:
-        return _message(request, session, "Not found", "There is no such participant.", 404)
+        await run_in_threadpool(people.rotate_feed, _runtime(request), participant_id)
+    except NotFound:
+        return _not_found(request, session, "participant")
     back = _back(form, f"/dashboard/participants/{quote(participant_id)}")
     return _redirect(
         request,
@@ -671,14 +522,15 @@ async def test_message(request: Request, participant_id: Id) -> Response:
     if isinstance(posted, Response):
         return posted
     session, form = posted
-    runtime = _runtime(request)
     back = _back(form, f"/dashboard/participants/{quote(participant_id)}")
     try:
-        said = await run_in_threadpool(
-            data.send_test, runtime, participant_id, form.get("channel", "")
+        sent = await run_in_threadpool(
+            messages.send_test, _runtime(request), participant_id, form.get("channel", "")
         )
-    except repo.NotFound:
-        return _message(request, session, "Not found", "There is no such participant.", 404)
-    except data.ActionRefused as exc:
-        return _redirect(request, back, f"Not sent: {exc}", "error")
-    return _redirect(request, back, said)
+    except NotFound:
+        return _not_found(request, session, "participant")
+    except ActionError as exc:
+        return _redirect(request, back, f"Not sent: {exc}.", "error")
+    kind = "text" if sent.channel == "sms" else "email"
+    where = " (to the development outbox)" if sent.to_outbox else ""
+    return _redirect(request, back, f"Test {kind} sent to {mask(sent.to)}{where}.")

@@ -1,9 +1,9 @@
 """What the coach dashboard shows, read from the database; and what its buttons do.
 
-Reads go through the adherence report (`tracking.report.build`), the repository and
-the reply log, plus one query of its own (the occurrences of a participant's
-enrollments with their result at a moment, for the heatmaps). Nothing here renders
-HTML: the pages are in `service.web.dashboard` and its templates.
+Reads go through the adherence report (`tracking.report.build`) and the storage
+functions (the heatmaps' occurrences with their result at a moment are
+`storage.checkins.heatmap_rows`). Nothing here renders HTML: the pages are in
+`service.web.dashboard` and its templates.
 
 "This week", on the dashboard, is the 7 days up to now, and the weeks before it are
 the 7 days before that, and so on: at any moment the overview compares like with like
@@ -23,23 +23,22 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
-from sqlalchemy import Connection, func, select
 
-from service.channels.base import ChannelError, OutgoingMessage
-from service.channels.email import unsubscribe_link
+from service import report
+from service.actions import links
 from service.channels.outbox import OutboxChannel
 from service.core.digest import CohortEntry, Week, slip_reason
 from service.core.plan import Plan
 from service.core.preview import Preview, build_preview
 from service.core.records import Participant
 from service.core.timeexpr import VariableError
-from service.logging import mask
+from service.report import EnrollmentReport, PracticeLine
 from service.runtime import Runtime
-from service.storage import checkins, repo
-from service.storage.db import transaction
-from service.storage.tables import enrollments, occurrences, outbox
-from service.tracking import enrolling, links, report
-from service.tracking.report import EnrollmentReport, PracticeLine
+from service.storage import checkins
+from service.storage import enrollments as enrollment_rows
+from service.storage import outbox as outbox_rows
+from service.storage import participants as participant_rows
+from service.storage.db import Connection, reading, transaction
 from service.web.charts import Cell
 
 log = structlog.get_logger("tend.dashboard")
@@ -143,8 +142,8 @@ def cohort(runtime: Runtime, now: datetime, *, plan_id: str | None = None) -> li
     ids = [e.enrollment for e in built.entries]
     with transaction(runtime.engine) as conn:
         weekly = _weekly(conn, ids, now)
-        stopped = repo.opted_out_between(conn, now - WEEK, now)
-        everyone = repo.list_participants(conn) if plan_id is None else []
+        stopped = participant_rows.opted_out_between(conn, now - WEEK, now)
+        everyone = participant_rows.list_participants(conn) if plan_id is None else []
     rows = []
     for entry in built.entries:
         plan = runtime.plans.get(entry.plan)
@@ -263,25 +262,8 @@ def _cells(
     (a local date) on, with its state at `now`."""
     if not enrollment_ids:
         return {}
-    query = (
-        select(
-            occurrences.c.enrollment_id,
-            occurrences.c.practice_id,
-            occurrences.c.local_date,
-            occurrences.c.instant,
-            checkins.result_expression(now).label("result"),
-            occurrences.c.check_in_kind,
-            occurrences.c.check_in_value,
-            occurrences.c.check_in_unit,
-            occurrences.c.check_in_text,
-        )
-        .where(occurrences.c.enrollment_id.in_(list(enrollment_ids)))
-        .where(occurrences.c.state == "scheduled")
-        .where(occurrences.c.local_date >= first)
-        .order_by(occurrences.c.enrollment_id, occurrences.c.local_date, occurrences.c.id)
-    )
     found: dict[tuple[str, str], list[Cell]] = defaultdict(list)
-    for row in conn.execute(query):
+    for row in checkins.heatmap_rows(conn, enrollment_ids, now=now, first=first):
         if row.instant > now:
             state = "upcoming"
         elif row.result is None:
@@ -293,15 +275,15 @@ def _cells(
 
 
 def participant_view(runtime: Runtime, participant_id: str, now: datetime) -> ParticipantView:
-    """Raises repo.NotFound for a participant that does not exist."""
+    """Raises NotFound for a participant that does not exist."""
     built = report.build(runtime, participant_id=participant_id, now=now)
     with transaction(runtime.engine) as conn:
-        person = repo.get_participant(conn, participant_id)
+        person = participant_rows.get_participant(conn, participant_id)
         today = local_today(person, now)
         first = today - timedelta(days=today.weekday()) - (HEATMAP_WEEKS - 1) * WEEK
         cells = _cells(conn, [e.enrollment for e in built.entries], now, first)
         replies = checkins.list_replies(conn, participant_id=participant_id, limit=REPLIES_SHOWN)
-        consent = repo.consent_history(conn, participant_id)
+        consent = participant_rows.consent_history(conn, participant_id)
     views = []
     for entry in built.entries:
         plan = runtime.plans.get(entry.plan)
@@ -350,13 +332,7 @@ def plans_overview(runtime: Runtime) -> list[PlanSummary]:
     gone, with their enrollments counted by status."""
     plans = runtime.plans.refresh()
     with transaction(runtime.engine) as conn:
-        rows = conn.execute(
-            select(enrollments.c.plan_id, enrollments.c.status, func.count())
-            .group_by(enrollments.c.plan_id, enrollments.c.status)
-        ).all()  # fmt: skip
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
-    for plan_id, status, count in rows:
-        counts[plan_id][status] = int(count)
+        counts = enrollment_rows.status_counts_by_plan(conn)
     found = [
         PlanSummary(p.id, p.title, p.weeks, len(p.practices), counts.get(p.id, {}))
         for p in plans.values()
@@ -403,117 +379,15 @@ def outbox_in_use(runtime: Runtime) -> bool:
 
 def outbox_messages(runtime: Runtime, limit: int = 100) -> list[dict[str, Any]]:
     with transaction(runtime.engine) as conn:
-        return repo.outbox_list(conn, limit=limit)
+        return outbox_rows.outbox_list(conn, limit=limit)
 
 
 def outbox_count(runtime: Runtime) -> int:
     with transaction(runtime.engine) as conn:
-        return int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
+        return outbox_rows.outbox_count(conn)
 
 
-# --- actions ---------------------------------------------------------------------------
-
-
-class ActionRefused(Exception):
-    """An action that was not done, and why (shown to the coach)."""
-
-
-SOURCE = "dashboard"
-
-
-def set_enrollment(runtime: Runtime, enrollment_id: str, status: str) -> None:
-    """Pause ("paused") or resume ("active") an enrollment. Pausing stops every unsent
-    reminder at once; resuming brings back those still ahead and materialises the
-    enrollment up to its horizon again (`tracking.enrolling.refresh`, as the command
-    line does). ActionRefused when it is in no state to change so."""
-    now = runtime.clock.now()
-    with transaction(runtime.engine) as conn:
-        try:
-            updated = repo.set_enrollment_status(conn, enrollment_id, status, now=now)
-        except ValueError as exc:
-            raise ActionRefused(str(exc)) from exc
-        if status == "active":
-            plan = runtime.plans.get(updated.plan_id, updated.plan_hash)
-            if plan is not None:
-                person = repo.get_participant(conn, updated.participant_id)
-                try:
-                    enrolling.refresh(conn, updated, person, plan, now)
-                except ValueError as exc:  # the plan changed under it: it stays paused
-                    raise ActionRefused(f"{exc}; the enrollment stays paused") from exc
-    log.info("enrollment changed on the dashboard", enrollment=enrollment_id, status=status)
-
-
-def enrollment_owner(runtime: Runtime, enrollment_id: str) -> tuple[str, str]:
-    """(participant id, plan id) of an enrollment; repo.NotFound when there is none."""
-    with transaction(runtime.engine) as conn:
-        found = repo.get_enrollment(conn, enrollment_id)
-    return found.participant_id, found.plan_id
-
-
-def rotate_feed(runtime: Runtime, participant_id: str) -> int:
-    """A new feed URL; the old one stops working. Returns the new version."""
-    with transaction(runtime.engine) as conn:
-        version = repo.rotate_feed(conn, participant_id)
-    log.info("feed rotated on the dashboard", participant=participant_id, version=version)
-    return version
-
-
-TEST_SMS = (
-    "Tend test message: your coach is checking that texts reach you. "
-    "No reply needed. Reply STOP to opt out."
-)
-TEST_EMAIL_SUBJECT = "A test message from Tend"
-TEST_EMAIL = (
-    "Hello {first},\n\nThis is a test message: your coach is checking that email from "
-    "Tend reaches you. There is nothing to do.\n\nTo stop these emails: {unsubscribe}\n"
-)
-
-
-def send_test(runtime: Runtime, participant_id: str, channel: str) -> str:
-    """Send a test message by `channel` (sms or email), honouring the participant's
-    opt-out, pause and unsubscribe; returns what happened, in words, or raises
-    ActionRefused. Raises repo.NotFound for an unknown participant."""
-    now = runtime.clock.now()
-    with transaction(runtime.engine) as conn:
-        person = repo.get_participant(conn, participant_id)
-    if channel == "sms":
-        if not person.phone:
-            raise ActionRefused(f"{person.name} has no phone number.")
-        if person.sms_state == "opted_out":
-            raise ActionRefused(f"{person.name} has opted out of text messages; nothing was sent.")
-        if person.sms_paused(now):
-            until = (person.paused_until or now).astimezone(_zone(person.timezone))
-            raise ActionRefused(
-                f"{person.name} paused text messages until {until:%a} {until.day} "
-                f"{until:%b %H:%M}; nothing was sent."
-            )
-        message = OutgoingMessage(None, "sms", person.phone, TEST_SMS)
-    elif channel == "email":
-        if not person.email:
-            raise ActionRefused(f"{person.name} has no email address.")
-        if person.email_unsubscribed:
-            raise ActionRefused(f"{person.name} unsubscribed from email; nothing was sent.")
-        link = unsubscribe_link(runtime.settings.public_base, runtime.secret, person.id)
-        first = person.name.split()[0] if person.name.split() else person.name
-        message = OutgoingMessage(
-            None,
-            "email",
-            person.email,
-            TEST_EMAIL.format(first=first, unsubscribe=link),
-            subject=TEST_EMAIL_SUBJECT,
-            unsubscribe_url=link,
-        )
-    else:
-        raise ActionRefused(f"unknown channel {channel!r}")
-    sender = runtime.channels.get(channel)
-    if sender is None:
-        raise ActionRefused(f"no {channel} channel is configured.")
-    try:
-        sender.send(message)
-    except ChannelError as exc:
-        log.warning("test message not sent", participant=person.id, channel=channel,
-                    error=str(exc))  # fmt: skip
-        raise ActionRefused(f"the {channel} channel refused it: {exc}") from exc
-    log.info("test message sent", participant=person.id, channel=channel)
-    where = " (to the development outbox)" if isinstance(sender, OutboxChannel) else ""
-    return f"Test {'text' if channel == 'sms' else 'email'} sent to {mask(message.to)}{where}."
+def enrollment_owner(runtime: Runtime, enrollment_id: str) -> str:
+    """The id of the participant an enrollment belongs to."""
+    with reading(runtime.engine) as conn:
+        return enrollment_rows.get_enrollment(conn, enrollment_id).participant_id

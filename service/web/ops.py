@@ -26,12 +26,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, func, or_, select, text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.runtime import Runtime
-from service.storage.db import reading
-from service.storage.tables import deliveries, replies
+from service.storage import checkins
+from service.storage import deliveries as delivery_rows
+from service.storage.db import ping, reading
 
 log = structlog.get_logger("tend.web")
 
@@ -59,7 +59,7 @@ def _checks(runtime: Runtime) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
         with reading(runtime.engine) as conn:
-            conn.execute(text("SELECT 1"))
+            ping(conn)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
@@ -96,31 +96,10 @@ class DatabaseCollector(Collector):
         now = self.runtime.clock.now()
         try:
             with reading(self.runtime.engine) as conn:
-                states = conn.execute(
-                    select(
-                        deliveries.c.channel, deliveries.c.kind, deliveries.c.state, func.count()
-                    ).group_by(deliveries.c.channel, deliveries.c.kind, deliveries.c.state)
-                ).all()
-                due = conn.execute(
-                    select(deliveries.c.channel, func.count())
-                    .where(
-                        or_(
-                            and_(deliveries.c.state == "pending", deliveries.c.due_at <= now),
-                            deliveries.c.state.in_(("claimed", "sending")),
-                        )
-                    )
-                    .group_by(deliveries.c.channel)
-                ).all()
-                late: Sequence[Any] = conn.execute(
-                    select(deliveries.c.channel, deliveries.c.sent_at, deliveries.c.due_at)
-                    .where(deliveries.c.sent_at >= now - timedelta(hours=1))
-                    .where(deliveries.c.sent_at.is_not(None))
-                ).all()
-                understood = conn.execute(
-                    select(replies.c.channel, replies.c.understood, func.count()).group_by(
-                        replies.c.channel, replies.c.understood
-                    )
-                ).all()
+                states = delivery_rows.delivery_counts(conn)
+                due = delivery_rows.queue_depth(conn, now=now)
+                late: Sequence[Any] = delivery_rows.sent_since(conn, now - timedelta(hours=1))
+                understood = checkins.reply_counts(conn)
         except Exception as exc:  # a scrape must not fail because the database did
             log.warning("metrics: the database could not be read", error=str(exc))
             return

@@ -8,7 +8,7 @@ a message Tend does not know still gets 200, or Twilio would keep retrying it.
 
 An inbound text is answered with TwiML: one `<Message>` when there is something to say,
 an empty `<Response/>` when there is not (an unknown sender's STOP, anything from
-someone who opted out). The work is in `service.tracking.inbound`.
+someone who opted out). The work is in `service.actions.inbound_sms`.
 """
 
 from __future__ import annotations
@@ -23,24 +23,30 @@ from fastapi.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator, add_port  # type: ignore[import-untyped]
 from twilio.twiml.messaging_response import MessagingResponse  # type: ignore[import-untyped]
 
+from service.actions.inbound_sms import handle_sms
+from service.core.states import DeliveryState
 from service.runtime import Runtime
-from service.storage import repo
+from service.storage import deliveries as delivery_rows
 from service.storage.db import transaction
-from service.tracking.inbound import handle_sms
 from service.web.forms import TooLarge, has_control, read_capped, without_control
 
 router = APIRouter(tags=["twilio"])
 
 MAX_BODY = 64 * 1024  # Twilio's forms are a few hundred bytes
 
-# Twilio's MessageStatus, as delivery states. queued, accepted and sending say nothing
-# new: the delivery is `sent` once Twilio took it.
 # Twilio's SIDs are two letters and 32 hex digits. Any id of letters, digits, '_' and '-'
 # that fits the column is let through; anything else is refused before it reaches the
 # database.
 _SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_SENDER = 64  # an E.164 number, a short code, or a channel address such as whatsapp:+1...
-STATUS = {"sent": "sent", "delivered": "delivered", "undelivered": "failed", "failed": "failed"}
+# Twilio's MessageStatus, as delivery states. queued, accepted and sending say nothing
+# new: the delivery is `sent` once Twilio took it.
+STATUS = {
+    "sent": DeliveryState.SENT,
+    "delivered": DeliveryState.DELIVERED,
+    "undelivered": DeliveryState.FAILED,
+    "failed": DeliveryState.FAILED,
+}
 
 
 class _Form(dict[str, list[str]]):
@@ -128,9 +134,9 @@ async def status_callback(request: Request) -> Response:
     return Response(status_code=200)
 
 
-def _record_status(runtime: Runtime, sid: str, state: str, error: str | None) -> None:
+def _record_status(runtime: Runtime, sid: str, state: DeliveryState, error: str | None) -> None:
     with transaction(runtime.engine) as conn:
-        repo.record_provider_status(
+        delivery_rows.record_provider_status(
             conn,
             sid,
             state,

@@ -16,18 +16,19 @@ accepted is withdrawn with one last METHOD:CANCEL. Text messages go on.
 
 from __future__ import annotations
 
-from html import escape
 from typing import cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from service.actions import consent
+from service.actions.errors import NotFound
 from service.channels.email import read_unsubscribe_token, unsubscribe_link
 from service.runtime import Runtime
-from service.storage import repo
+from service.storage import participants as participant_rows
 from service.storage.db import transaction
+from service.web.pages import render
 
-UNSUBSCRIBED_NOTE = repo.UNSUBSCRIBED_NOTE
 SOURCE = "email:list-unsubscribe"
 
 router = APIRouter(tags=["email"])
@@ -55,7 +56,7 @@ def _participant(runtime: Runtime, token: str) -> tuple[str, bool] | None:
     if participant_id is None:
         return None
     with transaction(runtime.engine) as conn:
-        state = repo.email_unsubscribed(conn, participant_id)
+        state = participant_rows.email_unsubscribed(conn, participant_id)
     return None if state is None else (participant_id, state)
 
 
@@ -66,8 +67,8 @@ def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     if found is None:
         return _not_found()
     if found[1]:
-        return _page("You are unsubscribed", _DONE)
-    return _page("Stop reminder emails?", _ASK)
+        return _page("You are unsubscribed", "done")
+    return _page("Stop reminder emails?", "ask")
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
@@ -77,51 +78,19 @@ def unsubscribe(token: str, request: Request, via: str | None = None) -> HTMLRes
     participant_id = read_unsubscribe_token(runtime.secret, token)
     if participant_id is None:
         return _not_found()
-    with transaction(runtime.engine) as conn:
-        if repo.email_unsubscribed(conn, participant_id) is None:
-            return _not_found()
-        repo.unsubscribe_email(
-            conn,
-            participant_id,
-            source=SOURCE,
-            now=runtime.clock.now(),
-            detail="page" if via == "page" else "one-click",
+    try:
+        consent.unsubscribe_email(
+            runtime, participant_id, source=SOURCE, detail="page" if via == "page" else "one-click"
         )
-    return _page("You are unsubscribed", _DONE)
+    except NotFound:
+        return _not_found()
+    return _page("You are unsubscribed", "done")
 
 
-_ASK = """<p>You will get no more reminder emails from Tend, and the practices Tend put in
-your calendar are taken out of it (one last email does that). Text messages go on.</p>
-<form method="post" action="?via=page">
-<button type="submit" style="padding:12px 22px; background-color:#3f6b5c; color:#ffffff;
-border:0; border-radius:6px; font-size:16px; cursor:pointer;">Stop reminder emails</button>
-</form>"""
-
-_DONE = """<p>You will get no more reminder emails from Tend. The practices Tend put in your
-calendar are taken out of it with one last email. Text messages go on.</p>
-<p>If this was a mistake, tell your coach.</p>"""
-
-
-def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{escape(title)}</title>
-</head>
-<body style="margin:0; background-color:#f5f3ee;">
-<div style="max-width:560px; margin:0 auto; padding:28px 20px; font-family:Georgia, serif;
-font-size:17px; line-height:1.6; color:#2e2e2e;">
-<h1 style="font-size:22px; font-weight:normal;">{escape(title)}</h1>
-{body}
-</div>
-</body>
-</html>
-"""
-    return HTMLResponse(page, status_code=status_code, headers=_HEADERS)
+def _page(title: str, page: str, status_code: int = 200) -> HTMLResponse:
+    """templates/unsubscribe.html; `page` is "ask", "done" or "not_found"."""
+    return render("unsubscribe.html", status_code, headers=_HEADERS, title=title, page=page)
 
 
 def _not_found() -> HTMLResponse:
-    return _page("Not found", "<p>This link does not work.</p>", status_code=404)
+    return _page("Not found", "not_found", status_code=404)

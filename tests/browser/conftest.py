@@ -25,9 +25,9 @@ import uvicorn
 from service.clock import ManualClock
 from service.runtime import Runtime
 from service.web.app import create_app
-from tests.engine import dashboard_seed
-from tests.engine.conftest import settings_for, sqlite_url
-from tests.services import free_port, unavailable, wait_for
+from tests.support import dashboard_seed
+from tests.support.engine import settings_for, sqlite_url
+from tests.support.services import free_port, unavailable, wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -36,12 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 TOKEN = "coach-token-for-tests"
 START_TIMEOUT = 30.0
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "browser: drives Debian's chromium through Playwright (skips without it)"
-    )
 
 
 def chromium() -> str:

@@ -17,8 +17,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine, text
 
-from tests.channels.smtp_server import Received
-from tests.fakes.twilio import FakeTwilio
+from tests.support.fake_smtp import Received
+from tests.support.fake_twilio import FakeTwilio
 
 TERMINAL = ("sent", "failed", "expired", "cancelled")
 KEY = re.compile(r"\[([a-z0-9-]+:\d{4}-\d{2}-\d{2})\]")

@@ -1,10 +1,10 @@
 """Tend as production runs it, in separate processes, for tests that break things.
 
 A `Deployment` is: a database on the suite's throwaway PostgreSQL, the suite's
-throwaway Redis (flushed), a fake Twilio API (tests/fakes/twilio.py, spoken to by the
+throwaway Redis (flushed), a fake Twilio API (tests/support/fake_twilio.py, spoken to by the
 real Twilio client through TEND_TWILIO_API_BASE), a real SMTP server (aiosmtpd), and
 Tend's processes, each started as `python -m tests.reliability.proc ROLE`: `tend web`,
-`tend scheduler` or `tend worker` on the shared clock of tests/reliability/clock.py.
+`tend scheduler` or `tend worker` on the shared clock of tests/support/clock.py.
 Every process logs JSON lines to its own file, which the suite reads at the end for
 phone numbers and email addresses that should have been masked.
 
@@ -35,13 +35,14 @@ from twilio.request_validator import RequestValidator
 
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
-from service.storage import repo
+from service.storage import deliveries as delivery_rows
+from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
-from service.tracking.enrolling import enroll
-from tests.channels.smtp_server import SMTPServer
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from tests.reliability.clock import SharedClock
-from tests.services import PostgresServer, RedisServer, free_port, wait_for
+from service.actions.enrollments import enroll
+from tests.support.clock import SharedClock
+from tests.support.fake_smtp import SMTPServer
+from tests.support.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.support.services import PostgresServer, RedisServer, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "reliability-secret-key-0123456789"
@@ -187,7 +188,7 @@ class Deployment:
         people = []
         for i in range(first, first + count):
             with transaction(runtime.engine) as conn:
-                participant = repo.add_participant(
+                participant = participant_rows.add_participant(
                     conn,
                     name=f"Person{i} Test",
                     timezone=zone,
@@ -326,7 +327,7 @@ class Deployment:
 
     def delivery_states(self) -> dict[str, int]:
         with transaction(self.runtime.engine) as conn:
-            return repo.delivery_states(conn)
+            return delivery_rows.delivery_states(conn)
 
     def settled(self, now: datetime | None = None) -> bool:
         """Every delivery due by `now` (the clock's now) has an end: nothing is pending,

@@ -52,7 +52,7 @@ from tests.reliability.checks import (
 )
 from tests.reliability.harness import Deployment, Person
 from tests.reliability.population import ZONES, enrollees, populate
-from tests.services import wait_for
+from tests.support.services import wait_for
 
 WEEKS_IN = 2  # the day falls in the plans' third week: weekend yoga, longer walks
 DELIVERY_MESSAGE_ID = re.compile(r"^tend\.d(\d+)\.")

@@ -4,7 +4,7 @@
 person's plan variables (wake, bedtime, walk) moved a little from the plan's defaults so
 that the load is not one spike. `populate` stores it with the rows `enroll` would write
 (service/tracking/enrolling.py), built by the same functions (`plan_changes` for what to
-store, `repo._insert_occurrences` for the occurrence and delivery rows), but a batch of
+store, `occurrence_rows._insert_occurrences` for the occurrence and delivery rows), but a batch of
 people per transaction, the occurrences and deliveries sent with PostgreSQL's COPY: about
 3 ms a person instead of `enroll`'s 15-20 on a loaded 2-CPU machine. PostgreSQL only.
 test_load.py checks that the two write the same rows.
@@ -24,10 +24,12 @@ from service.core.expand import resolve_plan_variables
 from service.core.plan import Plan
 from service.core.schedule import plan_end
 from service.runtime import Runtime
-from service.storage import repo
-from service.storage.db import transaction
+from service.storage import enrollments as enrollment_rows
+from service.storage import occurrences as occurrence_rows
+from service.storage import participants as participant_rows
+from service.storage.db import new_id, transaction
 from service.storage.tables import deliveries, enrollments, occurrences, participants
-from service.tracking.enrolling import EnrollmentError, plan_changes, variables_for
+from service.actions.enrollments import plan_changes, variables_for
 from tests.reliability.harness import ROOT, Person
 
 # Ten real zones, west to east: a day of reminders rolls around the world.
@@ -115,7 +117,7 @@ def populate(
         if person.plan not in plans:
             found = runtime.plans.get(person.plan)
             if found is None:
-                raise EnrollmentError(f"plan {person.plan} did not load")
+                raise ValueError(f"plan {person.plan} did not load")
             plans[person.plan] = found
     out: list[Person] = []
     for first in range(0, len(people), batch):
@@ -124,7 +126,7 @@ def populate(
 
 
 class _Recorder:
-    """Stands in for the connection while `plan_changes` and `repo._insert_occurrences`
+    """Stands in for the connection while `plan_changes` and `occurrence_rows._insert_occurrences`
     work out an enrollment's rows: it reads no stored occurrences (the enrollment is new)
     and keeps each insert's rows instead of running it, answering RETURNING with
     stand-in ids (-1, -2, ...) that `flush` replaces with the real ones. So the rows are
@@ -209,16 +211,16 @@ def _populate_batch(
     runtime: Runtime, people: Sequence[Enrollee], start: date, plans: Mapping[str, Plan]
 ) -> list[Person]:
     now = runtime.clock.now()
-    participant_rows: list[dict[str, Any]] = []
-    enrollment_rows: list[dict[str, Any]] = []
+    new_participants: list[dict[str, Any]] = []
+    new_enrollments: list[dict[str, Any]] = []
     recorder = _Recorder()
     stand_in = cast(Connection, recorder)
     out = []
     for person in people:
         plan = plans[person.plan]
-        # repo.add_participant's row, without the read back.
+        # participant_rows.add_participant's row, without the read back.
         prow: dict[str, Any] = {
-            "id": repo.new_id("p"),
+            "id": new_id("p"),
             "name": person.name,
             "phone": person.phone,
             "email": person.email,
@@ -229,14 +231,14 @@ def _populate_batch(
             "feed_version": 1,
             "created_at": now,
         }
-        participant = repo.participant_from_row({**prow, "paused_until": None})  # type: ignore[arg-type]
-        # enroll's check of the variables, then repo.add_enrollment's row.
+        participant = participant_rows.participant_from_row({**prow, "paused_until": None})  # type: ignore[arg-type]
+        # enroll's check of the variables, then enrollment_rows.add_enrollment's row.
         try:
             resolve_plan_variables(plan, variables_for(plan, participant, person.variables))
         except ValueError as exc:
-            raise EnrollmentError(str(exc)) from exc
+            raise ValueError(str(exc)) from exc
         erow: dict[str, Any] = {
-            "id": repo.new_id("e"),
+            "id": new_id("e"),
             "participant_id": prow["id"],
             "plan_id": plan.id,
             "plan_hash": plan.content_hash,
@@ -249,36 +251,36 @@ def _populate_batch(
             "created_at": now,
             "updated_at": now,
         }
-        enrollment = repo.enrollment_from_row(erow)  # type: ignore[arg-type]
+        enrollment = enrollment_rows.enrollment_from_row(erow)  # type: ignore[arg-type]
         # refresh(): the changes and the horizon, then apply_changes' inserts (recorded);
         # set_horizon would write the horizon with the same end date, hash and time.
         changes, horizon = plan_changes(stand_in, enrollment, participant, plan, now)
         assert not changes.moved
         assert not changes.cancelled
         if changes.added:
-            repo._insert_occurrences(stand_in, enrollment.id, changes.added, now)
+            occurrence_rows._insert_occurrences(stand_in, enrollment.id, changes.added, now)
         erow["horizon"] = horizon
-        participant_rows.append(prow)
-        enrollment_rows.append(erow)
+        new_participants.append(prow)
+        new_enrollments.append(erow)
         out.append(Person(prow["id"], erow["id"], person.phone, person.email))
     with transaction(runtime.engine) as conn:
-        conn.execute(insert(participants), participant_rows)
-        conn.execute(insert(enrollments), enrollment_rows)
+        conn.execute(insert(participants), new_participants)
+        conn.execute(insert(enrollments), new_enrollments)
         recorder.flush(conn)
     return out
 
 
 def populate_one_by_one(runtime: Runtime, people: Sequence[Enrollee], start: date) -> list[Person]:
-    """The same people through `repo.add_participant` and `enroll`, one at a time, as the
+    """The same people through `participant_rows.add_participant` and `enroll`, one at a time, as the
     API does: the reference `populate` is checked against."""
-    from service.tracking.enrolling import enroll
+    from service.actions.enrollments import enroll
 
     out = []
     for person in people:
         plan = runtime.plans.get(person.plan)
         assert plan is not None, f"plan {person.plan} did not load"
         with transaction(runtime.engine) as conn:
-            participant = repo.add_participant(
+            participant = participant_rows.add_participant(
                 conn,
                 name=person.name,
                 timezone=person.zone,

@@ -16,7 +16,7 @@ from service import processes
 from service.logging import configure_logging
 from service.runtime import Runtime
 from service.settings import load_settings
-from tests.reliability.clock import SharedClock
+from tests.support.clock import SharedClock
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import text
 
 from tests.reliability.checks import Tally, provider_messages, tally
-from tests.reliability.conftest import Summary
 from tests.reliability.harness import Deployment, Person
-from tests.services import free_port, wait_for
+from tests.support.reliability_report import Summary
+from tests.support.services import free_port, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.reliability, pytest.mark.timeout(600)]
 

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import text
 
-from tests.reliability.conftest import Summary, assert_logs_masked
+from tests.reliability.conftest import assert_logs_masked
 from tests.reliability.harness import Deployment
 from tests.reliability.load import (
     WEEKS_IN,
@@ -38,7 +38,8 @@ from tests.reliability.population import (
     shipped_plans,
     snapshot,
 )
-from tests.services import PostgresServer, RedisServer
+from tests.support.reliability_report import Summary
+from tests.support.services import PostgresServer, RedisServer, running
 
 pytestmark = [pytest.mark.services, pytest.mark.reliability, pytest.mark.timeout(900)]
 
@@ -84,18 +85,16 @@ class Day:
 
 @pytest.fixture(scope="module")
 def day(
-    pg: PostgresServer,
-    redis_server: RedisServer,
+    postgres: PostgresServer,
+    redis_session: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
     summary: Summary,
 ) -> Iterator[Day]:
     """One day for PEOPLE people, run once for the tests below."""
-    if not pg.started:
-        pg.start()
-    if redis_server.process is None:
-        redis_server.start()
+    running(postgres)
+    running(redis_session)
     folder = tmp_path_factory.mktemp("load")
-    deployment = Deployment.create(folder, pg, redis_server, shipped_plans())
+    deployment = Deployment.create(folder, postgres, redis_session, shipped_plans())
     try:
         window = Window.of(DAY)
         people, _ = prepare(deployment, PEOPLE, window, lead=LEAD)

@@ -1,0 +1,400 @@
+"""Participants and their consent: the rows, the consent log, and what an opt-out,
+an opt-in, an unsubscribe or a pause does to the deliveries still to go.
+
+Every function runs inside the caller's transaction (see `service.storage`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, exists, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from service.core.consent import Refusal
+from service.core.records import Participant
+from service.core.states import (
+    WAITING_STATES,
+    Channel,
+    ConsentAction,
+    DeliveryState,
+    EnrollmentStatus,
+    OccurrenceState,
+    SmsState,
+    SmsStatus,
+)
+from service.storage.db import NotFound, fetch_page, new_id
+from service.storage.tables import consent_log, deliveries, enrollments, occurrences, participants
+
+# The notes on deliveries that consent stopped (restored by their note on opting back in).
+OPTED_OUT_NOTE = Refusal.OPTED_OUT.value
+UNSUBSCRIBED_NOTE = Refusal.UNSUBSCRIBED.value
+
+
+class PhoneTaken(ValueError):
+    """Another participant has that phone number (numbers are unique)."""
+
+
+def participant_from_row(row: RowMapping) -> Participant:
+    """A participant from a row of the participants table (or its columns by name)."""
+    return Participant(
+        id=row["id"],
+        name=row["name"],
+        phone=row["phone"],
+        email=row["email"],
+        timezone=row["timezone"],
+        variables=dict(row["variables"] or {}),
+        sms_state=SmsState(row["sms_state"]),
+        paused_until=row["paused_until"],
+        email_unsubscribed=row["email_unsubscribed"],
+        feed_version=row["feed_version"],
+        created_at=row.get("created_at"),
+    )
+
+
+def add_participant(
+    conn: Connection,
+    *,
+    name: str,
+    timezone: str,
+    now: datetime,
+    phone: str | None = None,
+    email: str | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> Participant:
+    """Add a participant. PhoneTaken when another one has the phone number (added
+    meanwhile: check first with `find_participant_by_phone`); the transaction must
+    then be rolled back, or the call made in a savepoint."""
+    participant_id = new_id("p")
+    try:
+        conn.execute(
+            insert(participants).values(
+                id=participant_id,
+                name=name,
+                phone=phone,
+                email=email,
+                timezone=timezone,
+                variables=dict(variables or {}),
+                sms_state=SmsState.SUBSCRIBED,
+                email_unsubscribed=False,
+                feed_version=1,
+                created_at=now,
+            )
+        )
+    except IntegrityError as exc:
+        if phone is None:
+            raise
+        raise PhoneTaken(f"a participant with phone {phone} exists already") from exc
+    return get_participant(conn, participant_id)
+
+
+def get_participant(conn: Connection, participant_id: str, *, lock: bool = False) -> Participant:
+    """The participant; `lock` holds their row to the end of the transaction (PostgreSQL;
+    SQLite's writers take turns anyway)."""
+    query = select(participants).where(participants.c.id == participant_id)
+    found = conn.execute(query.with_for_update() if lock else query).mappings().first()
+    if found is None:
+        raise NotFound(f"no participant '{participant_id}'")
+    return participant_from_row(found)
+
+
+# Every inbound text starts here: one statement, built once.
+_BY_PHONE = select(participants).where(participants.c.phone == bindparam("phone"))
+
+
+_BY_PHONE_LOCKED = _BY_PHONE.with_for_update()
+
+
+def find_participant_by_phone(
+    conn: Connection, phone: str, *, lock: bool = False
+) -> Participant | None:
+    """The participant with this number. `lock`: hold their row until the transaction
+    ends (PostgreSQL; SQLite's writers take turns anyway), so that two texts from one
+    person are handled one after the other."""
+    statement = _BY_PHONE_LOCKED if lock else _BY_PHONE
+    found = conn.execute(statement, {"phone": phone}).mappings().first()
+    return participant_from_row(found) if found else None
+
+
+def list_participants(conn: Connection) -> list[Participant]:
+    rows = conn.execute(select(participants).order_by(participants.c.created_at, participants.c.id))
+    return [participant_from_row(r) for r in rows.mappings()]
+
+
+def update_participant(conn: Connection, participant_id: str, **values: Any) -> None:
+    """Set these columns of the participant's row (name, phone, email, timezone,
+    variables), in a savepoint. PhoneTaken when another participant has the new phone
+    number; the transaction can go on then."""
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                update(participants).where(participants.c.id == participant_id).values(**values)
+            )
+    except IntegrityError as exc:
+        if values.get("phone") is None:
+            raise
+        raise PhoneTaken(f"a participant with phone {values['phone']} exists already") from exc
+
+
+def participant_page(
+    conn: Connection,
+    *,
+    now: datetime,
+    limit: int,
+    offset: int,
+    name: str | None = None,
+    sms: str | None = None,
+    plan_id: str | None = None,
+    status: str | None = None,
+) -> tuple[list[Participant], int]:
+    """A page of participants, oldest first, and how many match in all. Filters: part of
+    the name (any case); the SMS state at `now` ("subscribed", "paused", "opted_out");
+    an enrollment in `plan_id` and/or in `status`."""
+    query = select(participants).order_by(participants.c.created_at, participants.c.id)
+    if name:
+        query = query.where(participants.c.name.icontains(name.strip(), autoescape=True))
+    if sms == SmsStatus.OPTED_OUT:
+        query = query.where(participants.c.sms_state == SmsState.OPTED_OUT)
+    elif sms is not None:
+        paused = and_(participants.c.paused_until.is_not(None), participants.c.paused_until > now)
+        query = query.where(participants.c.sms_state == SmsState.SUBSCRIBED)
+        query = query.where(paused if sms == SmsStatus.PAUSED else ~paused)
+    if plan_id is not None or status is not None:
+        member = select(enrollments.c.id).where(enrollments.c.participant_id == participants.c.id)
+        if plan_id is not None:
+            member = member.where(enrollments.c.plan_id == plan_id)
+        if status is not None:
+            member = member.where(enrollments.c.status == status)
+        query = query.where(exists(member))
+    rows, total = fetch_page(conn, query, limit, offset)
+    return [participant_from_row(r) for r in rows], total
+
+
+def participant_zones(conn: Connection, participant_ids: Sequence[str]) -> dict[str, str]:
+    """The time zone of each of these participants, by id (those that exist)."""
+    if not participant_ids:
+        return {}
+    rows = conn.execute(
+        select(participants.c.id, participants.c.timezone).where(
+            participants.c.id.in_(sorted(set(participant_ids)))
+        )
+    )
+    return {row.id: row.timezone for row in rows}
+
+
+def rotate_feed(conn: Connection, participant_id: str) -> int:
+    result = conn.execute(
+        update(participants)
+        .where(participants.c.id == participant_id)
+        .values(feed_version=participants.c.feed_version + 1)
+        .returning(participants.c.feed_version)
+    ).scalar()
+    if result is None:
+        raise NotFound(f"no participant '{participant_id}'")
+    return int(result)
+
+
+def log_consent(
+    conn: Connection,
+    participant_id: str,
+    *,
+    channel: Channel,
+    action: ConsentAction,
+    source: str,
+    now: datetime,
+    detail: str | None = None,
+) -> None:
+    conn.execute(
+        insert(consent_log).values(
+            participant_id=participant_id,
+            channel=channel,
+            action=action,
+            source=source,
+            detail=detail,
+            at=now,
+        )
+    )
+
+
+def opted_out_between(conn: Connection, since: datetime, until: datetime) -> set[str]:
+    """Participants who opted out of SMS in [since, until)."""
+    rows = conn.execute(
+        select(consent_log.c.participant_id)
+        .where(consent_log.c.channel == Channel.SMS)
+        .where(consent_log.c.action == ConsentAction.OPT_OUT)
+        .where(consent_log.c.at >= since)
+        .where(consent_log.c.at < until)
+        .distinct()
+    )
+    return {r[0] for r in rows}
+
+
+def consent_history(conn: Connection, participant_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(consent_log)
+        .where(consent_log.c.participant_id == participant_id)
+        .order_by(consent_log.c.at, consent_log.c.id)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def consent_page(
+    conn: Connection, *, limit: int, offset: int, participant_id: str | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the consent log (of one participant, or everyone's), oldest first, and
+    how many entries there are in all."""
+    query = select(consent_log).order_by(consent_log.c.at, consent_log.c.id)
+    if participant_id is not None:
+        query = query.where(consent_log.c.participant_id == participant_id)
+    rows, total = fetch_page(conn, query, limit, offset)
+    return [dict(r) for r in rows], total
+
+
+def opt_out_sms(conn: Connection, participant_id: str, *, source: str, now: datetime) -> int:
+    """Record an SMS opt-out and cancel every unsent SMS; returns how many were cancelled."""
+    conn.execute(
+        update(participants)
+        .where(participants.c.id == participant_id)
+        .values(sms_state=SmsState.OPTED_OUT)
+    )
+    log_consent(
+        conn,
+        participant_id,
+        channel=Channel.SMS,
+        action=ConsentAction.OPT_OUT,
+        source=source,
+        now=now,
+    )
+    return _cancel_channel(conn, participant_id, Channel.SMS, now, OPTED_OUT_NOTE)
+
+
+def opt_in_sms(conn: Connection, participant_id: str, *, source: str, now: datetime) -> int:
+    """Record an SMS opt-in; reminders still ahead that the opt-out cancelled come back."""
+    conn.execute(
+        update(participants)
+        .where(participants.c.id == participant_id)
+        .values(sms_state=SmsState.SUBSCRIBED)
+    )
+    log_consent(
+        conn,
+        participant_id,
+        channel=Channel.SMS,
+        action=ConsentAction.OPT_IN,
+        source=source,
+        now=now,
+    )
+    return restore_deliveries(
+        conn, now, OPTED_OUT_NOTE, participant_id=participant_id, channels=(Channel.SMS,)
+    )
+
+
+def _participant_deliveries(participant_id: str) -> Any:
+    return (
+        select(deliveries.c.id)
+        .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+        .join(enrollments, enrollments.c.id == occurrences.c.enrollment_id)
+        .where(enrollments.c.participant_id == participant_id)
+    )
+
+
+def _cancel_channel(
+    conn: Connection, participant_id: str, channel: Channel, now: datetime, note: str
+) -> int:
+    """Cancel every unsent delivery of `channel` for the participant, with `note`."""
+    ids = _participant_deliveries(participant_id).where(deliveries.c.channel == channel)
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids.scalar_subquery()))
+        .where(deliveries.c.state.in_(WAITING_STATES))
+        .values(state=DeliveryState.CANCELLED, last_error=note, lease_until=None, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def restore_deliveries(
+    conn: Connection,
+    now: datetime,
+    note: str,
+    *,
+    participant_id: str | None = None,
+    enrollment_id: str | None = None,
+    channels: tuple[str, ...] | None = None,
+) -> int:
+    """Cancelled deliveries still ahead, cancelled for `note`, become pending again."""
+    ids = (
+        select(deliveries.c.id)
+        .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+        .join(enrollments, enrollments.c.id == occurrences.c.enrollment_id)
+        .where(occurrences.c.state == OccurrenceState.SCHEDULED)
+        .where(enrollments.c.status == EnrollmentStatus.ACTIVE)
+    )
+    if participant_id is not None:
+        ids = ids.where(enrollments.c.participant_id == participant_id)
+    if enrollment_id is not None:
+        ids = ids.where(enrollments.c.id == enrollment_id)
+    if channels is not None:
+        ids = ids.where(deliveries.c.channel.in_(channels))
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids.scalar_subquery()))
+        .where(deliveries.c.state == DeliveryState.CANCELLED)
+        .where(deliveries.c.last_error == note)
+        .where(deliveries.c.due_at > now)
+        .values(state=DeliveryState.PENDING, last_error=None, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def email_unsubscribed(conn: Connection, participant_id: str) -> bool | None:
+    """Whether the participant unsubscribed from email; None when there is no such one."""
+    row = conn.execute(
+        select(participants.c.email_unsubscribed).where(participants.c.id == participant_id)
+    ).first()
+    return None if row is None else bool(row[0])
+
+
+def unsubscribe_email(
+    conn: Connection, participant_id: str, *, source: str, now: datetime, detail: str | None = None
+) -> int:
+    """Unsubscribe the participant from email and cancel their unsent reminder emails;
+    returns how many were cancelled. The consent log records the change once: asking
+    again changes nothing and logs nothing. An email already being sent goes out."""
+    changed = conn.execute(
+        update(participants)
+        .where(participants.c.id == participant_id)
+        .where(participants.c.email_unsubscribed.is_(False))
+        .values(email_unsubscribed=True)
+    ).rowcount
+    if changed:
+        log_consent(
+            conn,
+            participant_id,
+            channel=Channel.EMAIL,
+            action=ConsentAction.OPT_OUT,
+            source=source,
+            now=now,
+            detail=detail,
+        )
+    return _cancel_channel(conn, participant_id, Channel.EMAIL, now, UNSUBSCRIBED_NOTE)
+
+
+def set_sms_pause(
+    conn: Connection, participant_id: str, until: datetime | None, *, source: str, now: datetime
+) -> None:
+    conn.execute(
+        update(participants).where(participants.c.id == participant_id).values(paused_until=until)
+    )
+    action = ConsentAction.PAUSE if until is not None else ConsentAction.RESUME
+    detail = until.isoformat() if until is not None else None
+    log_consent(
+        conn,
+        participant_id,
+        channel=Channel.SMS,
+        action=action,
+        source=source,
+        now=now,
+        detail=detail,
+    )

@@ -1,0 +1,37 @@
+"""The JSON API under `/api` (admin bearer token): what the coach's dashboard does, for
+other programs.
+
+Participants (create, read, update, list with filters; their calendar feed URL, a new
+one, a test message, their consent log), enrollments (create, pause, resume, cancel),
+plans (list, read, preview), replies, the consent log and adherence (the report's JSON,
+exactly as `tend report --format json` prints it). One module per resource; the models
+are in `schemas`, what they share in `common`.
+
+Every body is a pydantic model that refuses unknown keys; every answer has a
+response model, so that `/openapi.json` describes what the API really does. Input the
+schema cannot express (a phone number, a time zone, a variable's time) is checked by
+the models and refused with 422, like any other shape error; ids that name nothing get
+404; a request that the current state forbids (a second enrollment in the same plan,
+pausing a cancelled enrollment, a test SMS to someone who opted out) gets 409; other
+bad values 400. Errors other than 422 are `{"detail": "..."}`, written for a person.
+A channel that fails to send a test message gets 502: that is not the caller's fault.
+
+Routes only parse and present: what they do is an action (`service.actions`), whose
+refusal becomes the answer's status (`common.answering`). They are plain functions
+(`def`), so that FastAPI runs their database work in its thread pool.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.web.api import enrollments, participants, plans, records
+from service.web.api.common import DEPENDENCIES, UNAUTHORISED
+
+RESOURCES = (participants.router, enrollments.router, plans.router, records.router)
+
+router = APIRouter(prefix="/api", dependencies=DEPENDENCIES, responses=UNAUTHORISED)
+for resource in RESOURCES:
+    router.include_router(resource)
+
+__all__ = ["RESOURCES", "router"]

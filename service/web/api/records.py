@@ -1,0 +1,101 @@
+"""`/api/replies`, `/api/consent` and `/api/adherence`: what participants said and
+did, read from the records (the adherence report is `tend report --format json`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from service import report
+from service.storage import checkins
+from service.storage import enrollments as enrollment_rows
+from service.storage.db import reading
+from service.web.api.common import (
+    Limit,
+    Offset,
+    ParticipantFilter,
+    PlanFilter,
+    RuntimeDep,
+    answering,
+    not_found,
+    responses,
+    utc,
+)
+from service.web.api.participants import consent_page
+from service.web.api.schemas import AdherenceOut, ConsentPage, ReplyOut, ReplyPage
+
+router = APIRouter()
+
+
+@router.get("/consent", response_model=ConsentPage, tags=["consent"], summary="The consent log")
+def list_consent(
+    runtime: RuntimeDep,
+    participant: ParticipantFilter = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    """Every participant's opt-outs, opt-ins, pauses and resumes, oldest first."""
+    with reading(runtime.engine) as conn:
+        return consent_page(conn, participant, limit, offset)
+
+
+@router.get("/replies", response_model=ReplyPage, tags=["replies"], summary="List replies")
+def list_replies(
+    runtime: RuntimeDep,
+    participant: ParticipantFilter = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="Only those received at or after this instant (UTC if no offset)."),
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    """Replies by SMS or check-in link, newest first, with what each was taken to mean."""
+    after = utc(since, "since") if since is not None else None
+    with reading(runtime.engine) as conn:
+        rows, total = checkins.reply_page(
+            conn, limit=limit, offset=offset, participant_id=participant, since=after
+        )
+    items = [
+        ReplyOut(
+            id=r["id"],
+            participant=r["participant_id"],
+            channel=r["channel"],
+            sender=r["sender"],
+            body=r["body"],
+            received_at=r["received_at"],
+            handled_at=r["handled_at"],
+            understood=r["understood"],
+            occurrence=r["occurrence_key"],
+            practice=r["occurrence_practice"],
+            detail=r["detail"],
+            answer=r["answer"],
+        )
+        for r in rows
+    ]
+    return ReplyPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get(
+    "/adherence",
+    response_model=AdherenceOut,
+    tags=["adherence"],
+    summary="Adherence: the report's data",
+    responses=responses(404),
+)
+def adherence(
+    runtime: RuntimeDep, participant: ParticipantFilter = None, plan: PlanFilter = None
+) -> Any:
+    """Exactly `tend report --format json`: per enrollment and practice, what was done,
+    skipped and missed, streaks and habit strength."""
+    if plan is not None and runtime.plans.get(plan) is None:
+        with reading(runtime.engine) as conn:
+            if not enrollment_rows.list_enrollments(conn, plan_id=plan):
+                raise not_found(
+                    f"no plan '{plan}' in the schedules folder and no enrollments in it"
+                )
+    with answering():
+        found = report.build(runtime, participant_id=participant, plan_id=plan)
+    return found.as_json()

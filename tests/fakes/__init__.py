@@ -1,1 +1,0 @@
-"""Fakes of outside services, run on loopback for the real client libraries to talk to."""

@@ -1,0 +1,1 @@
+"""Pure, fast tests: no database, no network, no subprocess."""
