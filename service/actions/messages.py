@@ -8,6 +8,7 @@ out is recorded as the participant's opt-out, as the delivery path records it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -63,7 +64,8 @@ def send_test(
     if refusal is not None:
         until = None
         if refusal is Refusal.SMS_PAUSED and person.paused_until is not None:
-            until = f"{person.paused_until:%Y-%m-%d %H:%M} UTC"
+            local = person.paused_until.astimezone(ZoneInfo(person.timezone))
+            until = f"{local:%a} {local.day} {local:%b %Y %H:%M} ({person.timezone})"
         raise Conflict(refusal.said_of(person.name, until))
     first = Person(person.name).first_name
     if chosen is Channel.SMS:

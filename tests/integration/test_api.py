@@ -472,7 +472,7 @@ def test_a_test_message_goes_out_through_the_channel(api: Api) -> None:
     assert (by_email["channel"], by_email["to"]) == ("email", "rae@example.com")
     email = api.email.sent[-1]
     assert (email.delivery_id, email.to, email.subject) == (None, "rae@example.com",
-                                                            "Tend test message")  # fmt: skip
+                                                            "A test message from Tend")  # fmt: skip
     assert email.unsubscribe_url is not None
     assert email.unsubscribe_url.startswith("https://tend.test/unsubscribe/")
 
@@ -487,11 +487,11 @@ def test_a_test_message_respects_consent_and_needs_an_address(api: Api) -> None:
             "Kai has no email address")  # fmt: skip
     with transaction(api.runtime.engine) as conn:
         participant_rows.set_sms_pause(conn, rae, NOW + timedelta(days=1), source="test", now=NOW)
-    refused(api.post(url, {"channel": "sms"}), 409, "paused SMS until 2026-03-03T12:00:00")
+    refused(api.post(url, {"channel": "sms"}), 409, "paused text messages until Tue 3 Mar 2026")
     with transaction(api.runtime.engine) as conn:
         participant_rows.opt_out_sms(conn, rae, source="sms:STOP", now=NOW)
         participant_rows.unsubscribe_email(conn, rae, source="email:list-unsubscribe", now=NOW)
-    refused(api.post(url, {"channel": "sms"}), 409, "Rae Example opted out of SMS", "START")
+    refused(api.post(url, {"channel": "sms"}), 409, "Rae Example opted out of text messages", "START")
     refused(api.post(url, {"channel": "email"}), 409, "unsubscribed from email")
     assert api.sms.sent == []
     assert api.email.sent == []

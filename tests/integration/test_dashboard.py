@@ -29,6 +29,7 @@ from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
 from service.storage.tables import deliveries, occurrences
 from service.actions import links
+from service.actions import messages
 from service.web import dashboard_data
 from service.web.app import create_app
 from service.web.session import FLASH_COOKIE, SESSION_COOKIE
@@ -525,19 +526,18 @@ def test_pause_and_resume_an_enrollment(coach: App) -> None:
     assert "Pause reminders" in page
 
 
-def test_pausing_twice_says_nothing_changed(coach: App) -> None:
+def test_pausing_twice_changes_nothing(coach: App) -> None:
     enrollment = coach.cohort.enrollments["dee"]  # paused already
     here = f"/dashboard/participants/{coach.cohort.ids['dee']}"
     page = coach.client.post(f"/dashboard/enrollments/{enrollment}/pause",
                              data={"csrf": coach.csrf(here), "next": here})  # fmt: skip
     assert page.status_code == 200
-    assert 'class="flash error"' in page.text
-    assert "Nothing changed: enrollment" in page.text
-    assert "is paused; it cannot become paused" in page.text
+    assert 'class="flash error"' not in page.text  # asked twice: no change, and no error
+    assert "walks-and-moods was paused already." in page.text
     unknown = coach.client.post("/dashboard/enrollments/e_nothing/pause",
                                 data={"csrf": coach.csrf()})  # fmt: skip
     assert unknown.status_code == 404
-    odd = coach.client.post(f"/dashboard/enrollments/{enrollment}/cancel",
+    odd = coach.client.post(f"/dashboard/enrollments/{enrollment}/archive",
                             data={"csrf": coach.csrf()})  # fmt: skip
     assert odd.status_code == 404
     assert coach.enrollment_status(enrollment) == "paused"
@@ -568,13 +568,13 @@ def test_a_test_message_goes_by_the_chosen_channel(coach: App) -> None:
                              data={"csrf": coach.csrf(here), "channel": "sms"})  # fmt: skip
     assert "Test text sent to +1********01." in page.text  # never the whole number
     assert [m.to for m in coach.sms.sent] == ["+14155550101"]
-    assert coach.sms.sent[0].body == dashboard_data.TEST_SMS
+    assert coach.sms.sent[0].body == messages.TEST_SMS.format(first="Rae")
     assert len(coach.sms.sent[0].body) <= 160  # one segment
     page = coach.client.post(f"{here}/test-message",
                              data={"csrf": coach.csrf(here), "channel": "email"})  # fmt: skip
     assert "Test email sent to r***@example.com." in page.text
     sent = coach.email.sent[0]
-    assert sent.subject == dashboard_data.TEST_EMAIL_SUBJECT
+    assert sent.subject == messages.TEST_EMAIL_SUBJECT
     assert sent.unsubscribe_url is not None
     assert sent.unsubscribe_url in sent.body
     assert sent.delivery_id is None
@@ -589,12 +589,12 @@ def test_a_test_message_honours_stop_pause_and_unsubscribe(coach: App) -> None:
         )
         participant_rows.unsubscribe_email(conn, ids["sam"], source="test", now=now)
     cases = [
-        ("jo", "sms", "Jo Park has opted out of text messages; nothing was sent."),
-        ("jo", "email", "Jo Park has no email address."),
-        ("ana", "sms", "Ana Sato has no phone number."),
-        ("rae", "sms", "Rae Example paused text messages until Sat 28 Mar 12:00"),
-        ("sam", "email", "Sam Rivera unsubscribed from email; nothing was sent."),
-        ("rae", "fax", "unknown channel"),
+        ("jo", "sms", "Jo Park opted out of text messages (see their consent log); nothing"),
+        ("jo", "email", "Jo Park has no email address; add one first."),
+        ("ana", "sms", "Ana Sato has no phone number; add one first."),
+        ("rae", "sms", "Rae Example paused text messages until Sat 28 Mar 2026 12:00"),
+        ("sam", "email", "Sam Rivera unsubscribed from email (see their consent log); nothing"),
+        ("rae", "fax", "there is no channel &#39;fax&#39;; choose sms or email"),
     ]
     for key, channel, said in cases:
         here = f"/dashboard/participants/{ids[key]}"

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
+from service.actions.errors import ActionError
 from service.channels.base import ChannelError
 from service.engine.delivery import Outcome, deliver
 from service.storage import deliveries as delivery_rows

@@ -11,6 +11,7 @@ import pytest
 
 from service.clock import ManualClock
 from service.actions import enrollments as enrolling
+from service.actions.errors import ActionError
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
