@@ -356,7 +356,8 @@ def enroll_command(
     rt = runtime()
     overrides = parse_vars(var_pairs)
     start: date | Literal["today"] = "today" if start_text == "today" else parse_date(start_text)
-    plan_id = plan_ref if rt.plans.get(plan_ref) is not None else _plan_id_of_file(rt, plan_ref)
+    looks_like_a_file = plan_ref.endswith((".yaml", ".yml")) or "/" in plan_ref
+    plan_id = _plan_id_of_file(rt, plan_ref) if looks_like_a_file else plan_ref
     with reported():
         plan = enrolling.running_plan(rt, plan_id)
         enrollment = enrolling.enroll(rt, participant_id, plan, start, overrides)
