@@ -214,6 +214,9 @@ class Simulation:
     # set-up
 
     def enroll(self, persona: Persona) -> str:
+        # Stored as they are, not through actions.participants.create: the personas'
+        # numbers are in ranges set aside for fiction (Ofcom's 07700 900xxx, 555-01xx),
+        # which a real participant's number must not be.
         with transaction(self.runtime.engine) as conn:
             person = participant_rows.add_participant(
                 conn,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from service.core.adherence import Outcome, PracticeAdherence, Result, frequencies, summarise
+from service.core.adherence import Outcome, PracticeAdherence, frequencies, result_of, summarise
 from service.core.plan import Plan
 from service.core.records import Participant
 from service.core.states import CheckInResult, EnrollmentStatus
@@ -30,11 +30,6 @@ from service.storage import participants as participant_rows
 from service.storage.db import transaction
 
 CHUNK = 500  # enrollments per query
-_RESULTS: dict[str, Result] = {
-    CheckInResult.DONE: "done",
-    CheckInResult.SKIPPED: "skipped",
-    CheckInResult.MISSED: "missed",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +227,7 @@ def _summary(
     for row in rows:
         if row.result == CheckInResult.EXCUSED:
             continue
-        result = _RESULTS.get(row.result or "")
+        result = result_of(row.result)
         value = row.value if result == "done" else None
         outcomes.append(
             Outcome(

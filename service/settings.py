@@ -187,6 +187,12 @@ class Settings(BaseSettings):
         return self.smtp_host is not None
 
     @property
+    def unconfigured_channels(self) -> list[str]:
+        """The channels that would go to the development outbox: "SMS", "email"."""
+        configured = (("SMS", self.twilio_configured), ("email", self.smtp_configured))
+        return [name for name, ready in configured if not ready]
+
+    @property
     def public_base(self) -> str:
         return str(self.public_url).rstrip("/")
 

@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.support.services",
     "tests.support.engine",
     "tests.support.reliability_report",
+    "tests.support.alone",
 ]
 
 TESTS = Path(__file__).resolve().parent

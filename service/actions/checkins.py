@@ -9,19 +9,13 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from service.core.adherence import Outcome as AdherenceOutcome
-from service.core.adherence import Result, summarise
+from service.core.adherence import result_of, summarise
 from service.core.plan import CheckIn, Plan, Practice
 from service.core.replies import Interpretation
 from service.core.states import CheckInResult
 from service.runtime import Runtime
 from service.storage import checkins
 from service.storage.checkins import CheckInTarget
-
-_RESULTS: dict[str, Result] = {
-    CheckInResult.DONE: "done",
-    CheckInResult.SKIPPED: "skipped",
-    CheckInResult.MISSED: "missed",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +85,7 @@ def progress(conn: Connection, target: CheckInTarget, *, now: datetime) -> Progr
         checkins.close_windows(conn, now=now, enrollment_id=target.enrollment_id)
         rows = checkins.history(conn, target.enrollment_id, target.practice_id, now=now)
     seen = [
-        AdherenceOutcome(instant=instant, window_end=window_end, result=_RESULTS.get(result or ""))
+        AdherenceOutcome(instant=instant, window_end=window_end, result=result_of(result))
         for instant, window_end, result in rows
         if result != CheckInResult.EXCUSED
     ]

@@ -47,8 +47,19 @@ from typing import Literal
 
 from service.core.expand import expand
 from service.core.plan import Plan
+from service.core.states import CheckInResult
 
 Result = Literal["done", "skipped", "missed"]
+_RESULTS: dict[str, Result] = {
+    CheckInResult.DONE: "done",
+    CheckInResult.SKIPPED: "skipped",
+    CheckInResult.MISSED: "missed",
+}
+
+
+def result_of(check_in: str | None) -> Result | None:
+    """A stored check-in as adherence counts it: None for none yet (and for excused)."""
+    return _RESULTS.get(check_in or "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from service.core.states import (
     EnrollmentStatus,
     OccurrenceState,
 )
-from service.storage.db import fetch_page
+from service.storage.db import fetch_page, record
 from service.storage.participants import get_participant
 from service.storage.tables import (
     deliveries,
@@ -357,25 +357,12 @@ _TARGET = select(*_TARGET_COLUMNS, enrollments.c.participant_id).select_from(
 
 
 def _target(row: Any, participant: Participant) -> CheckInTarget:
-    return CheckInTarget(
+    return record(
+        CheckInTarget,
+        row._mapping,
         occurrence_id=row.id,
-        key=row.key,
-        practice_id=row.practice_id,
-        instant=row.instant,
-        window_end=row.window_end,
-        check_in_kind=row.check_in_kind,
         check_in=CheckInResult(row.check_in) if row.check_in is not None else None,
-        check_in_value=row.check_in_value,
-        check_in_unit=row.check_in_unit,
-        check_in_text=row.check_in_text,
-        enrollment_id=row.enrollment_id,
         enrollment_status=EnrollmentStatus(row.enrollment_status),
-        plan_id=row.plan_id,
-        plan_hash=row.plan_hash,
-        local_date=row.local_date,
-        week=row.week,
-        seq=row.seq,
-        item=row.item,
         participant=participant,
     )
 

@@ -8,13 +8,15 @@ connection they pass to storage functions without importing SQLAlchemy.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -25,7 +27,11 @@ from sqlalchemy import Engine, Select, create_engine, event, func, select, text
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.pool import NullPool
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 T = TypeVar("T")
+Record = TypeVar("Record", bound="DataclassInstance")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -46,6 +52,18 @@ def new_id(prefix: str) -> str:
 def prefixed(row: Any, prefix: str) -> dict[str, Any]:
     """The columns of a joined row labelled `prefix...`, by their names without it."""
     return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
+
+
+@functools.cache
+def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def record(cls: type[Record], row: Mapping[Any, Any], **given: Any) -> Record:
+    """A record (a `core.records` dataclass) from a row: each field from the column of its
+    name, except the fields `given` (those the caller converts)."""
+    taken = {name: row[name] for name in _field_names(cls) if name not in given}
+    return cls(**taken, **given)
 
 
 def fetch_page(

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
 from service.core.records import Enrollment
@@ -23,7 +24,7 @@ from service.core.states import (
     OccurrenceState,
     SmsState,
 )
-from service.storage.db import NotFound, fetch_page, new_id
+from service.storage.db import NotFound, fetch_page, new_id, record
 from service.storage.participants import OPTED_OUT_NOTE, get_participant, restore_deliveries
 from service.storage.tables import deliveries, enrollments, occurrences
 
@@ -42,19 +43,11 @@ class EnrollmentBrief:
 
 def enrollment_from_row(row: RowMapping) -> Enrollment:
     """An enrollment from a row of the enrollments table (or its columns by name)."""
-    return Enrollment(
-        id=row["id"],
-        participant_id=row["participant_id"],
-        plan_id=row["plan_id"],
-        plan_hash=row["plan_hash"],
-        start_date=row["start_date"],
+    return record(
+        Enrollment,
+        row,
         variables=dict(row["variables"] or {}),
         status=EnrollmentStatus(row["status"]),
-        horizon=row["horizon"],
-        end_date=row["end_date"],
-        not_before=row["not_before"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
     )
 
 
@@ -100,6 +93,16 @@ def get_enrollment(conn: Connection, enrollment_id: str) -> Enrollment:
     return enrollment_from_row(found)
 
 
+def _oldest_first(participant_id: str | None, plan_id: str | None) -> Select[Any]:
+    """Enrollments, oldest first, of a participant and in a plan when they are given."""
+    query = select(enrollments).order_by(enrollments.c.created_at, enrollments.c.id)
+    if participant_id is not None:
+        query = query.where(enrollments.c.participant_id == participant_id)
+    if plan_id is not None:
+        query = query.where(enrollments.c.plan_id == plan_id)
+    return query
+
+
 def list_enrollments(
     conn: Connection,
     *,
@@ -107,11 +110,7 @@ def list_enrollments(
     plan_id: str | None = None,
     statuses: Sequence[str] | None = None,
 ) -> list[Enrollment]:
-    query = select(enrollments).order_by(enrollments.c.created_at, enrollments.c.id)
-    if participant_id is not None:
-        query = query.where(enrollments.c.participant_id == participant_id)
-    if plan_id is not None:
-        query = query.where(enrollments.c.plan_id == plan_id)
+    query = _oldest_first(participant_id, plan_id)
     if statuses is not None:
         query = query.where(enrollments.c.status.in_(tuple(statuses)))
     return [enrollment_from_row(r) for r in conn.execute(query).mappings()]
@@ -128,11 +127,7 @@ def enrollment_page(
 ) -> tuple[list[Enrollment], int]:
     """A page of enrollments, oldest first (of a participant, in a plan, in a status),
     and how many match in all."""
-    query = select(enrollments).order_by(enrollments.c.created_at, enrollments.c.id)
-    if participant_id is not None:
-        query = query.where(enrollments.c.participant_id == participant_id)
-    if plan_id is not None:
-        query = query.where(enrollments.c.plan_id == plan_id)
+    query = _oldest_first(participant_id, plan_id)
     if status is not None:
         query = query.where(enrollments.c.status == status)
     rows, total = fetch_page(conn, query, limit, offset)

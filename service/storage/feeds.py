@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, bindparam, text
+from sqlalchemy import BindParameter, Connection, Integer, String, bindparam, text
 
 from service.storage.tables import enrollments, occurrences
 from service.storage.types import UTCDateTime
@@ -28,6 +28,11 @@ _SHOWN = (
     "o.state = 'scheduled' AND o.instant >= :since "
     "AND CAST(o.channels AS TEXT) LIKE :calendar "
     "AND (o.instant <= :now OR e.status = 'active')"
+)
+_SHOWN_PARAMS: tuple[BindParameter[Any], ...] = (
+    bindparam("since", type_=UTCDateTime()),
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("calendar", value=CALENDAR_LIKE),
 )
 
 _STATE = (
@@ -43,11 +48,7 @@ _STATE = (
         f"WHERE e.participant_id = :participant_id AND {_SHOWN}) AS s "
         "WHERE p.id = :participant_id"
     )
-    .bindparams(
-        bindparam("since", type_=UTCDateTime()),
-        bindparam("now", type_=UTCDateTime()),
-        bindparam("calendar", value=CALENDAR_LIKE),
-    )
+    .bindparams(*_SHOWN_PARAMS)
     .columns(
         feed_version=Integer(),
         name=String(),
@@ -71,11 +72,7 @@ _EVENTS = (
         f"WHERE e.participant_id = :participant_id AND {_SHOWN} "
         "ORDER BY o.instant, o.id"
     )
-    .bindparams(
-        bindparam("since", type_=UTCDateTime()),
-        bindparam("now", type_=UTCDateTime()),
-        bindparam("calendar", value=CALENDAR_LIKE),
-    )
+    .bindparams(*_SHOWN_PARAMS)
     .columns(
         occurrences.c.id,
         occurrences.c.key,

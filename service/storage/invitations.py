@@ -15,26 +15,18 @@ from sqlalchemy.exc import IntegrityError
 
 from service.core.records import InvitationCandidate, InvitationState
 from service.core.states import LIVE_STATUSES, InvitationStatus
-from service.storage.db import prefixed
+from service.storage.db import prefixed, record
 from service.storage.enrollments import enrollment_from_row
 from service.storage.participants import participant_from_row
 from service.storage.tables import enrollments, invitations, participants
 
 
 def _invitation(row: RowMapping) -> InvitationState:
-    return InvitationState(
-        enrollment_id=row["enrollment_id"],
-        sequence=row["sequence"],
-        sent_hash=row["sent_hash"],
-        method_sent=row["method_sent"],
+    return record(
+        InvitationState,
+        row,
         sent_keys=tuple(row["sent_keys"] or ()),
-        wanted_hash=row["wanted_hash"],
-        checked_key=row["checked_key"],
         state=InvitationStatus(row["state"]),
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        lease_until=row["lease_until"],
-        sent_to=row["sent_to"],
     )
 
 

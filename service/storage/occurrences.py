@@ -161,20 +161,28 @@ def _insert_occurrences(
     ).all()
     by_key = {p.key: p for p in items}
     delivery_rows = [
-        {
-            "occurrence_id": occurrence_id,
-            "channel": channel,
-            "kind": kind,
-            "state": DeliveryState.PENDING,
-            "due_at": due_at,
-            "attempts": 0,
-            "updated_at": now,
-        }
+        _pending_delivery(occurrence_id, slot, due_at, now)
         for occurrence_id, key in ids
-        for (channel, kind), due_at in by_key[key].deliveries().items()
+        for slot, due_at in by_key[key].deliveries().items()
     ]
     if delivery_rows:
         conn.execute(insert(deliveries), delivery_rows)
+
+
+def _pending_delivery(
+    occurrence_id: int, slot: tuple[str, str], due_at: datetime, now: datetime
+) -> dict[str, Any]:
+    """A new delivery row of an occurrence, for one (channel, kind), waiting to be due."""
+    channel, kind = slot
+    return {
+        "occurrence_id": occurrence_id,
+        "channel": channel,
+        "kind": kind,
+        "state": DeliveryState.PENDING,
+        "due_at": due_at,
+        "attempts": 0,
+        "updated_at": now,
+    }
 
 
 REMOVED_NOTES = ("removed from the plan", "channel removed from the plan")
@@ -232,18 +240,7 @@ def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now
     if new:
         conn.execute(
             insert(deliveries),
-            [
-                {
-                    "occurrence_id": occurrence_id,
-                    "channel": channel,
-                    "kind": kind,
-                    "state": DeliveryState.PENDING,
-                    "due_at": due_at,
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-                for (channel, kind), due_at in new
-            ],
+            [_pending_delivery(occurrence_id, slot, due_at, now) for slot, due_at in new],
         )
 
 

@@ -26,7 +26,7 @@ from service.core.states import (
     SmsState,
     SmsStatus,
 )
-from service.storage.db import NotFound, fetch_page, new_id
+from service.storage.db import NotFound, fetch_page, new_id, record
 from service.storage.tables import consent_log, deliveries, enrollments, occurrences, participants
 
 # The notes on deliveries that consent stopped (restored by their note on opting back in).
@@ -40,17 +40,11 @@ class PhoneTaken(ValueError):
 
 def participant_from_row(row: RowMapping) -> Participant:
     """A participant from a row of the participants table (or its columns by name)."""
-    return Participant(
-        id=row["id"],
-        name=row["name"],
-        phone=row["phone"],
-        email=row["email"],
-        timezone=row["timezone"],
+    return record(
+        Participant,
+        row,
         variables=dict(row["variables"] or {}),
         sms_state=SmsState(row["sms_state"]),
-        paused_until=row["paused_until"],
-        email_unsubscribed=row["email_unsubscribed"],
-        feed_version=row["feed_version"],
         created_at=row.get("created_at"),
     )
 
@@ -253,38 +247,34 @@ def consent_page(
     return [dict(r) for r in rows], total
 
 
+def _set_sms_consent(
+    conn: Connection,
+    participant_id: str,
+    state: SmsState,
+    action: ConsentAction,
+    *,
+    source: str,
+    now: datetime,
+) -> None:
+    """Set the participant's SMS state, and log the change in the consent log."""
+    conn.execute(
+        update(participants).where(participants.c.id == participant_id).values(sms_state=state)
+    )
+    log_consent(conn, participant_id, channel=Channel.SMS, action=action, source=source, now=now)
+
+
 def opt_out_sms(conn: Connection, participant_id: str, *, source: str, now: datetime) -> int:
     """Record an SMS opt-out and cancel every unsent SMS; returns how many were cancelled."""
-    conn.execute(
-        update(participants)
-        .where(participants.c.id == participant_id)
-        .values(sms_state=SmsState.OPTED_OUT)
-    )
-    log_consent(
-        conn,
-        participant_id,
-        channel=Channel.SMS,
-        action=ConsentAction.OPT_OUT,
-        source=source,
-        now=now,
+    _set_sms_consent(
+        conn, participant_id, SmsState.OPTED_OUT, ConsentAction.OPT_OUT, source=source, now=now
     )
     return _cancel_channel(conn, participant_id, Channel.SMS, now, OPTED_OUT_NOTE)
 
 
 def opt_in_sms(conn: Connection, participant_id: str, *, source: str, now: datetime) -> int:
     """Record an SMS opt-in; reminders still ahead that the opt-out cancelled come back."""
-    conn.execute(
-        update(participants)
-        .where(participants.c.id == participant_id)
-        .values(sms_state=SmsState.SUBSCRIBED)
-    )
-    log_consent(
-        conn,
-        participant_id,
-        channel=Channel.SMS,
-        action=ConsentAction.OPT_IN,
-        source=source,
-        now=now,
+    _set_sms_consent(
+        conn, participant_id, SmsState.SUBSCRIBED, ConsentAction.OPT_IN, source=source, now=now
     )
     return restore_deliveries(
         conn, now, OPTED_OUT_NOTE, participant_id=participant_id, channels=(Channel.SMS,)

@@ -431,14 +431,7 @@ def outbox_page(request: Request) -> Response:
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
-    unconfigured = [
-        name
-        for name, configured in (
-            ("SMS", runtime.settings.twilio_configured),
-            ("email", runtime.settings.smtp_configured),
-        )
-        if not configured
-    ]
+    unconfigured = runtime.settings.unconfigured_channels
     return _render(
         request,
         "dashboard/outbox.html",

@@ -19,25 +19,14 @@ from service.web.pages import render
 router = APIRouter()
 
 
-def _allowed(request: Request, runtime: Runtime) -> bool:
-    return admin_allowed(request)
-
-
 @router.get("/outbox", response_class=HTMLResponse, include_in_schema=False)
 def outbox_page(request: Request, limit: int = 100) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
-    if not _allowed(request, runtime):
+    if not admin_allowed(request):
         raise HTTPException(status_code=404)
     with transaction(runtime.engine) as conn:
         rows = outbox_rows.outbox_list(conn, limit=max(1, min(limit, 500)))
-    unconfigured = [
-        name
-        for name, configured in (
-            ("SMS", runtime.settings.twilio_configured),
-            ("email", runtime.settings.smtp_configured),
-        )
-        if not configured
-    ]
+    unconfigured = runtime.settings.unconfigured_channels
     why = " and ".join(unconfigured) + " " + ("is" if len(unconfigured) == 1 else "are")
     why = f"{why} not configured" if unconfigured else "earlier runs used it"
     return render("outbox.html", headers=None, why=why, rows=rows)

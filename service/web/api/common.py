@@ -3,10 +3,10 @@ token, paging and id parameters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import HTTPBearer
@@ -100,6 +100,15 @@ ParticipantFilter = Annotated[
     str | None, Query(pattern=ID_TEXT, description="Only this participant's.")
 ]
 PlanFilter = Annotated[str | None, Query(pattern=ID_PATTERN, description="Only this plan's.")]
+
+
+Out = TypeVar("Out", bound=BaseModel)
+
+
+def from_row(model: type[Out], row: Mapping[str, Any], **renamed: str) -> Out:
+    """`model` from a row's columns: each field from the column of its name, or, for the
+    fields in `renamed`, from the column named there (`participant="participant_id"`)."""
+    return model.model_validate({**row, **{name: row[column] for name, column in renamed.items()}})
 
 
 def utc(moment: datetime, what: str) -> datetime:

@@ -3,7 +3,7 @@ their next reminder; pause, resume and cancel."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Annotated, Any, cast
 from zoneinfo import ZoneInfo
@@ -128,43 +128,47 @@ def get_enrollment(enrollment_id: EnrollmentId, runtime: RuntimeDep) -> Any:
         return _enrollments_out(conn, [enrollment_rows.get_enrollment(conn, enrollment_id)])[0]
 
 
-_STATUS_ERRORS = responses(404, 409)
+# Pause, resume and cancel: the same route each, around its own action.
+_Change = Callable[[Runtime, str], enrolling.StatusChange]
+_STATUS_CHANGES: list[tuple[str, str, str, _Change]] = [
+    (
+        "pause",
+        "Pause an enrollment",
+        "No reminders until resumed. 409 unless active (pausing a paused one changes nothing).",
+        enrolling.pause,
+    ),
+    (
+        "resume",
+        "Resume a paused enrollment",
+        "Reminders still ahead come back. 409 unless paused (or already active).",
+        enrolling.resume,
+    ),
+    (
+        "cancel",
+        "Cancel an enrollment",
+        "Nothing more is sent. 409 for a finished enrollment.",
+        enrolling.cancel,
+    ),
+]
 
 
-@router.post(
-    "/enrollments/{enrollment_id}/pause",
-    response_model=EnrollmentOut,
-    tags=["enrollments"],
-    summary="Pause an enrollment",
-    responses=_STATUS_ERRORS,
-)
-def pause_enrollment(enrollment_id: EnrollmentId, runtime: RuntimeDep) -> Any:
-    """No reminders until resumed. 409 unless active (pausing a paused one changes nothing)."""
-    with answering():
-        return _one(runtime, enrolling.pause(runtime, enrollment_id).enrollment)
+def _status_route(change: _Change, doc: str) -> Callable[..., Any]:
+    def route(enrollment_id: EnrollmentId, runtime: RuntimeDep) -> Any:
+        with answering():
+            return _one(runtime, change(runtime, enrollment_id).enrollment)
+
+    route.__doc__ = doc
+    return route
 
 
-@router.post(
-    "/enrollments/{enrollment_id}/resume",
-    response_model=EnrollmentOut,
-    tags=["enrollments"],
-    summary="Resume a paused enrollment",
-    responses=_STATUS_ERRORS,
-)
-def resume_enrollment(enrollment_id: EnrollmentId, runtime: RuntimeDep) -> Any:
-    """Reminders still ahead come back. 409 unless paused (or already active)."""
-    with answering():
-        return _one(runtime, enrolling.resume(runtime, enrollment_id).enrollment)
-
-
-@router.post(
-    "/enrollments/{enrollment_id}/cancel",
-    response_model=EnrollmentOut,
-    tags=["enrollments"],
-    summary="Cancel an enrollment",
-    responses=_STATUS_ERRORS,
-)
-def cancel_enrollment(enrollment_id: EnrollmentId, runtime: RuntimeDep) -> Any:
-    """Nothing more is sent. 409 for a finished enrollment."""
-    with answering():
-        return _one(runtime, enrolling.cancel(runtime, enrollment_id).enrollment)
+for _verb, _summary, _doc, _change in _STATUS_CHANGES:
+    router.add_api_route(
+        f"/enrollments/{{enrollment_id}}/{_verb}",
+        _status_route(_change, _doc),
+        methods=["POST"],
+        name=f"{_verb}_enrollment",
+        response_model=EnrollmentOut,
+        tags=["enrollments"],
+        summary=_summary,
+        responses=responses(404, 409),
+    )

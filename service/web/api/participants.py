@@ -22,6 +22,7 @@ from service.web.api.common import (
     PlanFilter,
     RuntimeDep,
     answering,
+    from_row,
     responses,
 )
 from service.web.api.schemas import (
@@ -243,16 +244,5 @@ def consent_page(conn: Connection, participant_id: str | None, limit: int, offse
     rows, total = participant_rows.consent_page(
         conn, limit=limit, offset=offset, participant_id=participant_id
     )
-    items = [
-        ConsentOut(
-            id=r["id"],
-            participant=r["participant_id"],
-            channel=r["channel"],
-            action=r["action"],
-            source=r["source"],
-            detail=r["detail"],
-            at=r["at"],
-        )
-        for r in rows
-    ]
+    items = [from_row(ConsentOut, r, participant="participant_id") for r in rows]
     return ConsentPage(items=items, total=total, limit=limit, offset=offset)

@@ -19,6 +19,7 @@ from service.web.api.common import (
     PlanFilter,
     RuntimeDep,
     answering,
+    from_row,
     not_found,
     responses,
     utc,
@@ -59,19 +60,12 @@ def list_replies(
             conn, limit=limit, offset=offset, participant_id=participant, since=after
         )
     items = [
-        ReplyOut(
-            id=r["id"],
-            participant=r["participant_id"],
-            channel=r["channel"],
-            sender=r["sender"],
-            body=r["body"],
-            received_at=r["received_at"],
-            handled_at=r["handled_at"],
-            understood=r["understood"],
-            occurrence=r["occurrence_key"],
-            practice=r["occurrence_practice"],
-            detail=r["detail"],
-            answer=r["answer"],
+        from_row(
+            ReplyOut,
+            r,
+            participant="participant_id",
+            occurrence="occurrence_key",
+            practice="occurrence_practice",
         )
         for r in rows
     ]

@@ -5,7 +5,7 @@ checked by `core.validate`, the same rules the command line applies."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -29,44 +29,31 @@ def _start(value: str) -> str:
     return value
 
 
+def _text(min_length: int, max_length: int, description: str, example: str) -> Any:
+    """The field of one of a person's details (checked after by its `core.validate` rule)."""
+    return Field(
+        min_length=min_length, max_length=max_length, description=description, examples=[example]
+    )
+
+
 Name = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=validate.MAX_NAME,
-        description="Full name; the first word greets them.",
-        examples=["Rae Example"],
-    ),
+    _text(1, validate.MAX_NAME, "Full name; the first word greets them.", "Rae Example"),
     AfterValidator(validate.name),
 ]
 Phone = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=validate.MAX_PHONE,
-        description="Mobile number in E.164, such as +14155550123.",
-        examples=["+14155550123"],
-    ),
+    _text(1, validate.MAX_PHONE, "Mobile number in E.164, such as +14155550123.", "+14155550123"),
     AfterValidator(validate.phone),
 ]
 Email = Annotated[
     str,
-    Field(
-        min_length=3,
-        max_length=validate.MAX_EMAIL,
-        description="Email address.",
-        examples=["rae@example.com"],
-    ),
+    _text(3, validate.MAX_EMAIL, "Email address.", "rae@example.com"),
     AfterValidator(validate.email),
 ]
 TimeZone = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=validate.MAX_ZONE,
-        description="IANA time zone, such as Europe/London.",
-        examples=["America/New_York"],
-    ),
+    _text(1, validate.MAX_ZONE, "IANA time zone, such as Europe/London.", "America/New_York"),
     AfterValidator(validate.zone),
 ]
 VariableValue = Annotated[str, Field(min_length=1, max_length=validate.MAX_VARIABLE)]
@@ -92,6 +79,17 @@ StartText = Annotated[
     ),
     AfterValidator(_start),
 ]
+
+
+Item = TypeVar("Item", bound=BaseModel)
+
+
+class Page(BaseModel, Generic[Item]):
+    # No docstring: each page model is named for its items, and described by its fields.
+    items: list[Item]
+    total: int
+    limit: int
+    offset: int
 
 
 # --- bodies --------------------------------------------------------------------------
@@ -188,11 +186,8 @@ class ParticipantOut(BaseModel):
     enrollments: list[EnrollmentBrief]
 
 
-class ParticipantPage(BaseModel):
-    items: list[ParticipantOut]
+class ParticipantPage(Page[ParticipantOut]):
     total: int = Field(description="How many match the filters, over all pages.")
-    limit: int
-    offset: int
 
 
 _DATE_TIME: dict[str, Any] = {"format": "date-time"}
@@ -221,11 +216,8 @@ class EnrollmentOut(BaseModel):
     next_reminder: NextReminder | None
 
 
-class EnrollmentPage(BaseModel):
-    items: list[EnrollmentOut]
-    total: int
-    limit: int
-    offset: int
+class EnrollmentPage(Page[EnrollmentOut]):
+    pass
 
 
 class FeedOut(BaseModel):
@@ -253,11 +245,8 @@ class ConsentOut(BaseModel):
     at: datetime
 
 
-class ConsentPage(BaseModel):
-    items: list[ConsentOut]
-    total: int
-    limit: int
-    offset: int
+class ConsentPage(Page[ConsentOut]):
+    pass
 
 
 class ReplyOut(BaseModel):
@@ -275,11 +264,8 @@ class ReplyOut(BaseModel):
     answer: str | None = Field(description="The text sent back, if any.")
 
 
-class ReplyPage(BaseModel):
-    items: list[ReplyOut]
-    total: int
-    limit: int
-    offset: int
+class ReplyPage(Page[ReplyOut]):
+    pass
 
 
 class PracticeOut(BaseModel):
@@ -309,11 +295,8 @@ class PlanOut(BaseModel):
     practices: list[PracticeOut]
 
 
-class PlanPage(BaseModel):
-    items: list[PlanOut]
-    total: int
-    limit: int
-    offset: int
+class PlanPage(Page[PlanOut]):
+    pass
 
 
 class PreviewOccurrence(BaseModel):
