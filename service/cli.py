@@ -17,7 +17,7 @@ import click
 from service import __version__
 from service.catalog import Catalog, PlanNotFound
 from service.core import validate
-from service.core.plan import PlanDocument
+from service.core.plan import Plan, PlanDocument
 from service.core.preview import as_ics, as_json, as_table, build_preview, utc_text
 from service.core.timeexpr import VariableError
 from service.logging import configure_logging
@@ -53,6 +53,19 @@ def settings() -> Settings:
 def catalog() -> Catalog:
     current = settings()
     return Catalog(current.schedules_dir, current.templates_dir)
+
+
+def _load_plan(plans_catalog: Catalog, ref: str) -> Plan:
+    """The plan at `ref` (a path or an id), or fail with what stops it loading."""
+    try:
+        loaded = plans_catalog.load(ref)
+    except PlanNotFound as exc:
+        fail(str(exc))
+    if loaded.plan is None:
+        for diagnostic in loaded.errors:
+            click.echo(str(diagnostic), err=True)
+        fail("the plan has errors; fix them first (tend plans check)", 1)
+    return loaded.plan
 
 
 _In = TypeVar("_In")
@@ -148,18 +161,11 @@ def plans_preview(
     zone = zoneinfo.ZoneInfo(valid(validate.zone, tz_text))
     overrides = parse_vars(var_pairs)
     plans_catalog = catalog()
-    try:
-        loaded = plans_catalog.load(plan)
-    except PlanNotFound as exc:
-        fail(str(exc))
-    if loaded.plan is None:
-        for diagnostic in loaded.errors:
-            click.echo(str(diagnostic), err=True)
-        fail("the plan has errors; fix them first (tend plans check)", 1)
+    loaded = _load_plan(plans_catalog, plan)
     check_in_url = f"{settings().public_base}/check-in/preview"
     try:
         preview = build_preview(
-            loaded.plan, start, zone, overrides, plans_catalog.renderer, check_in_url
+            loaded, start, zone, overrides, plans_catalog.renderer, check_in_url
         )
     except VariableError as exc:
         fail(str(exc))
@@ -380,20 +386,13 @@ def enroll_command(
 def _plan_id_of_file(rt: Runtime, path: str) -> str:
     """The id of the plan in the file at `path`, which must be one the schedules folder
     holds: enrollments follow the plans Tend runs."""
-    try:
-        loaded = rt.catalog.load(path)
-    except PlanNotFound as exc:
-        fail(str(exc))
-    if loaded.plan is None:
-        for diagnostic in loaded.errors:
-            click.echo(str(diagnostic), err=True)
-        fail("the plan has errors; fix them first (tend plans check)", 1)
-    if rt.plans.get(loaded.plan.id) is None:
+    loaded = _load_plan(rt.catalog, path)
+    if rt.plans.get(loaded.id) is None:
         fail(
-            f"plan '{loaded.plan.id}' is not in the schedules folder "
+            f"plan '{loaded.id}' is not in the schedules folder "
             f"({rt.settings.schedules_dir}); enrollments follow plans kept there"
         )
-    return loaded.plan.id
+    return loaded.id
 
 
 @main.group()

@@ -51,7 +51,7 @@ from service.settings import Settings, load_settings
 from service.storage import checkins
 from service.storage import deliveries as delivery_rows
 from service.storage import participants as participant_rows
-from service.storage.db import make_engine, transaction, upgrade
+from service.storage.db import make_engine, record, transaction, upgrade
 from service.storage.tables import (
     deliveries,
     enrollments,
@@ -322,20 +322,7 @@ class Simulation:
         if not rows:
             return
         self._last_outbox = max(r["id"] for r in rows)
-        sent = [
-            _Sent(
-                channel=r["channel"],
-                participant_id=r["participant_id"],
-                occurrence_id=r["occurrence_id"],
-                practice_id=r["practice_id"],
-                kind=r["kind"],
-                check_in_kind=r["check_in_kind"],
-                window_end=r["window_end"],
-                key=r["key"],
-            )
-            for r in rows
-            if r["occurrence_id"] is not None
-        ]
+        sent = [record(_Sent, r) for r in rows if r["occurrence_id"] is not None]
         # The worker's order is its own: decide in an order of our own, for the seed.
         for item in sorted(
             sent, key=lambda s: (s.participant_id or "", s.key, s.kind or "", s.channel or "")

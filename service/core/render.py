@@ -192,9 +192,7 @@ class Renderer:
     def email(
         self, variant: Variant, practice: Practice, context: Mapping[str, Any]
     ) -> EmailContent:
-        name, context = self._wrapped(variant, practice, context)
-        parts = {block: self._block(name, block, context) for block in EMAIL_BLOCKS}
-        return EmailContent(**parts)
+        return self._email(*self._wrapped(variant, practice, context))
 
     def calendar(self, variant: Variant, practice: Practice, context: Mapping[str, Any]) -> str:
         """The description of a calendar event."""
@@ -235,13 +233,11 @@ class Renderer:
 
     def summary_email(self, context: Mapping[str, Any]) -> EmailContent:
         """The weekly summary as an email; `context` as `service.core.summary.summary_context`."""
-        parts = {block: self._block(SUMMARY_TEMPLATE, block, context) for block in EMAIL_BLOCKS}
-        return EmailContent(**parts)
+        return self._email(SUMMARY_TEMPLATE, context)
 
     def digest_email(self, context: Mapping[str, Any]) -> EmailContent:
         """The coach's weekly digest; `context` as `service.core.digest.digest_context`."""
-        parts = {block: self._block(DIGEST_TEMPLATE, block, context) for block in EMAIL_BLOCKS}
-        return EmailContent(**parts)
+        return self._email(DIGEST_TEMPLATE, context)
 
     # -- internals -------------------------------------------------------------
 
@@ -255,6 +251,11 @@ class Renderer:
         if variant.message is not None:
             message = self._run(self.compile_inline(variant.message), context)
         return default_template(practice.category), {**context, "message": message}
+
+    def _email(self, name: str, context: Mapping[str, Any]) -> EmailContent:
+        """An email from the subject, text and html blocks of the template `name`."""
+        parts = {block: self._block(name, block, context) for block in EMAIL_BLOCKS}
+        return EmailContent(**parts)
 
     def _file(self, name: str, channel: str, context: Mapping[str, Any]) -> str:
         try:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Float,
+    Select,
     String,
     Text,
     and_,
@@ -557,6 +558,16 @@ def close_windows(
     return counts
 
 
+def _scheduled(enrollment_ids: Sequence[str], *columns: ColumnElement[Any]) -> Select[Any]:
+    """The scheduled occurrences of these enrollments: their enrollment id and practice
+    id, then `columns`."""
+    return (
+        select(occurrences.c.enrollment_id, occurrences.c.practice_id, *columns)
+        .where(occurrences.c.enrollment_id.in_(list(enrollment_ids)))
+        .where(occurrences.c.state == OccurrenceState.SCHEDULED)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class OutcomeRow:
     """One occurrence as the report reads it."""
@@ -584,18 +595,15 @@ def outcomes(
     if not enrollment_ids:
         return []
     query = (
-        select(
-            occurrences.c.enrollment_id,
-            occurrences.c.practice_id,
+        _scheduled(
+            enrollment_ids,
             occurrences.c.instant,
             occurrences.c.window_end,
             result_expression(now).label("result"),
             occurrences.c.check_in_value,
             occurrences.c.check_in_kind,
         )
-        .where(occurrences.c.enrollment_id.in_(list(enrollment_ids)))
         .where(occurrences.c.instant <= now)
-        .where(occurrences.c.state == OccurrenceState.SCHEDULED)
         .order_by(occurrences.c.enrollment_id, occurrences.c.instant, occurrences.c.id)
     )
     if practice_id is not None:
@@ -604,18 +612,7 @@ def outcomes(
         query = query.where(occurrences.c.instant >= since)
     if until is not None:
         query = query.where(occurrences.c.instant < until)
-    return [
-        OutcomeRow(
-            r.enrollment_id,
-            r.practice_id,
-            r.instant,
-            r.window_end,
-            r.result,
-            r.check_in_value,
-            r.check_in_kind,
-        )
-        for r in conn.execute(query)
-    ]
+    return [OutcomeRow(*r) for r in conn.execute(query)]  # the columns in field order
 
 
 @dataclass(frozen=True, slots=True)
@@ -642,9 +639,8 @@ def heatmap_rows(
     if not enrollment_ids:
         return []
     query = (
-        select(
-            occurrences.c.enrollment_id,
-            occurrences.c.practice_id,
+        _scheduled(
+            enrollment_ids,
             occurrences.c.local_date,
             occurrences.c.instant,
             result_expression(now).label("result"),
@@ -653,25 +649,10 @@ def heatmap_rows(
             occurrences.c.check_in_unit,
             occurrences.c.check_in_text,
         )
-        .where(occurrences.c.enrollment_id.in_(list(enrollment_ids)))
-        .where(occurrences.c.state == OccurrenceState.SCHEDULED)
         .where(occurrences.c.local_date >= first)
         .order_by(occurrences.c.enrollment_id, occurrences.c.local_date, occurrences.c.id)
     )
-    return [
-        HeatmapRow(
-            r.enrollment_id,
-            r.practice_id,
-            r.local_date,
-            r.instant,
-            r.result,
-            r.check_in_kind,
-            r.check_in_value,
-            r.check_in_unit,
-            r.check_in_text,
-        )
-        for r in conn.execute(query)
-    ]
+    return [HeatmapRow(*r) for r in conn.execute(query)]  # the columns in field order
 
 
 def report_enrollments(

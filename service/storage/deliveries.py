@@ -157,23 +157,24 @@ _START_SENDING_JOB = (
     .where(participants.c.id == enrollments.c.participant_id)
     .returning(*_JOB_COLUMNS[1:])
 )
-_FINISH = (
+# A `sending` delivery, on the worker's attempt: the attempt is a fencing token, so a
+# worker whose lease ran out while it was sending, and whose delivery another worker
+# took up since, changes nothing.
+_SENDING_ATTEMPT = (
     update(deliveries)
     .where(deliveries.c.id == bindparam("delivery_id"))
     .where(deliveries.c.state == DeliveryState.SENDING)
-    # The attempt is a fencing token: a worker whose lease ran out while it was
-    # sending, and whose delivery another worker took up since, changes nothing.
     .where(deliveries.c.attempts == bindparam("attempt"))
-    .values(
-        state=bindparam("new_state"),
-        lease_until=None,
-        last_error=bindparam("error"),
-        updated_at=bindparam("now", type_=UTCDateTime()),
-        uncertain=False,
-        provider_id=func.coalesce(bindparam("provider", type_=String()), deliveries.c.provider_id),
-        segments=func.coalesce(bindparam("segment_count", type_=Integer()), deliveries.c.segments),
-        sent_at=func.coalesce(bindparam("sent", type_=UTCDateTime()), deliveries.c.sent_at),
-    )
+)
+_FINISH = _SENDING_ATTEMPT.values(
+    state=bindparam("new_state"),
+    lease_until=None,
+    last_error=bindparam("error"),
+    updated_at=bindparam("now", type_=UTCDateTime()),
+    uncertain=False,
+    provider_id=func.coalesce(bindparam("provider", type_=String()), deliveries.c.provider_id),
+    segments=func.coalesce(bindparam("segment_count", type_=Integer()), deliveries.c.segments),
+    sent_at=func.coalesce(bindparam("sent", type_=UTCDateTime()), deliveries.c.sent_at),
 )
 
 
@@ -293,17 +294,14 @@ def retry_later(
     """After a transient error: claimed again, its lease covering the retry's delay.
     `uncertain` when the send may have gone out (the channel is asked before the next)."""
     result = conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == delivery_id)
-        .where(deliveries.c.state == DeliveryState.SENDING)
-        .where(deliveries.c.attempts == attempt)
-        .values(
+        _SENDING_ATTEMPT.values(
             state=DeliveryState.CLAIMED,
             lease_until=lease_until,
             last_error=error,
             updated_at=now,
             uncertain=uncertain,
-        )
+        ),
+        {"delivery_id": delivery_id, "attempt": attempt},
     )
     return bool(result.rowcount)
 

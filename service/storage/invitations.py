@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Update
 
 from service.core.records import InvitationCandidate, InvitationState
 from service.core.states import LIVE_STATUSES, InvitationStatus
@@ -112,14 +113,29 @@ def _ensure_invitation(conn: Connection, enrollment_id: str, now: datetime) -> N
         pass
 
 
+def _update(enrollment_id: str) -> Update:
+    """An UPDATE of the enrollment's invitation row."""
+    return update(invitations).where(invitations.c.enrollment_id == enrollment_id)
+
+
+def _fenced(enrollment_id: str, attempt: int, wanted_hash: str) -> Update:
+    """An UPDATE of the row only while this attempt, of this version, holds it (attempts
+    restart at each version, so the version is part of the fence)."""
+    return (
+        _update(enrollment_id)
+        .where(invitations.c.state == InvitationStatus.SENDING)
+        .where(invitations.c.attempts == attempt)
+        .where(invitations.c.wanted_hash == wanted_hash)
+    )
+
+
 def invitation_checked(
     conn: Connection, enrollment_id: str, checked_key: str, now: datetime
 ) -> None:
     """Remember that the invitation was up to date for these inputs."""
     _ensure_invitation(conn, enrollment_id, now)
     conn.execute(
-        update(invitations)
-        .where(invitations.c.enrollment_id == enrollment_id)
+        _update(enrollment_id)
         .where(invitations.c.state == InvitationStatus.IDLE)
         .values(checked_key=checked_key)
     )
@@ -132,8 +148,7 @@ def invitation_want(conn: Connection, enrollment_id: str, wanted_hash: str, now:
     row is in no state to take it."""
     _ensure_invitation(conn, enrollment_id, now)
     result = conn.execute(
-        update(invitations)
-        .where(invitations.c.enrollment_id == enrollment_id)
+        _update(enrollment_id)
         .where(
             or_(
                 and_(
@@ -169,8 +184,7 @@ def invitation_start(
     """pending (once its retry time has come) -> sending with a lease, or a sending row
     whose lease ran out; returns the attempt (the fencing token), None when not ours."""
     result = conn.execute(
-        update(invitations)
-        .where(invitations.c.enrollment_id == enrollment_id)
+        _update(enrollment_id)
         .where(
             or_(
                 and_(
@@ -211,12 +225,7 @@ def invitation_sent(
     """Record a version as sent, only if this attempt, of this version, still holds the
     row (attempts restart at each version, so the version is part of the fence)."""
     result = conn.execute(
-        update(invitations)
-        .where(invitations.c.enrollment_id == enrollment_id)
-        .where(invitations.c.state == InvitationStatus.SENDING)
-        .where(invitations.c.attempts == attempt)
-        .where(invitations.c.wanted_hash == sent_hash)
-        .values(
+        _fenced(enrollment_id, attempt, sent_hash).values(
             state=InvitationStatus.IDLE,
             sent_hash=sent_hash,
             sequence=sequence,
@@ -247,12 +256,7 @@ def invitation_not_sent(
     """A send that failed: pending again from `retry_at`, or failed when it is None
     (permanent). Only if this attempt, of this version, still holds the row."""
     result = conn.execute(
-        update(invitations)
-        .where(invitations.c.enrollment_id == enrollment_id)
-        .where(invitations.c.state == InvitationStatus.SENDING)
-        .where(invitations.c.attempts == attempt)
-        .where(invitations.c.wanted_hash == wanted_hash)
-        .values(
+        _fenced(enrollment_id, attempt, wanted_hash).values(
             state=InvitationStatus.FAILED if retry_at is None else InvitationStatus.PENDING,
             last_error=error,
             lease_until=retry_at,

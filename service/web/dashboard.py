@@ -347,7 +347,7 @@ def participant_page(request: Request, participant_id: Id) -> Response:
     try:
         view = data.participant_view(runtime, participant_id, now)
     except NotFound:
-        return _message(request, session, "Not found", "There is no such participant.", 404)
+        return _not_found(request, session, "participant")
     return _render(
         request,
         "dashboard/participant.html",
@@ -391,7 +391,7 @@ def plan_page(
     plan = runtime.plans.get(plan_id)
     rows = data.cohort(runtime, now, plan_id=plan_id)
     if plan is None and not rows:
-        return _message(request, session, "Not found", "There is no such plan.", 404)
+        return _not_found(request, session, "plan")
     error = None
     zone_name = (tz or "").strip() or runtime.settings.digest_timezone
     try:

@@ -91,13 +91,18 @@ async def signed_form(request: Request, runtime: Runtime) -> _Form | None:
     return form if valid else None
 
 
+def _sid(form: _Form) -> str | None:
+    """The message's SID: MessageSid, or SmsSid as older requests name it."""
+    return _first(form, "MessageSid") or _first(form, "SmsSid")
+
+
 @router.post("/twilio/sms", include_in_schema=False)
 async def inbound_sms(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     form = await signed_form(request, runtime)
     if form is None:
         return Response(status_code=403)
-    sid = _first(form, "MessageSid") or _first(form, "SmsSid")
+    sid = _sid(form)
     sender = _first(form, "From")
     if not sid or not sender:
         return Response("MessageSid and From are required\n", status_code=400)
@@ -124,7 +129,7 @@ async def status_callback(request: Request) -> Response:
     form = await signed_form(request, runtime)
     if form is None:
         return Response(status_code=403)
-    sid = _first(form, "MessageSid") or _first(form, "SmsSid")
+    sid = _sid(form)
     state = STATUS.get((_first(form, "MessageStatus") or "").lower())
     # A report on a SID Tend cannot have made names no delivery: answered like any
     # other (Twilio retries a failed callback), and left alone.

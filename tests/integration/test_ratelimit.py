@@ -181,21 +181,23 @@ def test_redis_slots_are_on_redis_clock(clients: list[redis.Redis]) -> None:
 
 @pytest.mark.services
 def test_redis_too_long_a_wait_is_transient_and_takes_no_slot(clients: list[redis.Redis]) -> None:
-    limiter = RedisRateLimiter(clients[0], RATE, max_wait=0.12)
+    # Slots 0.5 s apart (nothing sleeps: `reserve` only says how long to wait), so that
+    # the test holds while the machine is busy for up to 0.3 s between the calls.
+    limiter = RedisRateLimiter(clients[0], 2.0, max_wait=1.2)
     # Waits are counted on Redis's clock from each call: real time passes between the
     # calls (more on a busy machine), so each is its slot's offset less what has passed.
     began = time.monotonic()
     waits = [limiter.reserve("a").wait for _ in range(3)]
-    for wait, offset in zip(waits, (0.0, 0.05, 0.1), strict=True):
+    for wait, offset in zip(waits, (0.0, 0.5, 1.0), strict=True):
         assert offset - (time.monotonic() - began) - 0.005 <= wait <= offset + 0.005
     for _ in range(2):
         with pytest.raises(ChannelError) as caught:
             limiter.reserve("a")
         assert not caught.value.permanent
-        # The next free slot is 0.15 s after the first: no slot was taken by the refusal.
+        # The next free slot is 1.5 s after the first: no slot was taken by the refusal.
         assert caught.value.retry_after is not None
         elapsed = time.monotonic() - began
-        assert 0.15 - elapsed - 0.005 <= caught.value.retry_after <= 0.15 + 0.005
+        assert 1.5 - elapsed - 0.005 <= caught.value.retry_after <= 1.5 + 0.005
 
 
 @pytest.mark.services
