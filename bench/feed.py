@@ -49,10 +49,11 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from bench.report import write_section
+from service.actions import enrollments as enrolling
+from service.actions.links import feed_link
 from service.clock import ManualClock
 from service.core import feed as core_feed
 from service.core.schedule import desired, reconcile
-from service.actions import enrollments as enrolling
 from service.logging import configure_logging
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
@@ -61,7 +62,6 @@ from service.storage import feeds
 from service.storage import occurrences as occurrence_rows
 from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
-from service.actions.links import feed_link
 from service.web import calendar
 from service.web.app import create_app
 from tests.support.services import free_port, postgres_server, wait_for

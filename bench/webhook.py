@@ -50,8 +50,8 @@ from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from bench.report import write_section
-from service.clock import ManualClock
 from service.actions import enrollments as enrolling
+from service.clock import ManualClock
 from service.logging import configure_logging
 from service.runtime import Runtime
 from service.settings import Settings, load_settings

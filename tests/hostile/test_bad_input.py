@@ -58,6 +58,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from sqlalchemy import Table, func, select
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
+from service.actions.enrollments import enroll
+from service.actions.links import check_in_link, feed_link
 from service.catalog import Catalog
 from service.clock import ManualClock
 from service.core.conversation import ANSWERS, Asked, Decision, OpenCheckIn, Situation, decide
@@ -73,8 +75,6 @@ from service.settings import load_settings
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import deliveries, occurrences, replies
-from service.actions.enrollments import enroll
-from service.actions.links import check_in_link, feed_link
 from service.web.app import create_app
 from service.web.unsubscribe import unsubscribe_url
 from tests.support.engine import (

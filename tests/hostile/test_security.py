@@ -61,6 +61,8 @@ from sqlalchemy import select
 from starlette.routing import Mount, Route
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
+from service import report
+from service.actions.links import CHECK_IN_LINK_DAYS, check_in_link, feed_link
 from service.channels.base import Channel, OutgoingMessage, Receipt
 from service.channels.email import unsubscribe_link
 from service.channels.outbox import OutboxChannel
@@ -82,8 +84,6 @@ from service.storage import deliveries as delivery_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import metadata, occurrences, replies
-from service import report
-from service.actions.links import CHECK_IN_LINK_DAYS, check_in_link, feed_link
 from service.web import auth
 from service.web.app import create_app
 from service.web.session import SESSION_COOKIE

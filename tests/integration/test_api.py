@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy import select
 
-from service import cli
+from service import cli, report
+from service.actions.inbound_sms import handle_sms
 from service.channels.base import ChannelError
 from service.clock import ManualClock
 from service.runtime import Runtime
@@ -30,8 +31,6 @@ from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import deliveries, enrollments, occurrences
-from service import report
-from service.actions.inbound_sms import handle_sms
 from service.web.api import RESOURCES as API_RESOURCES
 from service.web.app import create_app
 from tests.support.engine import (
@@ -491,7 +490,9 @@ def test_a_test_message_respects_consent_and_needs_an_address(api: Api) -> None:
     with transaction(api.runtime.engine) as conn:
         participant_rows.opt_out_sms(conn, rae, source="sms:STOP", now=NOW)
         participant_rows.unsubscribe_email(conn, rae, source="email:list-unsubscribe", now=NOW)
-    refused(api.post(url, {"channel": "sms"}), 409, "Rae Example opted out of text messages", "START")
+    refused(
+        api.post(url, {"channel": "sms"}), 409, "Rae Example opted out of text messages", "START"
+    )
     refused(api.post(url, {"channel": "email"}), 409, "unsubscribed from email")
     assert api.sms.sent == []
     assert api.email.sent == []

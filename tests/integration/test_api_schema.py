@@ -24,14 +24,14 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from service.actions.enrollments import enroll
+from service.actions.inbound_sms import handle_sms
 from service.clock import ManualClock
 from service.runtime import Runtime
 from service.settings import load_settings
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
-from service.actions.enrollments import enroll
-from service.actions.inbound_sms import handle_sms
 from service.web.app import create_app
 from tests.support.engine import Folders, RecordingChannel, settings_for, sqlite_url
 

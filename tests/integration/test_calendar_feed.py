@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service import cli
+from service.actions.links import check_in_link, feed_link, webcal_link
 from service.core.tokens import check_in_token, feed_token
 from service.engine import enrollment as enrollment_service
 from service.storage import checkins
@@ -34,7 +35,6 @@ from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import enrollments, occurrences
-from service.actions.links import check_in_link, feed_link, webcal_link
 from service.web.app import create_app
 from tests.support.engine import Folders, Harness
 

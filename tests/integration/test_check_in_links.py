@@ -17,13 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from service import report
+from service.actions.links import CHECK_IN_LINK_DAYS
 from service.core.tokens import check_in_token, read_check_in
 from service.storage import checkins
 from service.storage import enrollments as enrollment_rows
 from service.storage.db import transaction
 from service.storage.tables import occurrences, replies
-from service import report
-from service.actions.links import CHECK_IN_LINK_DAYS
 from service.web.app import create_app
 from tests.support.engine import Folders, Harness
 

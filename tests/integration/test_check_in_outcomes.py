@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from service.actions.links import check_in_link
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import occurrences
-from service.actions.links import check_in_link
 from service.web.app import create_app
 from tests.support.engine import Folders, Harness
 

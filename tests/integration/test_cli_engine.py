@@ -128,7 +128,10 @@ def test_enrolling_with_bad_input_is_refused_and_stores_nothing(env: dict[str, s
     person = tend(env, "participants", "add", "--name", "A", "--tz", "UTC").stdout.split()[-1]
     cases = [
         (["enroll", "p_nobody", "evening", "--start", "today"], "no participant 'p_nobody'"),
-        (["enroll", person, "nightly", "--start", "today"], "no plan 'nightly' in the schedules folder"),
+        (
+            ["enroll", person, "nightly", "--start", "today"],
+            "no plan 'nightly' in the schedules folder",
+        ),
         (["enroll", person, "evening", "--start", "March"], "not a date"),
         (
             ["enroll", person, "evening", "--start", "today", "--var", "wake=7:00"],

@@ -15,8 +15,8 @@ from pathlib import Path
 import dramatiq
 import pytest
 
-from service.clock import ManualClock
 from service.actions import enrollments as enrolling
+from service.clock import ManualClock
 from service.engine.scheduler import Scheduler
 from service.engine.tasks import declare, make_broker
 from service.runtime import Runtime

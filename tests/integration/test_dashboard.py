@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from service.actions import links, messages
 from service.channels.base import Channel
 from service.clock import ManualClock
 from service.runtime import Runtime
@@ -28,8 +29,6 @@ from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
 from service.storage.tables import deliveries, occurrences
-from service.actions import links
-from service.actions import messages
 from service.web import dashboard_data
 from service.web.app import create_app
 from service.web.session import FLASH_COOKIE, SESSION_COOKIE

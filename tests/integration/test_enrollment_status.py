@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from service.clock import ManualClock
 from service.actions import enrollments as enrolling
 from service.actions.errors import ActionError
+from service.clock import ManualClock
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction

@@ -19,11 +19,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from service.actions import enrollments as enrolling
 from service.channels.base import OutgoingMessage
 from service.channels.email import SMTPEmailChannel
 from service.clock import ManualClock
+from service.core.consent import Refusal
 from service.core.tokens import sign
-from service.actions import enrollments as enrolling
 from service.engine.delivery import Outcome, deliver
 from service.runtime import Runtime
 from service.storage import deliveries as delivery_rows
@@ -31,7 +32,6 @@ from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import deliveries, enrollments, occurrences, participants
 from service.web.app import create_app
-from service.core.consent import Refusal
 from service.web.unsubscribe import router, unsubscribe_url
 from tests.support.engine import Folders, Harness, settings_for
 from tests.support.fake_smtp import outgoing, smtp_server

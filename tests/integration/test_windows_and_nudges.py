@@ -15,6 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from service import report
+from service.actions.inbound_sms import handle_sms
 from service.core.tokens import check_in_token
 from service.engine import windows
 from service.engine.delivery import Outcome, deliver
@@ -24,8 +26,6 @@ from service.storage import participants as participant_rows
 from service.storage.checkins import CHECKED_IN_NOTE, WINDOW_CLOSED_NOTE
 from service.storage.db import transaction
 from service.storage.tables import occurrences, replies
-from service import report
-from service.actions.inbound_sms import handle_sms
 from service.web.app import create_app
 from tests.support.engine import Folders, Harness
 

@@ -33,12 +33,12 @@ import requests
 from sqlalchemy.exc import DBAPIError
 from twilio.request_validator import RequestValidator
 
+from service.actions.enrollments import enroll
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
 from service.storage import deliveries as delivery_rows
 from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
-from service.actions.enrollments import enroll
 from tests.support.clock import SharedClock
 from tests.support.fake_smtp import SMTPServer
 from tests.support.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Insert, Table, insert
 
+from service.actions.enrollments import plan_changes, variables_for
 from service.core.expand import resolve_plan_variables
 from service.core.plan import Plan
 from service.core.schedule import plan_end
@@ -29,7 +30,6 @@ from service.storage import occurrences as occurrence_rows
 from service.storage import participants as participant_rows
 from service.storage.db import new_id, transaction
 from service.storage.tables import deliveries, enrollments, occurrences, participants
-from service.actions.enrollments import plan_changes, variables_for
 from tests.reliability.harness import ROOT, Person
 
 # Ten real zones, west to east: a day of reminders rolls around the world.

@@ -24,14 +24,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 
+from service.actions import enrollments as enrolling
+from service.actions import inbound_sms as inbound
 from service.clock import ManualClock
 from service.runtime import Runtime
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import deliveries, occurrences
-from service.actions import enrollments as enrolling
-from service.actions import inbound_sms as inbound
 from tests.support import engine
 from tests.support.engine import Folders
 

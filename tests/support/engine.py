@@ -17,10 +17,10 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
+from service.actions import enrollments as enrolling
 from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
 from service.clock import Clock, ManualClock
 from service.core.plan import Plan
-from service.actions import enrollments as enrolling
 from service.engine.scheduler import Scheduler, Tick
 from service.engine.tasks import QUEUE, declare, middleware, weekly_sender
 from service.runtime import Runtime
