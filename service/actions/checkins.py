@@ -8,14 +8,16 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from service.actions.errors import NotFound, action
 from service.core.adherence import Outcome as AdherenceOutcome
 from service.core.adherence import result_of, summarise
 from service.core.plan import CheckIn, Plan, Practice
 from service.core.replies import Interpretation
-from service.core.states import CheckInResult
+from service.core.states import CheckInResult, EnrollmentStatus
 from service.runtime import Runtime
 from service.storage import checkins
 from service.storage.checkins import CheckInTarget
+from service.storage.db import transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +94,79 @@ def progress(conn: Connection, target: CheckInTarget, *, now: datetime) -> Progr
     # The frequency only shapes the strength, which an answer does not quote.
     summary = summarise(seen, now, per_day=1.0)
     return Progress(streak=summary.current_streak, done_total=summary.done)
+
+
+LINK = "link"  # the reply log's channel, and the check-in's source, for a check-in link
+
+
+def is_open(target: CheckInTarget, now: datetime) -> bool:
+    """Whether a check-in counts now, as for a text reply: due, window open, a check-in
+    asked, the enrollment active."""
+    return (
+        target.enrollment_status == EnrollmentStatus.ACTIVE
+        and target.check_in_kind != "none"
+        and target.instant <= now < target.window_end
+        and target.check_in in (None, *checkins.ANSWERED)
+    )
+
+
+def number_text(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def said(found: Interpretation) -> str:
+    """A check-in in a few words, as the reply log shows it."""
+    if found.outcome == "rating":
+        return f"rating {found.rating}"
+    if found.outcome == "number":
+        unit = f" {found.unit}" if found.unit else ""
+        return f"{number_text(found.number)}{unit}"
+    if found.outcome == "text":
+        return found.text or ""
+    return found.outcome
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCheckIn:
+    target: CheckInTarget  # as it stands after the check-in
+    title: str
+    updated: bool  # it changed an earlier answer
+    progress: Progress | None  # None: the window closed (or the enrollment paused) first
+
+
+@action
+def check_in_by_link(runtime: Runtime, occurrence_id: int, found: Interpretation) -> LinkCheckIn:
+    """Record what a check-in link's form said, in one transaction with its line in the
+    reply log. A window that closed between the page and the button counts nothing, and
+    the log says so."""
+    now = runtime.clock.now()
+    with transaction(runtime.engine) as conn:
+        target = checkins.check_in_target(conn, occurrence_id)
+        if target is None:
+            raise NotFound(f"no occurrence {occurrence_id}")
+        title = title_of(runtime, target)
+        if not is_open(target, now):
+            return LinkCheckIn(target, title, updated=False, progress=None)
+        stored = checkins.store_reply(
+            conn, channel=LINK, body=said(found), now=now, participant_id=target.participant.id
+        )
+        checkins.claim_reply(conn, stored.id, now=now)
+        recorded = record(conn, target, found, source=LINK, now=now)
+        done = progress(conn, target, now=now) if recorded else None
+        checkins.finish_reply(
+            conn,
+            stored.id,
+            understood=found.outcome if recorded else "no_window",
+            detail=(
+                f"checked in by link: {said(found)} for {title}"
+                if recorded  # else the window closed between the page and the button
+                else f"checked in by link after the window of {title} closed; not counted"
+            ),
+            answer=None,
+            occurrence_id=target.occurrence_id,
+        )
+        updated = target.check_in is not None
+        target = checkins.check_in_target(conn, target.occurrence_id) or target
+    return LinkCheckIn(target, title, updated, done)

@@ -69,12 +69,14 @@ def unsubscribe_email(
     reminder emails are cancelled, and the count returned. Logged once: asking again
     changes nothing. NotFound for a participant who does not exist."""
     with transaction(runtime.engine) as conn:
-        if participant_rows.email_unsubscribed(conn, participant_id) is None:
+        already = participant_rows.email_unsubscribed(conn, participant_id)
+        if already is None:
             raise NotFound(f"no participant {participant_id}")
         cancelled = participant_rows.unsubscribe_email(
             conn, participant_id, source=source, now=runtime.clock.now(), detail=detail
         )
-    log.info("email unsubscribe recorded", participant=participant_id, source=source)
+    if not already:
+        log.info("email unsubscribe recorded", participant=participant_id, source=source)
     return cancelled
 
 

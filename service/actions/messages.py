@@ -53,13 +53,13 @@ def send_test(
     runtime: Runtime, participant_id: str, channel: str, text: str | None = None
 ) -> TestSent:
     """Send a test message by `channel` ("sms" or "email"), `text` or a standard one."""
+    now = runtime.clock.now()
+    with reading(runtime.engine) as conn:
+        person = participant_rows.get_participant(conn, participant_id)
     try:
         chosen = Channel(channel)
     except ValueError:
         raise Invalid(f"there is no channel '{channel}'; choose sms or email") from None
-    now = runtime.clock.now()
-    with reading(runtime.engine) as conn:
-        person = participant_rows.get_participant(conn, participant_id)
     refusal = send_refusal(person, chosen, now)
     if refusal is not None:
         until = None

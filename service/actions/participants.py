@@ -67,7 +67,7 @@ def create(
 ) -> Participant:
     """Add a participant. Conflict when another has the phone number."""
     given = {"name": name, "timezone": timezone, "variables": dict(variables or {})}
-    given.update({k: v for k, v in (("phone", phone), ("email", email)) if v is not None})
+    given.update({k: v for k, v in (("phone", phone), ("email", email)) if v})
     checked = _checked(given)
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:

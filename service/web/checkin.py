@@ -24,11 +24,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from service.actions import checkins as recording
+from service.actions.errors import NotFound
 from service.core.conversation import logged_context
 from service.core.plan import CheckIn
 from service.core.render import Names, Person, RenderError
 from service.core.replies import Interpretation, Reply, interpret
-from service.core.states import CheckInResult, EnrollmentStatus
+from service.core.states import CheckInResult
 from service.core.tokens import read_check_in
 from service.runtime import Runtime
 from service.storage import checkins
@@ -41,7 +42,6 @@ router = APIRouter(tags=["check-in"])
 
 MAX_FORM = 8 * 1024
 MAX_TEXT = 1000
-SOURCE = "link"
 
 
 def _runtime(request: Request) -> Runtime:
@@ -79,42 +79,16 @@ def _record(runtime: Runtime, token: str, form: dict[str, str]) -> HTMLResponse:
         return found
     now = runtime.clock.now()
     spec = recording.check_in_spec(runtime, found)
-    if not _is_open(found, now):
+    if not recording.is_open(found, now):
         return _page(runtime, found, now, status_code=409)
     reading = _reading(form, spec)
     if isinstance(reading, str):
         return _page(runtime, found, now, error=reading, status_code=400)
-    with transaction(runtime.engine) as conn:
-        target = checkins.check_in_target(conn, found.occurrence_id)
-        if target is None:
-            return _not_found()
-        if not _is_open(target, now):  # paused or closed since the page was read
-            return _page(runtime, target, now, status_code=409)
-        stored = checkins.store_reply(
-            conn,
-            channel=SOURCE,
-            body=_said(reading),
-            now=now,
-            participant_id=target.participant.id,
-        )
-        checkins.claim_reply(conn, stored.id, now=now)
-        title = recording.title_of(runtime, target)
-        recorded = recording.record(conn, target, reading, source=SOURCE, now=now)
-        done = recording.progress(conn, target, now=now) if recorded else None
-        checkins.finish_reply(
-            conn,
-            stored.id,
-            understood=reading.outcome if recorded else "no_window",
-            detail=(
-                f"checked in by link: {_said(reading)} for {title}"
-                if recorded  # else the window closed between the page and the button
-                else f"checked in by link after the window of {title} closed; not counted"
-            ),
-            answer=None,
-            occurrence_id=target.occurrence_id,
-        )
-        updated = target.check_in is not None
-        target = checkins.check_in_target(conn, target.occurrence_id) or target
+    try:
+        result = recording.check_in_by_link(runtime, found.occurrence_id, reading)
+    except NotFound:
+        return _not_found()
+    target, title, updated, done = result.target, result.title, result.updated, result.progress
     if done is None:
         return _page(runtime, target, now, status_code=409)
     logged = _confirmation(runtime, target, reading, title, updated, done)
@@ -136,16 +110,6 @@ def _target(runtime: Runtime, token: str) -> CheckInTarget | HTMLResponse:
             410,
         )
     return target
-
-
-def _is_open(target: CheckInTarget, now: datetime) -> bool:
-    """As for a text reply: due, window open, a check-in asked, the enrollment active."""
-    return (
-        target.enrollment_status == EnrollmentStatus.ACTIVE
-        and target.check_in_kind != "none"
-        and target.instant <= now < target.window_end
-        and target.check_in in (None, *checkins.ANSWERED)
-    )
 
 
 def _reading(form: dict[str, str], spec: CheckIn) -> Interpretation | str:
@@ -184,18 +148,6 @@ def _reading(form: dict[str, str], spec: CheckIn) -> Interpretation | str:
     return found
 
 
-def _said(found: Interpretation) -> str:
-    """The check-in in a few words, as the reply log shows it."""
-    if found.outcome == "rating":
-        return f"rating {found.rating}"
-    if found.outcome == "number":
-        unit = f" {found.unit}" if found.unit else ""
-        return f"{_number(found.number)}{unit}"
-    if found.outcome == "text":
-        return found.text or ""
-    return found.outcome
-
-
 def _current(target: CheckInTarget, spec: CheckIn) -> str | None:
     if target.check_in not in checkins.ANSWERED:
         return None
@@ -203,10 +155,10 @@ def _current(target: CheckInTarget, spec: CheckIn) -> str | None:
         return "skipped"
     if target.check_in_value is not None and spec.kind == "rating":
         high = (spec.scale or (1, 5))[1]
-        return f"done, {_number(target.check_in_value)} of {high}"
+        return f"done, {recording.number_text(target.check_in_value)} of {high}"
     if target.check_in_value is not None:
         unit = f" {target.check_in_unit}" if target.check_in_unit else ""
-        return f"done, {_number(target.check_in_value)}{unit}"
+        return f"done, {recording.number_text(target.check_in_value)}{unit}"
     if target.check_in_text:
         return f"done: \u201c{target.check_in_text}\u201d"
     return "done"
@@ -246,7 +198,11 @@ def _page(
 ) -> HTMLResponse:
     spec = recording.check_in_spec(runtime, target)
     zone = ZoneInfo(target.participant.timezone)
-    state = "open" if _is_open(target, now) else ("early" if now < target.instant else "closed")
+    state = (
+        "open"
+        if recording.is_open(target, now)
+        else ("early" if now < target.instant else "closed")
+    )
     return render(
         "check_in.html",
         status_code=status_code,
@@ -268,12 +224,6 @@ def _page(
 def _when(instant: datetime, zone: ZoneInfo) -> str:
     local = instant.astimezone(zone)
     return f"{local:%A} {local.day} {local:%B}, {local:%H:%M}"
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return ""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _message(title: str, text: str, status_code: int) -> HTMLResponse:
