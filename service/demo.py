@@ -51,6 +51,7 @@ from service.settings import Settings, load_settings
 from service.storage import checkins
 from service.storage import deliveries as delivery_rows
 from service.storage import participants as participant_rows
+from service.storage import replies as reply_rows
 from service.storage.db import make_engine, record, transaction, upgrade
 from service.storage.tables import (
     deliveries,
@@ -388,12 +389,12 @@ class Simulation:
             )
             if not reading.applies:
                 return
-            stored = checkins.store_reply(
+            stored = reply_rows.store_reply(
                 conn, channel="link", body=words, now=now, participant_id=participant_id
             )
-            checkins.claim_reply(conn, stored.id, now=now)
+            reply_rows.claim_reply(conn, stored.id, now=now)
             recorded = recording.record(conn, target, reading, source="link", now=now)
-            checkins.finish_reply(
+            reply_rows.finish_reply(
                 conn,
                 stored.id,
                 understood=reading.outcome if recorded else "no_window",

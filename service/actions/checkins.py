@@ -16,6 +16,7 @@ from service.core.replies import Interpretation
 from service.core.states import CheckInResult, EnrollmentStatus
 from service.runtime import Runtime
 from service.storage import checkins
+from service.storage import replies as reply_rows
 from service.storage.checkins import CheckInTarget
 from service.storage.db import transaction
 
@@ -149,13 +150,13 @@ def check_in_by_link(runtime: Runtime, occurrence_id: int, found: Interpretation
         title = title_of(runtime, target)
         if not is_open(target, now):
             return LinkCheckIn(target, title, updated=False, progress=None)
-        stored = checkins.store_reply(
+        stored = reply_rows.store_reply(
             conn, channel=LINK, body=said(found), now=now, participant_id=target.participant.id
         )
-        checkins.claim_reply(conn, stored.id, now=now)
+        reply_rows.claim_reply(conn, stored.id, now=now)
         recorded = record(conn, target, found, source=LINK, now=now)
         done = progress(conn, target, now=now) if recorded else None
-        checkins.finish_reply(
+        reply_rows.finish_reply(
             conn,
             stored.id,
             understood=found.outcome if recorded else "no_window",

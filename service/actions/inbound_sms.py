@@ -35,6 +35,7 @@ from service.runtime import Runtime
 from service.storage import checkins
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
+from service.storage import replies as reply_rows
 from service.storage.checkins import CheckInTarget
 from service.storage.db import transaction
 
@@ -54,11 +55,11 @@ def handle_sms(runtime: Runtime, *, sid: str, sender: str, body: str) -> str | N
         with transaction(runtime.engine) as conn:
             participant, stored = _store(conn, sid, sender, body, now, lock=True)
             handled = stored.handled or (
-                not stored.new and not checkins.claim_reply(conn, stored.id, now=now)
+                not stored.new and not reply_rows.claim_reply(conn, stored.id, now=now)
             )
             if handled:
                 log.info("sms reply seen before; answered again", reply=stored.id)
-                return checkins.reply_answer(conn, stored.id)
+                return reply_rows.reply_answer(conn, stored.id)
             return _act_on(runtime, conn, stored.id, participant, sender, body, now)
     except Exception:
         # Acting failed: the message is kept, unhandled, and the scheduler's upkeep acts
@@ -70,10 +71,10 @@ def handle_sms(runtime: Runtime, *, sid: str, sender: str, body: str) -> str | N
 
 def _store(
     conn: Connection, sid: str, sender: str, body: str, now: datetime, *, lock: bool = False
-) -> tuple[Participant | None, checkins.StoredReply]:
+) -> tuple[Participant | None, reply_rows.StoredReply]:
     """The message as it came, once per MessageSid, with the participant it is from."""
     participant = participant_rows.find_participant_by_phone(conn, sender, lock=lock)
-    stored = checkins.store_reply(
+    stored = reply_rows.store_reply(
         conn,
         channel=Channel.SMS,
         body=body,
@@ -93,15 +94,15 @@ def handle_left_over(runtime: Runtime) -> int:
     get no answer (a late one would answer out of turn); what they did is recorded."""
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:
-        ids = checkins.unhandled_replies(conn, before=now - LEFT_OVER_AFTER)
+        ids = reply_rows.unhandled_replies(conn, before=now - LEFT_OVER_AFTER)
     done = 0
     for reply_id in ids:
         try:
             with transaction(runtime.engine) as conn:
-                row = checkins.get_reply(conn, reply_id)
+                row = reply_rows.get_reply(conn, reply_id)
                 sender = row["sender"] or ""
                 participant = participant_rows.find_participant_by_phone(conn, sender, lock=True)
-                if not checkins.claim_reply(conn, reply_id, now=now):
+                if not reply_rows.claim_reply(conn, reply_id, now=now):
                     continue
                 _act_on(runtime, conn, reply_id, participant, sender, row["body"], now, late=True)
                 done += 1
@@ -129,11 +130,11 @@ def _act_on(
     situation = _situation(runtime, conn, participant, targets, reply, now)
     decision = decide(reply, situation)
     told = decision.understood == "unknown_sender" and decision.answer is not None
-    if told and checkins.stranger_answered(conn, sender, since=now - STRANGER_ANSWERED_FOR):
+    if told and reply_rows.stranger_answered(conn, sender, since=now - STRANGER_ANSWERED_FOR):
         decision = replace(decision, answer=None, detail="unknown sender, told once already")
     context = _act(runtime, conn, participant, targets, decision, now)
     answer = None if late else _answer(runtime, decision, participant, context)
-    checkins.finish_reply(
+    reply_rows.finish_reply(
         conn,
         reply_id,
         understood=decision.understood,
@@ -179,7 +180,7 @@ def _situation(
     # Only a reply that could answer "Which one?" (a few words naming a practice) needs
     # the question; only one naming a practice needs the practices.
     if reply.kind == "text" and targets:
-        question = checkins.last_question(conn, participant.id, since=now - QUESTION_STANDS)
+        question = reply_rows.last_question(conn, participant.id, since=now - QUESTION_STANDS)
         if question is not None:
             asked = Asked(str(question["body"]), tuple(int(i) for i in question["candidates"]))
     practices: Mapping[str, str] = (

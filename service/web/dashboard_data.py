@@ -38,6 +38,7 @@ from service.storage import checkins
 from service.storage import enrollments as enrollment_rows
 from service.storage import outbox as outbox_rows
 from service.storage import participants as participant_rows
+from service.storage import replies as reply_rows
 from service.storage.db import Connection, reading, transaction
 from service.web.charts import Cell
 
@@ -282,7 +283,7 @@ def participant_view(runtime: Runtime, participant_id: str, now: datetime) -> Pa
         today = local_today(person, now)
         first = today - timedelta(days=today.weekday()) - (HEATMAP_WEEKS - 1) * WEEK
         cells = _cells(conn, [e.enrollment for e in built.entries], now, first)
-        replies = checkins.list_replies(conn, participant_id=participant_id, limit=REPLIES_SHOWN)
+        replies = reply_rows.list_replies(conn, participant_id=participant_id, limit=REPLIES_SHOWN)
         consent = participant_rows.consent_history(conn, participant_id)
     views = []
     for entry in built.entries:

@@ -29,8 +29,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.runtime import Runtime
-from service.storage import checkins
 from service.storage import deliveries as delivery_rows
+from service.storage import replies as reply_rows
 from service.storage.db import ping, reading
 
 log = structlog.get_logger("tend.web")
@@ -99,7 +99,7 @@ class DatabaseCollector(Collector):
                 states = delivery_rows.delivery_counts(conn)
                 due = delivery_rows.queue_depth(conn, now=now)
                 late: Sequence[Any] = delivery_rows.sent_since(conn, now - timedelta(hours=1))
-                understood = checkins.reply_counts(conn)
+                understood = reply_rows.reply_counts(conn)
         except Exception as exc:  # a scrape must not fail because the database did
             log.warning("metrics: the database could not be read", error=str(exc))
             return

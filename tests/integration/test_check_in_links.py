@@ -20,8 +20,8 @@ from sqlalchemy import select
 from service import report
 from service.actions.links import CHECK_IN_LINK_DAYS
 from service.core.tokens import check_in_token, read_check_in
-from service.storage import checkins
 from service.storage import enrollments as enrollment_rows
+from service.storage import replies as reply_log
 from service.storage.db import transaction
 from service.storage.tables import occurrences, replies
 from service.web.app import create_app
@@ -215,7 +215,7 @@ def test_a_link_check_in_is_logged_as_a_reply_of_channel_link(
     assert reply["detail"] == "checked in by link: done for Evening walk"
     assert reply["provider_id"] is None
     with transaction(h.runtime.engine) as conn:
-        (listed,) = checkins.list_replies(conn, participant_id=reply["participant_id"])
+        (listed,) = reply_log.list_replies(conn, participant_id=reply["participant_id"])
     assert (listed["channel"], listed["occurrence_key"]) == ("link", "walk:2026-03-02")
 
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from service import report
-from service.storage import checkins
 from service.storage import enrollments as enrollment_rows
+from service.storage import replies as reply_rows
 from service.storage.db import reading
 from service.web.api.common import (
     Limit,
@@ -56,7 +56,7 @@ def list_replies(
     """Replies by SMS or check-in link, newest first, with what each was taken to mean."""
     after = utc(since, "since") if since is not None else None
     with reading(runtime.engine) as conn:
-        rows, total = checkins.reply_page(
+        rows, total = reply_rows.reply_page(
             conn, limit=limit, offset=offset, participant_id=participant, since=after
         )
     items = [
