@@ -34,6 +34,14 @@ from ruamel.yaml.events import (
 from ruamel.yaml.parser import RoundTripParser
 from ruamel.yaml.reader import ReaderError
 
+from service.core.days import (
+    DAY_CHOICES,
+    EVERY_WORDS,
+    day_number,
+    every_keyword,
+    near_word,
+    split_days,
+)
 from service.core.diagnostics import Diagnostic, did_you_mean, line_column, one_of
 from service.core.expand import Occurrence, expand
 from service.core.plan import (
@@ -102,7 +110,10 @@ _WEEKS_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 _VARIABLE_NAME = re.compile(VARIABLE_PATTERN)
 
 _FIELD_HELP = {
-    "every": "every is day, weekday, weekend, or a list of days such as [mon, wed, fri]",
+    "every": (
+        "every is day, weekday, weekend, a day such as sunday, "
+        "or a list of days such as [mon, wed, fri]"
+    ),
     "weeks": 'weeks is a week number, a range such as "1-4", or a list of those',
     "check_in": (
         f"check_in is one of {one_of(CHECK_IN_KINDS)}, "
@@ -110,6 +121,8 @@ _FIELD_HELP = {
     ),
 }
 _LITERAL_NAMES = {"category": "category", "channels": "channel", "kind": "check-in kind"}
+# The keys a practice's text is made of: an error in one of them stops its rendering.
+_TEXT_KEYS = frozenset({"id", "category", "title", "channels", "message", "template", "rotate"})
 
 
 def _most(field: str) -> int:
@@ -172,8 +185,8 @@ def load_plan(text: str, path: str, renderer: Renderer | None = None) -> LoadRes
         _report_structure(exc, data, report)
     compiler = _Compiler(data, report, renderer, text)
     plan = compiler.compile()
-    if plan is not None:
-        _sample_render(plan, report, renderer, compiler.origins)
+    if compiler.sample is not None:
+        _sample_render(compiler.sample, report, renderer, compiler.origins, compiler.exact)
     declared = data.get("plan")
     return LoadResult(
         None if report.has_errors else plan,
@@ -191,6 +204,7 @@ class _Report:
         self.path = path
         self.tree: Any = None
         self.items: dict[tuple[int, int, str, str], Diagnostic] = {}
+        self.error_locs: list[Loc] = []  # where each error was reported, in order
 
     @property
     def has_errors(self) -> bool:
@@ -214,6 +228,8 @@ class _Report:
         return line + 1, column + 1
 
     def add(self, severity: str, loc: Loc, message: str, *, key: bool = False) -> None:
+        if severity == "error":
+            self.error_locs.append(loc)
         line, column = self.position(loc, key=key)
         self.add_at(severity, line, column, message)
 
@@ -603,6 +619,11 @@ class _Compiler:
         self.resolved: dict[str, int] = {}
         # where each variant's message (or template) and time were written
         self.origins: dict[int, tuple[Loc, Loc]] = {}
+        # Practices whose text can be read though their schedule has errors, by index: they
+        # are rendered with the plan's sample, so their text's errors show in the same run.
+        self.sketches: dict[int, Practice] = {}
+        self.sample: Plan | None = None  # what the sample rendering renders
+        self.exact: frozenset[str] = frozenset()  # practices that should occur in it
 
     def compile(self) -> Plan | None:
         data = self.data
@@ -610,6 +631,7 @@ class _Compiler:
         self._variables()
         defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
         practices: list[Practice] = []
+        readable: list[Practice] = []
         seen: dict[str, int] = {}
         raw_practices = data.get("practices")
         if isinstance(raw_practices, list):
@@ -619,6 +641,9 @@ class _Compiler:
                 practice = self._practice(index, raw, defaults or {}, seen)
                 if practice is not None:
                     practices.append(practice)
+                    readable.append(practice)
+                elif index in self.sketches:
+                    readable.append(self.sketches[index])
             if practices and not any(p.check_in.asks for p in practices):
                 self.report.warning(
                     ("practices",),
@@ -628,15 +653,14 @@ class _Compiler:
         weekly_summary = self._weekly_summary()
         # With errors elsewhere in the file, the practices that compiled cleanly still make
         # a plan: rendering their messages finds the errors in their text in the same run.
-        if days is None or not practices:
-            return None
+        # So do the sketches, and a plan without a length of its own gets a sample length.
         plan_id, title = data.get("plan"), data.get("title")
         summary = data.get("summary")
-        return Plan(
+        plan = Plan(
             id=plan_id if isinstance(plan_id, str) else "plan",
             title=title if isinstance(title, str) else "",
             summary=summary if isinstance(summary, str) else None,
-            days=days,
+            days=days or _sample_days(readable),
             variables=self.variables,
             practices=tuple(practices),
             source=self.report.path,
@@ -644,6 +668,14 @@ class _Compiler:
             practice_index={p.id: p for p in practices},
             weekly_summary=weekly_summary,
         )
+        if readable:
+            self.sample = replace(
+                plan, practices=tuple(readable), practice_index={p.id: p for p in readable}
+            )
+            self.exact = frozenset(p.id for p in practices) if days else frozenset()
+        if days is None or not practices:
+            return None
+        return plan
 
     def _errors(self) -> int:
         return sum(1 for d in self.report.items.values() if d.severity == "error")
@@ -713,11 +745,11 @@ class _Compiler:
         )
         day = raw.get("day")
         if isinstance(day, str):
-            name = day.strip().lower()
-            if name in WEEKDAYS:
-                summary = replace(summary, weekday=WEEKDAYS.index(name))
+            number = day_number(day)
+            if number is not None:
+                summary = replace(summary, weekday=number)
             else:
-                hint = did_you_mean(name, WEEKDAYS)
+                hint = did_you_mean(near_word(day), DAY_CHOICES)
                 self.report.error(
                     (*loc, "day"), f"unknown day '{day}'{hint}; days are {one_of(WEEKDAYS)}"
                 )
@@ -779,6 +811,7 @@ class _Compiler:
             return None
 
         errors_before = self._errors()
+        error_places = len(self.report.error_locs)
         practice_id = raw.get("id")
         if isinstance(practice_id, str):
             if practice_id in seen:
@@ -820,7 +853,8 @@ class _Compiler:
         text_loc = next((f.loc for f in (get("message"), get("template")) if f), base)
         self.origins[id(variant)] = (text_loc, at.loc if at else base)
         phases = self._phases(get("phases"), variant, weeks, channels, category)
-        if self._errors() > errors_before:
+        broken = self._errors() > errors_before
+        if broken and not self._readable(base, error_places, category, title):
             return None
         if not all(isinstance(v.value, str) for v in (category, title) if v):
             return None
@@ -828,7 +862,7 @@ class _Compiler:
             return None  # reported with the structure
         assert category is not None
         assert title is not None
-        return Practice(
+        practice = Practice(
             id=practice_id,
             category=category.value,
             title=title.value,
@@ -842,6 +876,34 @@ class _Compiler:
             base=variant,
             phases=phases,
         )
+        if broken:
+            # Its text is rendered with the sample, on every day of every week: the
+            # errors in its schedule are reported, those in its text are found too.
+            self.sketches[index] = replace(
+                practice, weekdays=EVERY_KEYWORDS["day"], rrule=None, weeks=None
+            )
+            return None
+        return practice
+
+    def _readable(
+        self, base: Loc, errors_from: int, category: _Field | None, title: _Field | None
+    ) -> bool:
+        """Whether a practice with errors can still have its text rendered: its errors
+        since `errors_from` (an index into the report's error places) are all in its
+        schedule (at, every, weeks, durations, check-in, a missing key), none in what its
+        text is made of, and it has an id, a known category and a title."""
+        if category is None or category.value not in CATEGORIES or title is None:
+            return False
+        for loc in self.report.error_locs[errors_from:]:
+            if loc[: len(base)] == base:
+                own = loc[len(base) :]
+            elif loc[:1] == ("defaults",):
+                own = loc[1:]
+            else:
+                return False
+            if any(part in _TEXT_KEYS for part in own):
+                return False
+        return True
 
     def _time(self, field: _Field | None) -> TimeExpr | None:
         if field is None or not isinstance(field.value, str):
@@ -897,42 +959,81 @@ class _Compiler:
             return default
 
     def _every(self, every: _Field | None, rrule: _Field | None) -> frozenset[int] | None:
+        """The days `every` names. Coaches write them as they speak: any case, full or
+        abbreviated, singular or plural (`Sundays`, `[Mon, Wed]`, `"Mon, Wed"`); each
+        spelling means the same days as the plain one."""
         if every is not None and rrule is not None:
             self.report.error(rrule.loc, "write every or rrule, not both", key=True)
         if every is None:
             return None if rrule is not None else EVERY_KEYWORDS["day"]
         value = every.value
         if isinstance(value, str):
-            days = EVERY_KEYWORDS.get(value.strip().lower())
-            if days is None:
-                hint = did_you_mean(value, [*EVERY_KEYWORDS, *WEEKDAYS])
-                if value.strip().lower() in WEEKDAYS:
-                    hint = f"; for one day a week write a list: [{value.strip().lower()}]"
-                self.report.error(
-                    every.loc,
-                    f"unknown value for every: '{value}'{hint}; "
-                    "write day, weekday, weekend, or a list of days such as [mon, wed, fri]",
-                )
-            return days
+            keyword = every_keyword(value)
+            if keyword is not None:
+                return EVERY_KEYWORDS[keyword]
+            if "," in value:
+                return self._days(split_days(value), every.loc, written=value)
+            number = day_number(value)
+            if number is not None:
+                return frozenset({number})
+            hint = did_you_mean(near_word(value), [*EVERY_WORDS, *DAY_CHOICES])
+            self.report.error(
+                every.loc,
+                f"unknown value for every: '{value}'{hint}; write day, weekday, weekend, "
+                "a day such as sunday, or a list of days such as [mon, wed, fri]",
+            )
+            return None
         if isinstance(value, list):
-            chosen: set[int] = set()
-            for i, item in enumerate(value):
-                if not isinstance(item, str):
-                    continue
-                day = item.strip().lower()
-                if day not in WEEKDAYS:
-                    hint = did_you_mean(day, WEEKDAYS)
-                    self.report.error(
-                        (*every.loc, i), f"unknown day '{item}'{hint}; days are {one_of(WEEKDAYS)}"
-                    )
-                elif WEEKDAYS.index(day) in chosen:
-                    self.report.error((*every.loc, i), f"'{item}' is listed twice")
-                else:
-                    chosen.add(WEEKDAYS.index(day))
-            if not value:
-                self.report.error(every.loc, "every needs at least one day")
-            return frozenset(chosen)
+            items = [(item, i) for i, item in enumerate(value) if isinstance(item, str)]
+            return self._days(items, every.loc, empty=not value)
         return None
+
+    def _days(
+        self,
+        items: list[tuple[str, int]],
+        loc: Loc,
+        *,
+        written: str | None = None,
+        empty: bool = False,
+    ) -> frozenset[int]:
+        """The days of a list: items of a YAML list (with their index), or of a
+        comma-separated text `written` (with their offset in it)."""
+        chosen: dict[int, str] = {}
+        for item, where in items:
+
+            def error(message: str, item: str = item, where: int = where) -> None:
+                if written is None:
+                    self.report.error((*loc, where), message)
+                else:
+                    self._error_in_text(loc, written, where, message)
+
+            number = day_number(item)
+            if number is None:
+                hint = did_you_mean(near_word(item), DAY_CHOICES)
+                error(f"unknown day '{item}'{hint}; days are {one_of(WEEKDAYS)}")
+            elif number in chosen:
+                first = chosen[number]
+                again = "" if first == item else f" (as '{first}')"
+                error(f"'{item}' is listed twice{again}")
+            else:
+                chosen[number] = item
+        if empty or (written is not None and not items):
+            self.report.error(loc, "every needs at least one day")
+        return frozenset(chosen)
+
+    def _error_in_text(self, loc: Loc, written: str, offset: int, message: str) -> None:
+        """An error at `offset` in the text value at `loc`: at its own column when the
+        value is written on one line as it reads (plain or quoted), else at the value."""
+        line, column = self.report.position(loc)
+        lines = self.text.split("\n")
+        source = lines[line - 1] if 0 < line <= len(lines) else ""
+        start = column - 1
+        if source[start : start + 1] in ("'", '"'):
+            start += 1
+        if source[start : start + len(written)] == written:
+            self.report.add_at("error", line, start + offset + 1, message)
+        else:
+            self.report.error(loc, message)
 
     def _rrule(self, field: _Field | None) -> str | None:
         if field is None or not isinstance(field.value, str):
@@ -1297,8 +1398,14 @@ def _check_rrule(body: str, weeks_total: int | None) -> str | None:
 
 
 def _sample_render(
-    plan: Plan, report: _Report, renderer: Renderer, origins: Mapping[int, tuple[Loc, Loc]]
+    plan: Plan,
+    report: _Report,
+    renderer: Renderer,
+    origins: Mapping[int, tuple[Loc, Loc]],
+    exact: frozenset[str],
 ) -> None:
+    """Render every message of `plan` for Alex. A practice in `exact` that never occurs
+    is warned of; the others (sketches, or a plan without a length) may not occur."""
     occurrences = expand(plan, SAMPLE_START, UTC)
     by_practice: dict[str, list[Occurrence]] = {}
     for occurrence in occurrences:
@@ -1307,6 +1414,8 @@ def _sample_render(
     practice_locs = _practice_locs(report)
     for practice in plan.practices:
         found = by_practice.get(practice.id, [])
+        if not found and practice.id not in exact:
+            continue
         if not found:
             report.warning(
                 practice_locs.get(practice.id, ()),
@@ -1332,6 +1441,18 @@ def _sample_render(
                 _warn_segments(text, loc, report, "the nudge")
     if plan.weekly_summary is not None:
         _render_summary(plan, plan.weekly_summary, report, renderer)
+
+
+def _sample_days(practices: Sequence[Practice]) -> int:
+    """A length for a plan whose own is in error, long enough for its practices to occur:
+    to the last week they name, and a year when one follows an RRULE."""
+    weeks = [1]
+    for practice in practices:
+        weeks.extend(practice.weeks or ())
+        weeks.extend(week for active, _ in practice.phases for week in active)
+        if practice.rrule:
+            weeks.append(53)
+    return 7 * min(max(weeks), MAX_WEEKS)
 
 
 def _render_summary(

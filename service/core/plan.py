@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from service.core.days import DAY_NAMES, DAY_PATTERN, DAYS_TEXT_PATTERN, EVERY_WORD_PATTERN
 from service.core.timeexpr import TimeExpr
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -59,25 +60,28 @@ WeeksText = Annotated[
         {"anyOf": [*_WEEKS_ITEM["anyOf"], {"type": "array", "items": _WEEKS_ITEM, "minItems": 1}]}
     ),
 ]
+# `every` and a day as coaches write them, in any case (`Sundays`, `[Mon, Wed]`,
+# `"Mon, Wed"`): the enums offer the plain spellings for completion, the patterns accept
+# the rest (service.core.days reads them all).
+_DAY_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"enum": list(WEEKDAYS)}, {"type": "string", "pattern": DAY_PATTERN}]
+}
 EveryText = Annotated[
     str | list[str],
     WithJsonSchema(
         {
             "anyOf": [
-                {"enum": list(EVERY_KEYWORDS)},
-                {
-                    "type": "array",
-                    "items": {"enum": list(WEEKDAYS)},
-                    "minItems": 1,
-                    "uniqueItems": True,
-                },
+                {"enum": [*EVERY_KEYWORDS, *DAY_NAMES]},
+                {"type": "string", "pattern": EVERY_WORD_PATTERN},
+                {"type": "string", "pattern": DAYS_TEXT_PATTERN},
+                {"type": "array", "items": _DAY_SCHEMA, "minItems": 1, "uniqueItems": True},
             ]
         }
     ),
 ]
 
 
-DayText = Annotated[str, WithJsonSchema({"enum": list(WEEKDAYS)})]
+DayText = Annotated[str, WithJsonSchema(_DAY_SCHEMA)]
 SummaryChannelText = Annotated[str, WithJsonSchema({"enum": list(SUMMARY_CHANNELS)})]
 
 
@@ -136,7 +140,11 @@ class PracticeFields(_Strict):
         None, description="Local time: 07:30, a variable, or a variable plus or minus a duration."
     )
     every: EveryText | None = Field(
-        None, description="day (default), weekday, weekend, or a list of mon..sun."
+        None,
+        description=(
+            "day (default), weekday, weekend, a day such as sunday, or a list of days "
+            "such as [mon, wed, fri]; any case, full or abbreviated, singular or plural."
+        ),
     )
     rrule: str | None = Field(
         None, description="Instead of every: an RFC 5545 RRULE body, FREQ at most DAILY."

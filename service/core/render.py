@@ -281,7 +281,7 @@ class Renderer:
         try:
             out = render_block(template, block, context)
         except Exception as exc:  # template code may raise anything: 1/0, 1 + 'a'
-            raise RenderError(_describe(exc)) from exc
+            raise RenderError(_describe(exc, context)) from exc
         return out.strip() if block != "html" else out.strip() + "\n"
 
     @staticmethod
@@ -289,20 +289,31 @@ class Renderer:
         try:
             return template.render(context).strip()  # the sandbox's render: with a budget
         except Exception as exc:  # template code may raise anything: 1/0, 1 + 'a'
-            raise RenderError(_describe(exc)) from exc
+            raise RenderError(_describe(exc, context)) from exc
 
 
 MAX_MESSAGE = 1000  # characters of an error message (a template may name a long value)
 
 
-def _describe(exc: Exception) -> str:
-    message = _describe_fully(exc)
+def _describe(exc: Exception, context: Mapping[str, Any] | None = None) -> str:
+    message = _describe_fully(exc, context or {})
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
-def _describe_fully(exc: Exception) -> str:
+# A top-level name the text uses and its context lacks, as _StrictUndefined says it.
+_NOT_DEFINED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' is not defined")
+
+
+def _describe_fully(exc: Exception, context: Mapping[str, Any]) -> str:
     if isinstance(exc, jinja2.UndefinedError):
-        return f"unknown name in the text: {exc.message}"
+        message = exc.message or "a name is not defined"
+        missing = _NOT_DEFINED.fullmatch(message)
+        if missing and context:
+            # A typo in a top-level name (participnt) gets a near miss, as attributes do.
+            names = [name for name in context if not name.startswith("_")]
+            hint = did_you_mean(missing.group(1), names)
+            message += hint or f"; the text can use {one_of(names)}"
+        return f"unknown name in the text: {message}"
     if isinstance(exc, jinja2.exceptions.SecurityError):
         return f"not allowed in a message: {exc.message}"
     if isinstance(exc, jinja2.TemplateNotFound):

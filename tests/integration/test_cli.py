@@ -599,9 +599,21 @@ def test_schema_accepts_valid_plans(schema: dict[str, Any]) -> None:
           - id: b
             title: B
             at: wake + 10m
-            every: [mon, fri]
+            every: [Mon, Fridays]
             check_in: {kind: number, unit: steps}
-        weekly_summary: {day: sat, at: "18:30", channels: [sms, email]}
+          - id: c
+            title: C
+            at: "09:00"
+            every: Mon, Wed.
+          - id: d
+            title: D
+            at: "09:00"
+            every: Sundays
+          - id: e
+            title: E
+            at: "09:00"
+            every: Weekdays
+        weekly_summary: {day: Saturdays, at: "18:30", channels: [sms, email]}
         """
     )
     assert _validate(richer, schema, schema) == []
@@ -620,7 +632,9 @@ def test_schema_accepts_valid_plans(schema: dict[str, Any]) -> None:
         (lambda p: p.pop("title"), "missing title"),
         (lambda p: p.update(weekly_summary={"dya": "sun"}), "matches no option"),
         (lambda p: p.update(weekly_summary={"channels": ["calendar"]}), "matches no option"),
-        (lambda p: p.update(weekly_summary={"day": "sunday"}), "matches no option"),
+        (lambda p: p.update(weekly_summary={"day": "sundy"}), "matches no option"),
+        (lambda p: p["practices"][0].update(every="Sundy"), "matches no option"),
+        (lambda p: p["practices"][0].update(every="Mon, Wdn"), "matches no option"),
     ],
 )
 def test_schema_rejects_invalid_plans(

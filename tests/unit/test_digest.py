@@ -75,5 +75,5 @@ def test_plans_check_renders_tends_own_texts(tmp_path: Path) -> None:
         f"{templates}/digest/coach.email.j2:1:1: error: template digest/coach.email.j2 has no"
         " 'subject' block; an email template defines subject, text and html",
         f"{templates}/replies/help.sms.j2:1:1: error: unknown name in the text:"
-        " 'particpant' is not defined",
+        " 'particpant' is not defined (did you mean 'participant'?)",
     ]

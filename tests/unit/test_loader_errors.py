@@ -368,20 +368,27 @@ def test_every_empty_list() -> None:
 
 
 def test_bad_every_keyword() -> None:
-    result = load(practice("at: '07:00'", "every: weekdays", "message: hi"))
+    result = load(practice("at: '07:00'", "every: wekday", "message: hi"))
     assert_only(
-        result, 12, 12, "error", "unknown value for every: 'weekdays' (did you mean 'weekday'?)"
+        result, 12, 12, "error", "unknown value for every: 'wekday' (did you mean 'weekday'?)"
     )
 
 
-def test_every_single_day_name_suggests_a_list() -> None:
-    result = load(practice("at: '07:00'", "every: mon", "message: hi"))
-    assert_only(result, 12, 12, "error", "for one day a week write a list: [mon]")
+def test_every_single_day_name_typo() -> None:
+    # A single day is fine (tests/unit/test_loader_every.py); a misspelt one is not.
+    result = load(practice("at: '07:00'", "every: mnday", "message: hi"))
+    assert_only(result, 12, 12, "error", "'mnday' (did you mean 'monday'?)")
 
 
 def test_every_of_the_wrong_type() -> None:
     result = load(practice("at: '07:00'", "every: 3", "message: hi"))
-    assert_only(result, 12, 12, "error", "every is day, weekday, weekend, or a list of days")
+    assert_only(
+        result,
+        12,
+        12,
+        "error",
+        "every is day, weekday, weekend, a day such as sunday, or a list of days",
+    )
 
 
 def test_every_and_rrule_both() -> None:
@@ -639,7 +646,7 @@ def test_multi_line_message_syntax_error_names_the_line_of_the_text() -> None:
         ("{{ vars.wak }}", "'vars' has no 'wak' (did you mean 'wake'?); it has wake, bedtime"),
         ("{{ practice.titel }}", "'practice' has no 'titel' (did you mean 'title'?)"),
         ("{{ occurrence.wek }}", "'occurrence' has no 'wek' (did you mean 'week'?)"),
-        ("{{ participnt.name }}", "'participnt' is not defined"),
+        ("{{ participnt.name }}", "'participnt' is not defined (did you mean 'participant'?)"),
         ("{{ item.upper() }}", "None has no attribute 'upper'"),
     ],
 )

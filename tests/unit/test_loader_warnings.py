@@ -157,7 +157,13 @@ def test_phase_outside_the_practice_weeks() -> None:
 
 def test_warnings_do_not_hide_errors_and_errors_block_the_plan() -> None:
     result = load(practice("at: '03:00'", f"message: {'a' * 170}", "duration: 45s"))
-    assert [d.severity for d in result.diagnostics] == ["warning", "error"]
+    # The small hours (line 11), the long SMS (line 12: its text is readable, so it is
+    # rendered despite the error in its duration) and the duration (line 13).
+    assert [(d.line, d.severity) for d in result.diagnostics] == [
+        (11, "warning"),
+        (12, "warning"),
+        (13, "error"),
+    ]
     assert result.plan is None
 
 

@@ -132,8 +132,8 @@ def test_a_misspelt_weekly_summary_key() -> None:
 
 
 def test_bad_day() -> None:
-    result = load_summary(with_summary("day: sunday"))
-    found = assert_only(result, 13, 8, "error", "unknown day 'sunday' (did you mean 'sun'?)")
+    result = load_summary(with_summary("day: sundy"))
+    found = assert_only(result, 13, 8, "error", "unknown day 'sundy' (did you mean 'sunday'?)")
     assert found.message.endswith("days are mon, tue, wed, thu, fri, sat, sun")
 
 
@@ -216,7 +216,7 @@ def test_every_error_in_one_pass_with_the_rest_of_the_plan() -> None:
         (17, 14),
     ]
     find(result, 12, 5, "error", "unknown key 'mesage' (did you mean 'message'?)")
-    find(result, 14, 8, "error", "unknown day 'fridy' (did you mean 'fri'?)")
+    find(result, 14, 8, "error", "unknown day 'fridy' (did you mean 'friday'?)")
     find(result, 15, 7, "error", "unknown variable 'wkae' (did you mean 'wake'?)")
     find(result, 16, 3, "error", "unknown key 'chanels' (did you mean 'channels'?)")
     find(result, 17, 14, "error", "a weekly summary is not a calendar event")
