@@ -6,11 +6,11 @@ import json
 import shutil
 import sys
 import zoneinfo
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
 
@@ -66,19 +66,6 @@ def _load_plan(plans_catalog: Catalog, ref: str) -> Plan:
             click.echo(str(diagnostic), err=True)
         fail("the plan has errors; fix them first (tend plans check)", 1)
     return loaded.plan
-
-
-_In = TypeVar("_In")
-_Out = TypeVar("_Out")
-
-
-def valid(check: Callable[[_In], _Out], value: _In) -> _Out:
-    """`check(value)`, a check of service.core.validate; the command fails with its message
-    when the value is refused."""
-    try:
-        return check(value)
-    except validate.Invalid as exc:
-        fail(str(exc))
 
 
 @contextmanager
@@ -158,7 +145,10 @@ def plans_preview(
 ) -> None:
     """Expand a plan (a path or an id) for a sample participant, without any database."""
     start = parse_date(start_text)
-    zone = zoneinfo.ZoneInfo(valid(validate.zone, tz_text))
+    try:
+        zone = zoneinfo.ZoneInfo(validate.zone(tz_text))
+    except validate.Invalid as exc:
+        fail(str(exc))
     overrides = parse_vars(var_pairs)
     plans_catalog = catalog()
     loaded = _load_plan(plans_catalog, plan)
