@@ -59,7 +59,6 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import select
 from starlette.routing import Mount, Route
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from service import report
 from service.actions.links import CHECK_IN_LINK_DAYS, check_in_link, feed_link
@@ -90,6 +89,7 @@ from service.web.session import SESSION_COOKIE
 from tests.support import engine
 from tests.support.engine import Folders, Harness, RecordingChannel, settings_for, sqlite_url
 from tests.support.fake_twilio import FakeTwilio
+from tests.support.twilio_signing import twilio_signature
 
 folders = engine.folders  # the engine's fixture (plan and template folders), reused
 
@@ -991,18 +991,10 @@ class BreaksFor(Channel):
         return self.inner.already_sent(delivery_id)
 
 
-class _Form(dict[str, list[str]]):
-    """Form parameters as Twilio's validator reads them."""
-
-    def getall(self, name: str) -> list[str]:
-        return self[name]
-
-
 def twilio_post(
     client: TestClient, path: str, params: dict[str, str], *, signed: bool = True
 ) -> Response:
-    form = _Form({key: [value] for key, value in params.items()})
-    signature = RequestValidator(TWILIO_TOKEN).compute_signature(f"{BASE}{path}", form)
+    signature = twilio_signature(TWILIO_TOKEN, f"{BASE}{path}", params.items())
     headers = {**FORM, "X-Twilio-Signature": signature if signed else "forged"}
     return client.post(path, content=urlencode(params), headers=headers)
 

@@ -29,7 +29,6 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from service import cli
 from service.clock import ManualClock
@@ -39,6 +38,7 @@ from service.storage.db import transaction
 from service.storage.tables import consent_log, occurrences, replies
 from service.web.app import create_app
 from tests.support.engine import Folders, Harness, RecordingChannel, settings_for
+from tests.support.twilio_signing import twilio_signature
 
 # --- the people, the times and the words -------------------------------------------------
 
@@ -141,18 +141,8 @@ def _indent(snippet: str) -> str:
 # --- the app, signed requests, and what they left in the database ----------------------
 
 
-class _Form(dict[str, list[str]]):
-    """Repeated keys as Twilio's validator reads them."""
-
-    def getall(self, name: str) -> list[str]:
-        return self[name]
-
-
 def signature(params: list[tuple[str, str]], url: str) -> str:
-    form = _Form()
-    for key, value in params:
-        form.setdefault(key, []).append(value)
-    return str(RequestValidator(TOKEN).compute_signature(url, form))
+    return twilio_signature(TOKEN, url, params)
 
 
 FORM = "application/x-www-form-urlencoded"

@@ -25,7 +25,6 @@ from urllib.parse import urlencode
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from service import cli
 from service.actions import enrollments as enrolling
@@ -50,6 +49,7 @@ from tests.support.engine import (
     settings_for,
     sqlite_url,
 )
+from tests.support.twilio_signing import twilio_signature
 
 ADMIN = "one-action-admin"
 TWILIO = "one-action-twilio-token"
@@ -283,15 +283,7 @@ def by_dashboard(world: World, path: str, **form: str) -> Said:
 def by_sms(world: World, body: str) -> Said:
     params = [("MessageSid", "SM" + "1" * 32), ("AccountSid", "AC" + "0" * 32),
               ("From", RAE), ("To", TEND_NUMBER), ("Body", body)]  # fmt: skip
-    form: dict[str, list[str]] = {}
-    for key, value in params:
-        form.setdefault(key, []).append(value)
-
-    class Form(dict[str, list[str]]):
-        def getall(self, name: str) -> list[str]:
-            return self[name]
-
-    signature = RequestValidator(TWILIO).compute_signature(f"{BASE}/twilio/sms", Form(form))
+    signature = twilio_signature(TWILIO, f"{BASE}/twilio/sms", params)
     answer = world.client.post(
         "/twilio/sms",
         content=urlencode(params),

@@ -9,12 +9,12 @@ from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
-from twilio.request_validator import RequestValidator
 
 from service.clock import ManualClock
 from service.runtime import Runtime
 from service.web.app import create_app
 from tests.support.engine import Folders, Harness, RecordingChannel, settings_for
+from tests.support.twilio_signing import twilio_signature
 
 TOKEN = "twilio-auth-token"
 URL = "https://tend.test/twilio/status"
@@ -49,15 +49,7 @@ def runtime(db_url: str, folders: Folders) -> Iterator[Runtime]:
 
 
 def signed(params: list[tuple[str, str]], url: str = URL) -> dict[str, str]:
-    form: dict[str, list[str]] = {}
-    for key, value in params:
-        form.setdefault(key, []).append(value)
-
-    class Form(dict[str, list[str]]):
-        def getall(self, name: str) -> list[str]:
-            return self[name]
-
-    signature = RequestValidator(TOKEN).compute_signature(url, Form(form))
+    signature = twilio_signature(TOKEN, url, params)
     return {
         "X-Twilio-Signature": signature,
         "Content-Type": "application/x-www-form-urlencoded",
