@@ -10,8 +10,8 @@ token, and is refused when the browser says it comes from another site. After a 
 the browser is redirected (303) to a page that shows what was done, once. Pages are
 rendered by the one environment of `service.web.pages`, are never cached and load
 nothing from elsewhere: the only script is the small one served by
-`/dashboard/static/dashboard.js` (copy buttons, a confirmation before rotating a feed);
-everything works without it.
+`/dashboard/static/dashboard.js` (copy buttons, a confirmation before rotating a feed or
+ending an enrollment); everything works without it.
 """
 
 from __future__ import annotations
@@ -450,15 +450,23 @@ def _back(form: dict[str, str], default: str) -> str:
     return _safe_next(form.get("next"), default)
 
 
+# Each button's action, what is said when it changed something, and when it did not.
 _ENROLLMENT_ACTIONS = {
-    "pause": (enrolling.pause, "Paused {plan}: no reminders are sent until it is resumed."),
-    "resume": (enrolling.resume, "Resumed {plan}: reminders still ahead will be sent."),
-    "cancel": (enrolling.cancel, "Ended {plan}: nothing more is sent."),
-}
-_UNCHANGED = {
-    "pause": "{plan} was paused already.",
-    "resume": "{plan} was running already.",
-    "cancel": "{plan} had ended already.",
+    "pause": (
+        enrolling.pause,
+        "Paused {plan}: no reminders are sent until it is resumed.",
+        "{plan} was paused already.",
+    ),
+    "resume": (
+        enrolling.resume,
+        "Resumed {plan}: reminders still ahead will be sent.",
+        "{plan} was running already.",
+    ),
+    "cancel": (
+        enrolling.cancel,
+        "Ended {plan}: nothing more is sent.",
+        "{plan} had ended already.",
+    ),
 }
 
 
@@ -475,7 +483,7 @@ async def enrollment_action(request: Request, enrollment_id: Id, action: Id) -> 
     runtime = _runtime(request)
     if action not in _ENROLLMENT_ACTIONS:
         return _not_found(request, session, "action")
-    act, done = _ENROLLMENT_ACTIONS[action]
+    act, done, unchanged = _ENROLLMENT_ACTIONS[action]
     try:
         change = await run_in_threadpool(act, runtime, enrollment_id)
     except NotFound:
@@ -486,7 +494,7 @@ async def enrollment_action(request: Request, enrollment_id: Id, action: Id) -> 
         return _redirect(request, back, f"Nothing changed: {exc}.", "error")
     enrollment = change.enrollment
     back = _back(form, f"/dashboard/participants/{quote(enrollment.participant_id)}")
-    said = (done if change.changed else _UNCHANGED[action]).format(plan=enrollment.plan_id)
+    said = (done if change.changed else unchanged).format(plan=enrollment.plan_id)
     return _redirect(request, back, said)
 
 
