@@ -540,16 +540,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 def report_command(participant_id: str | None, plan_id: str | None, fmt: str) -> None:
     """Adherence: per enrollment and practice, what was done, skipped and missed."""
     from service import report
-    from service.storage import enrollments as enrollment_rows
     from service.storage.db import NotFound
 
     rt = runtime()
-    if plan_id is not None and rt.plans.get(plan_id) is None:
-        from service.storage.db import transaction
-
-        with transaction(rt.engine) as conn:
-            if not enrollment_rows.list_enrollments(conn, plan_id=plan_id):
-                fail(f"no plan '{plan_id}' in {rt.settings.schedules_dir} and no enrollments in it")
     try:
         found = report.build(rt, participant_id=participant_id, plan_id=plan_id)
     except NotFound as exc:

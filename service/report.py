@@ -26,8 +26,9 @@ from service.core.records import Participant
 from service.core.states import CheckInResult, EnrollmentStatus
 from service.runtime import Runtime
 from service.storage import checkins
+from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
-from service.storage.db import transaction
+from service.storage.db import NotFound, transaction
 
 CHUNK = 500  # enrollments per query
 
@@ -126,7 +127,8 @@ def build(
 ) -> Report:
     """The report at `now` (default: the runtime's clock), of the occurrences due in
     [since, until) when those are given (a week, for summaries and digests). Raises
-    NotFound for a participant that does not exist."""
+    NotFound for a participant that does not exist, and for a plan that neither runs
+    nor has an enrollment."""
     now = now or runtime.clock.now()
     with transaction(runtime.engine) as conn:
         enrolled = checkins.report_enrollments(
@@ -136,6 +138,14 @@ def build(
             enrollment_id=enrollment_id,
             statuses=statuses,
         )
+        # A plan gone from the folder still has its history; one never heard of is not.
+        if (
+            plan_id is not None
+            and not enrolled
+            and runtime.plans.get(plan_id) is None
+            and not enrollment_rows.list_enrollments(conn, plan_id=plan_id)
+        ):
+            raise NotFound(f"no plan '{plan_id}' in the schedules folder and no enrollments in it")
         people = {p.id: p for p in _participants(conn, {e["participant_id"] for e in enrolled})}
         by_enrollment: dict[str, list[checkins.OutcomeRow]] = defaultdict(list)
         ids = [e["enrollment_id"] for e in enrolled]

@@ -389,8 +389,9 @@ def plan_page(
     runtime = _runtime(request)
     now = runtime.clock.now()
     plan = runtime.plans.get(plan_id)
-    rows = data.cohort(runtime, now, plan_id=plan_id)
-    if plan is None and not rows:
+    try:
+        rows = data.cohort(runtime, now, plan_id=plan_id)
+    except NotFound:  # neither running nor with an enrollment
         return _not_found(request, session, "plan")
     error = None
     zone_name = (tz or "").strip() or runtime.settings.digest_timezone

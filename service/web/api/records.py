@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from service import report
-from service.storage import enrollments as enrollment_rows
 from service.storage import replies as reply_rows
 from service.storage.db import reading
 from service.web.api.common import (
@@ -20,7 +19,6 @@ from service.web.api.common import (
     RuntimeDep,
     answering,
     from_row,
-    not_found,
     responses,
     utc,
 )
@@ -84,12 +82,6 @@ def adherence(
 ) -> Any:
     """Exactly `tend report --format json`: per enrollment and practice, what was done,
     skipped and missed, streaks and habit strength."""
-    if plan is not None and runtime.plans.get(plan) is None:
-        with reading(runtime.engine) as conn:
-            if not enrollment_rows.list_enrollments(conn, plan_id=plan):
-                raise not_found(
-                    f"no plan '{plan}' in the schedules folder and no enrollments in it"
-                )
     with answering():
         found = report.build(runtime, participant_id=participant, plan_id=plan)
     return found.as_json()
