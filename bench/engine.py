@@ -24,6 +24,7 @@ import dramatiq
 from sqlalchemy import insert
 
 from bench.report import write_section
+from service.actions.plans import push
 from service.channels.base import Channel, OutgoingMessage, Receipt
 from service.clock import SystemClock
 from service.engine.scheduler import Scheduler
@@ -71,7 +72,11 @@ def setup_runtime(db_url: str, folder: Path, channel: Channel) -> Runtime:
         templates_dir=folder / "templates",
         secret_key="bench",
     )
-    return Runtime.build(settings, clock=SystemClock(), channels={"sms": channel, "email": channel})
+    runtime = Runtime.build(
+        settings, clock=SystemClock(), channels={"sms": channel, "email": channel}
+    )
+    push(runtime, by="bench")
+    return runtime
 
 
 def insert_due(runtime: Runtime, instants: list[datetime]) -> None:

@@ -51,6 +51,7 @@ from fastapi import FastAPI, Request, Response
 from bench.report import write_section
 from service.actions import enrollments as enrolling
 from service.actions.links import feed_link
+from service.actions.plans import push
 from service.clock import ManualClock
 from service.core import feed as core_feed
 from service.core.schedule import desired, reconcile
@@ -113,7 +114,9 @@ def settings_for(db_url: str, folder: Path) -> Settings:
 
 
 def build_runtime(db_url: str, folder: Path) -> Runtime:
-    return Runtime.build(settings_for(db_url, folder), clock=ManualClock(NOW), channels={})
+    runtime = Runtime.build(settings_for(db_url, folder), clock=ManualClock(NOW), channels={})
+    push(runtime, by="bench")
+    return runtime
 
 
 def bare_app() -> FastAPI:
@@ -265,13 +268,14 @@ def prepare(db_url: str, folder: Path, days: int) -> Feed:
     with transaction(runtime.engine) as conn:
         wanted = desired(plan, START_DAY, ZoneInfo(ZONE), {}, until, enrollment.not_before)
         changes = reconcile(occurrence_rows.stored_occurrences(conn, enrollment.id), wanted, NOW)
-        occurrence_rows.apply_changes(conn, enrollment.id, changes, NOW)
+        occurrence_rows.apply_changes(conn, enrollment.id, changes, NOW, plan.version)
         enrollment_rows.set_horizon(
             conn,
             enrollment.id,
             horizon=until,
             end_date=enrollment.end_date,
             plan_hash=plan.content_hash,
+            plan_version=plan.version,
             now=NOW,
         )
         stored = len(occurrence_rows.stored_occurrences(conn, enrollment.id))

@@ -51,6 +51,7 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 
 from bench.report import write_section
 from service.actions import enrollments as enrolling
+from service.actions.plans import push
 from service.clock import ManualClock
 from service.logging import configure_logging
 from service.runtime import Runtime
@@ -121,7 +122,9 @@ def settings_for(db_url: str, folder: Path) -> Settings:
 
 def build_runtime(db_url: str, folder: Path, now: datetime) -> Runtime:
     # No channels: answering a text sends nothing, the TwiML is the answer.
-    return Runtime.build(settings_for(db_url, folder), clock=ManualClock(now), channels={})
+    runtime = Runtime.build(settings_for(db_url, folder), clock=ManualClock(now), channels={})
+    push(runtime, by="bench")
+    return runtime
 
 
 def bare_app() -> FastAPI:

@@ -5,13 +5,17 @@ This is the I/O around the pure loader in `service.core.loader`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
-from collections.abc import Iterable, Iterator
+import threading
+import typing
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+import jinja2.meta
 
 from service.core.conversation import ANSWERS, sample_answer_context
 from service.core.diagnostics import Diagnostic, line_column
@@ -67,19 +71,34 @@ class Catalog:
             data = path.read_bytes()
         except OSError as exc:
             return LoadResult(None, [_whole_file(shown, f"cannot read the file: {exc.strerror}")])
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return LoadResult(None, [_not_utf8(shown, data, exc)])
-        # Universal newlines, as open() in text mode reads them.
-        return load_plan(_newlines(text), shown, self.renderer)
+        return self.load_bytes(data, shown)
+
+    def load_bytes(self, data: bytes, shown: str) -> LoadResult:
+        """Check a plan's text as a file holds it (UTF-8, any newlines)."""
+        text = plan_text(data, shown)
+        if isinstance(text, Diagnostic):
+            return LoadResult(None, [text])
+        return load_plan(text, shown, self.renderer)
+
+    def compile_version(self, text: str, shown: str) -> tuple[LoadResult, Bundle | None]:
+        """Check a plan's text for publishing: with the plan, the text of every template
+        file it uses now (and those they include), and the content hash of the two.
+        The templates are read through a fresh renderer, so that what was read is what
+        is kept."""
+        recorder = _RecordingLoader(self.templates_dir)
+        loaded = load_plan(text, shown, Renderer(recorder))
+        if loaded.plan is None:
+            return loaded, None
+        templates = recorder.closure()
+        bundle = Bundle(text, templates, version_hash(text, templates))
+        return loaded, bundle
 
     def check(self, paths: Iterable[Path] | None = None) -> CheckResult:
         """Load every plan file under `paths` (default: the schedules folder)."""
         result = CheckResult()
         owners: dict[str, str] = {}
         targets = list(paths) if paths is not None else [self.schedules_dir]
-        for path in _plan_files(targets, result):
+        for path in plan_files(targets, result.diagnostics):
             result.files += 1
             loaded = self.load_file(path)
             result.diagnostics.extend(loaded.diagnostics)
@@ -130,7 +149,7 @@ class Catalog:
             if not path.is_file():
                 raise PlanNotFound(f"no plan file at {ref}")
             return path
-        for candidate in _plan_files([self.schedules_dir], CheckResult()):
+        for candidate in plan_files([self.schedules_dir], []):
             loaded_id = _declared_id(candidate)
             if loaded_id == ref:
                 return candidate
@@ -138,6 +157,90 @@ class Catalog:
 
     def load(self, ref: str) -> LoadResult:
         return self.load_file(self.find(ref))
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A plan as it is published: its text and its templates' texts, and their hash."""
+
+    text: str
+    templates: dict[str, str]
+    content_hash: str
+
+
+def version_hash(text: str, templates: Mapping[str, str]) -> str:
+    """The content hash of a published version: its text and its templates' texts."""
+    digest = hashlib.sha256(text.encode())
+    for name in sorted(templates):
+        digest.update(b"\0" + name.encode() + b"\0" + templates[name].encode())
+    return digest.hexdigest()
+
+
+def load_version(
+    plan_id: str, version: int, text: str, templates: Mapping[str, str], content_hash: str
+) -> LoadResult:
+    """A published version as a plan: checked again (against its own templates, not the
+    folder's), with its hash and number."""
+    loaded = load_plan(
+        text, f"{plan_id} version {version}", Renderer(jinja2.DictLoader(dict(templates)))
+    )
+    if loaded.plan is not None:
+        plan = dataclasses.replace(loaded.plan, content_hash=content_hash, version=version)
+        loaded = dataclasses.replace(loaded, plan=plan)
+    return loaded
+
+
+def version_renderer(templates: Mapping[str, str]) -> Renderer:
+    return Renderer(jinja2.DictLoader(dict(templates)))
+
+
+def plan_text(data: bytes, shown: str) -> str | Diagnostic:
+    """A plan file's bytes as text (universal newlines, as open() in text mode reads
+    them), or the error that says why they are not."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _not_utf8(shown, data, exc)
+    return _newlines(text)
+
+
+class _RecordingLoader(jinja2.FileSystemLoader):
+    """Reads templates from a folder and keeps the text of each one it read."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(str(folder), encoding="utf-8")
+        self.read: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, typing.Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        with self._lock:
+            self.read[template] = source
+        return source, filename, uptodate
+
+    def closure(self) -> dict[str, str]:
+        """The templates read, and every template they name that exists (an include
+        inside an `if` that the sample rendering did not take, say)."""
+        found = dict(self.read)
+        todo = list(found)
+        env = jinja2.Environment(loader=self)
+        while todo:
+            name = todo.pop()
+            try:
+                names = jinja2.meta.find_referenced_templates(env.parse(found[name]))
+            except jinja2.TemplateSyntaxError:
+                continue
+            for other in names:
+                if other is None or other in found:
+                    continue
+                try:
+                    found[other] = super().get_source(env, other)[0]
+                except jinja2.TemplateNotFound:
+                    continue
+                todo.append(other)
+        return dict(sorted(found.items()))
 
 
 def _whole_file(path: str, message: str) -> Diagnostic:
@@ -164,7 +267,9 @@ def _not_utf8(path: str, data: bytes, exc: UnicodeDecodeError) -> Diagnostic:
     )
 
 
-def _plan_files(targets: Iterable[Path], result: CheckResult) -> Iterator[Path]:
+def plan_files(targets: Iterable[Path], diagnostics: list[Diagnostic]) -> Iterator[Path]:
+    """The plan files in `targets` (files, or folders searched through); a target that
+    does not exist is reported in `diagnostics`."""
     for target in targets:
         if target.is_dir():
             yield from sorted(
@@ -173,7 +278,7 @@ def _plan_files(targets: Iterable[Path], result: CheckResult) -> Iterator[Path]:
         elif target.is_file():
             yield target
         else:
-            result.diagnostics.append(_whole_file(str(target), "no such file or folder"))
+            diagnostics.append(_whole_file(str(target), "no such file or folder"))
 
 
 def _declared_id(path: Path) -> str | None:

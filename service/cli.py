@@ -24,6 +24,7 @@ from service.logging import configure_logging
 from service.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from service.actions.plans import SyncLine
     from service.runtime import Runtime
 
 # The plan commands load fast; the rest import the engine, the database and the web
@@ -482,17 +483,58 @@ def enrollments_cancel(enrollment_id: str) -> None:
     _change_status(enrollment_id, "cancel")
 
 
-@plans.command("sync")
-@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
-def plans_sync(dry_run: bool) -> None:
-    """Bring enrollments up to date with edited plan files."""
-    from service.engine import enrollment as enrollment_service
+@plans.command("push")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--note", help="A few words on what changed, kept with each new version.")
+@click.option("--dry-run", is_flag=True, help="Check and say what would change; store nothing.")
+def plans_push(paths: tuple[Path, ...], note: str | None, dry_run: bool) -> None:
+    """Publish plan files (default: the schedules folder) as new versions; live
+    enrollments move forward to them."""
+    from service.actions import plans as publishing
 
     rt = runtime()
-    lines = enrollment_service.sync_plans(rt, dry_run=dry_run)
-    if not lines:
-        click.echo("every enrollment matches its plan")
-        return
+    result = publishing.push(rt, list(paths) or None, by=_cli_user(), note=note, dry_run=dry_run)
+    for diagnostic in sorted(result.diagnostics, key=lambda d: (d.path, d.line, d.column)):
+        click.echo(str(diagnostic))
+    for published in result.published:
+        effect = published.effect
+        if not published.created:
+            line = f"{published.plan.id}: unchanged (version {published.version})"
+        elif dry_run:
+            line = f"{published.plan.id}: would be version {published.version}"
+        else:
+            line = f"{published.plan.id}: version {published.version}"
+        if effect.enrollments or effect.refused:
+            line += f"; {effect.summary()}"
+        click.echo(line)
+        if dry_run:  # before publishing, every change; after, the errors alone
+            _echo_sync_lines(published.lines)
+        else:
+            for refused in (sync for sync in published.lines if sync.error):
+                click.echo(f"    {refused.enrollment_id} cannot follow: {refused.error}")
+    if dry_run:
+        click.echo("dry run: nothing was published", err=True)
+    sys.exit(1 if result.errors else 0)
+
+
+@plans.command("versions")
+@click.argument("plan_id", metavar="PLAN")
+def plans_versions(plan_id: str) -> None:
+    """The published versions of a plan: number, time, who, content hash."""
+    from service.actions import plans as publishing
+
+    rt = runtime()
+    with reported():
+        found = publishing.versions(rt, plan_id)
+    rows = [
+        (v.version, utc_text(v.published_at), v.published_by, v.content_hash[:12], v.note or "")
+        for v in found
+    ]
+    click.echo(format_table(["version", "published", "by", "content hash", "note"], rows))
+
+
+def _echo_sync_lines(lines: Sequence[SyncLine]) -> None:
+    """Each enrollment a plan's version changes, and each occurrence it changes."""
     for line in lines:
         outcome = (
             f"cannot follow the change: {line.error}" if line.error else line.changes.summary()
@@ -509,6 +551,31 @@ def plans_sync(dry_run: bool) -> None:
             click.echo(f"    ~ {planned.key} {when}")
         for stored in line.changes.cancelled:
             click.echo(f"    - {stored.key} at {utc_text(stored.instant)}")
+
+
+def _cli_user() -> str:
+    """Who publishes from this command line: the login name, as the audit trail says."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return "cli"
+
+
+@plans.command("sync")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+def plans_sync(dry_run: bool) -> None:
+    """Bring enrollments up to the newest published version of their plan (publishing
+    does this at once; the scheduler catches up any left behind)."""
+    from service.engine import enrollment as enrollment_service
+
+    rt = runtime()
+    lines = enrollment_service.sync_plans(rt, dry_run=dry_run)
+    if not lines:
+        click.echo("every enrollment matches its plan")
+        return
+    _echo_sync_lines(lines)
     if dry_run:
         click.echo("dry run: nothing was changed", err=True)
 
@@ -608,8 +675,10 @@ def report_rows(found: Any) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
 def run_command(workers: int) -> None:
     """Everything in one process: HTTP app, scheduler and workers."""
     from service import processes
+    from service.actions import plans as publishing
 
     rt = runtime(migrate=True, serving=True)
+    publishing.publish_at_start(rt)
     processes.run_all(rt, worker_threads=workers)
 
 

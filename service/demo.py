@@ -40,6 +40,7 @@ from service import report
 from service.actions import checkins as recording
 from service.actions import enrollments as enrolling
 from service.actions.inbound_sms import handle_sms
+from service.actions.plans import push
 from service.clock import ManualClock
 from service.core.replies import Reply, interpret
 from service.core.states import Channel, DeliveryKind, EnrollmentStatus
@@ -462,6 +463,9 @@ def run(
     upgrade(engine)
     clock = ManualClock(CLOCK_START)
     runtime = Runtime.build(settings, clock=clock, engine=engine)
+    pushed = push(runtime, by="tend demo")
+    if pushed.errors:
+        raise DemoError(f"the shipped plans have errors: {pushed.errors[0]}")
     end = end_of(days)
     simulation = Simulation(runtime, clock, seed, end)
     try:

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 from sqlalchemy import Engine
 
-from service.catalog import Catalog
+from service.catalog import Catalog, load_version, version_renderer
 from service.channels.base import Channel
 from service.channels.email import SMTPEmailChannel
 from service.channels.outbox import OutboxChannel
 from service.channels.sms import TwilioSMSChannel
 from service.clock import Clock, SystemClock
 from service.core.plan import Plan
+from service.core.render import Renderer
 from service.settings import Settings
-from service.storage import app_state
-from service.storage.db import ensure_current, make_engine, transaction
+from service.storage import app_state, plan_versions
+from service.storage.db import ensure_current, make_engine, reading, transaction
 
 log = structlog.get_logger("tend.runtime")
 
@@ -28,67 +29,114 @@ DEV_SECRET_KEY = "dev_secret_key"
 
 
 class PlanRegistry:
-    """The plans in the schedules folder, reloaded when a file changes on disk.
+    """The published plans, read from the database (the one truth every process reads).
 
-    A file that stops checking cleanly keeps its last good version in memory (and says
-    so in the log), so that a typo does not stop reminders already scheduled.
+    It holds the newest version of each plan, and the older versions that enrollments
+    still follow, once read: a version never changes, so what was read stays true.
+    `refresh` looks for versions published since it last looked (one indexed query
+    when there are none), here or by any other process.
     """
 
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self._lock = threading.Lock()
-        self._stamps: dict[Path, tuple[int, int]] = {}
-        self._plans: dict[str, Plan] = {}
-        self._by_file: dict[Path, str] = {}
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.RLock()
+        self._seen = -1  # the last version id read; -1: nothing read yet
+        self._latest: dict[str, Plan] = {}
+        self._versions: dict[tuple[str, str], Plan] = {}  # (plan id, content hash)
+        self._unknown: set[tuple[str, str]] = set()  # hashes no version has
+        self._renderers: dict[str, Renderer] = {}  # by content hash
+        self._templates: dict[str, dict[str, str]] = {}
 
     def refresh(self) -> dict[str, Plan]:
-        """Reload changed files; returns the plans by id."""
+        """Read what was published since the last look; returns the newest plans by id."""
         with self._lock:
-            folder = self.catalog.schedules_dir
-            files = (
-                sorted(p for p in folder.rglob("*.y*ml") if p.is_file()) if folder.is_dir() else []
-            )
-            seen = set()
-            for path in files:
-                seen.add(path)
-                stat = path.stat()
-                stamp = (stat.st_mtime_ns, stat.st_size)
-                if self._stamps.get(path) == stamp:
-                    continue
-                self._stamps[path] = stamp
-                loaded = self.catalog.load_file(path)
-                if loaded.plan is None:
-                    log.error(
-                        "plan file has errors; keeping its last good version",
-                        path=str(path),
-                        errors=[str(d) for d in loaded.errors[:5]],
-                    )
-                    continue
-                owner = self._plans.get(loaded.plan.id)
-                if owner is not None and self._by_file.get(path) != loaded.plan.id:
-                    log.error("plan id is used by two files", plan=loaded.plan.id, path=str(path))
-                    continue
-                self._plans[loaded.plan.id] = loaded.plan
-                self._by_file[path] = loaded.plan.id
-            for path in set(self._by_file) - seen:
-                plan_id = self._by_file.pop(path)
-                self._stamps.pop(path, None)
-                log.warning("plan file removed; its enrollments are left as they are", plan=plan_id)
-                self._plans.pop(plan_id, None)
-            return dict(self._plans)
+            with reading(self.engine) as conn:
+                last = plan_versions.last_id(conn)
+                if last == self._seen:
+                    return dict(self._latest)
+                published = plan_versions.latest_versions(conn, after_id=max(self._seen, 0))
+            for row in published:
+                plan = self._read(row)
+                if plan is not None:
+                    self._latest[plan.id] = plan
+            self._seen = last
+            self._unknown.clear()
+            return dict(self._latest)
+
+    def published(self, row: plan_versions.PlanVersion, plan: Plan) -> None:
+        """A version this process has just published (read back without a query)."""
+        with self._lock:
+            self._remember(row, plan)
+            current = self._latest.get(plan.id)
+            if current is None or current.version <= plan.version:
+                self._latest[plan.id] = plan
+            self._unknown.clear()
 
     def get(self, plan_id: str, content_hash: str | None = None) -> Plan | None:
-        """The plan as last loaded; reloaded first when it is unknown, or when it is not
-        the version `content_hash` names (an enrollment synced by another process)."""
+        """The newest version of the plan; with `content_hash`, the version with that
+        content when one was published (what an enrollment was last planned from), else
+        the newest. None: no version of the plan was ever published."""
         with self._lock:
-            found = self._plans.get(plan_id)
-        if found is None or (content_hash is not None and found.content_hash != content_hash):
-            found = self.refresh().get(plan_id)
-        return found
+            if self._seen < 0:
+                self.refresh()
+            if content_hash is not None:
+                key = (plan_id, content_hash)
+                found = self._versions.get(key)
+                if found is not None:
+                    return found
+                if key not in self._unknown:
+                    with reading(self.engine) as conn:
+                        row = plan_versions.find_by_hash(conn, plan_id, content_hash)
+                    if row is not None and (plan := self._read(row)) is not None:
+                        return plan
+                    self._unknown.add(key)
+            found = self._latest.get(plan_id)
+            return found if found is not None else self.refresh().get(plan_id)
 
     def all(self) -> Mapping[str, Plan]:
+        """The newest version of every plan, as last read."""
         with self._lock:
-            return dict(self._plans)
+            if self._seen < 0:
+                self.refresh()
+            return dict(self._latest)
+
+    def renderer(self, plan: Plan) -> Renderer:
+        """What renders the plan's messages: the templates published with it."""
+        with self._lock:
+            found = self._renderers.get(plan.content_hash)
+            if found is None:
+                raise LookupError(f"plan {plan.id} (version {plan.version}) was not published")
+            return found
+
+    def templates(self, plan: Plan) -> dict[str, str]:
+        """The template texts published with the plan, by file name."""
+        with self._lock:
+            return dict(self._templates.get(plan.content_hash, {}))
+
+    def _read(self, row: plan_versions.PlanVersion) -> Plan | None:
+        known = self._versions.get((row.plan_id, row.content_hash))
+        if known is not None:  # the same text published again (a rollback): not read twice
+            plan = dataclasses.replace(known, version=row.version)
+            if row.version > known.version:
+                self._remember(row, plan)
+            return plan
+        loaded = load_version(row.plan_id, row.version, row.yaml, row.templates, row.content_hash)
+        if loaded.plan is None:
+            log.error(
+                "a published plan version no longer checks; it is not run",
+                plan=row.plan_id,
+                version=row.version,
+                errors=[str(d) for d in loaded.errors[:5]],
+            )
+            return None
+        self._remember(row, loaded.plan)
+        return loaded.plan
+
+    def _remember(self, row: plan_versions.PlanVersion, plan: Plan) -> None:
+        """Keep the version (for its hash, the newest version with that content)."""
+        self._versions[(plan.id, plan.content_hash)] = plan
+        self._renderers.setdefault(plan.content_hash, version_renderer(row.templates))
+        self._templates.setdefault(plan.content_hash, dict(row.templates))
 
 
 @dataclass
@@ -119,11 +167,10 @@ class Runtime:
             settings=settings,
             engine=engine,
             catalog=catalog,
-            plans=PlanRegistry(catalog),
+            plans=PlanRegistry(engine),
             clock=clock or SystemClock(),
         )
         runtime.channels = dict(channels) if channels is not None else runtime.default_channels()
-        runtime.plans.refresh()
         return runtime
 
     def default_channels(self) -> dict[str, Channel]:

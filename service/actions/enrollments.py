@@ -90,6 +90,7 @@ def enroll(
             participant_id=participant_id,
             plan_id=plan.id,
             plan_hash=plan.content_hash,
+            plan_version=plan.version,
             start=first,
             end_date=plan_end(plan, first),
             variables=overrides,
@@ -180,13 +181,14 @@ def refresh(
     """Materialise the enrollment up to its horizon and match the plan as it is now.
     Raises ValueError when the enrollment cannot follow the plan (its variables)."""
     changes, horizon = plan_changes(conn, enrollment, participant, plan, now)
-    occurrence_rows.apply_changes(conn, enrollment.id, changes, now)
+    occurrence_rows.apply_changes(conn, enrollment.id, changes, now, plan.version)
     enrollment_rows.set_horizon(
         conn,
         enrollment.id,
         horizon=horizon,
         end_date=plan_end(plan, enrollment.start_date),
         plan_hash=plan.content_hash,
+        plan_version=plan.version,
         now=now,
     )
     return changes

@@ -6,6 +6,14 @@ Its instant is the local date and time in the participant's zone, converted as
 RFC 5545 does. Python's `zoneinfo` with `fold=0` is exactly that rule: a time in a
 spring-forward gap takes the offset from before the gap (02:30 becomes 03:30 daylight
 time) and a time that occurs twice is the first of the two.
+
+Group sessions. A practice with a `timezone` of its own happens at one instant for
+everyone: on each of the plan's dates, its `at` is read as wall time in that zone (the
+same RFC 5545 rule), whatever the participant's zone. Such an occurrence's `date` (and
+so its key) is the session's date in the session's zone; its `zone` stays the
+participant's, so that `local` (and every text rendered from it) shows the time on the
+participant's own clock. Windows, nudges and the one-a-day rule follow the instants as
+for any practice.
 """
 
 from __future__ import annotations
@@ -48,6 +56,13 @@ class Occurrence:
     def local(self) -> datetime:
         """The instant as local time: what a clock on the wall shows then."""
         return self.utc.astimezone(self.zone)
+
+    @property
+    def session_local(self) -> datetime:
+        """The instant in the zone its `at` is read in: the group session's own zone, or
+        the participant's for a practice without one."""
+        session = self.practice.zone
+        return self.utc.astimezone(session if session is not None else self.zone)
 
     @property
     def end(self) -> datetime:
@@ -146,13 +161,17 @@ def _expand_practice(
         if week and (active is None or week in active):
             times.add((hour, minute))
     window = timedelta(minutes=practice.window_minutes)
+    # A group session's instants are its wall time in its own zone; the occurrence keeps
+    # the participant's zone, for showing that instant on their clock.
+    session = practice.zone
+    wall_zone = session if session is not None else zone
     utc_zone = UTC
     make = datetime
     out: list[Occurrence] = []
     append = out.append
     for index, (week, day, year, month, dom, _) in enumerate(days):
         variant, hour, minute, rotate, turns = slots[week]
-        utc = make(year, month, dom, hour, minute, 0, 0, zone).astimezone(utc_zone)
+        utc = make(year, month, dom, hour, minute, 0, 0, wall_zone).astimezone(utc_zone)
         item = rotate[index % turns] if turns else None
         append(Occurrence(practice, day, week, index, utc, zone, variant, item, utc + window))
     # A window never runs past the next occurrence of the same practice. When every

@@ -43,9 +43,10 @@ class FeedEvent:
     category: str
     sequence: int
     last_modified: datetime  # aware
-    url: str | None = None  # the check-in link
+    url: str | None = None  # the practice's own link (a group session's), else the check-in link
     done: bool = False
     alarm: bool = True  # a display alarm at the start (not for done events)
+    location: str | None = None  # a group session's place
 
 
 def escape_text(value: str) -> str:
@@ -192,6 +193,8 @@ def event_text(event: FeedEvent) -> str:
     ]
     if event.description:
         lines.append(fold(f"DESCRIPTION:{escape_text(event.description)}"))
+    if event.location:
+        lines.append(fold(f"LOCATION:{escape_text(event.location)}"))
     if event.url:
         lines.append(fold(f"URL;VALUE=URI:{event.url}"))
     lines.append(fold(f"CATEGORIES:{escape_text(event.category)}"))

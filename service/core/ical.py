@@ -28,6 +28,8 @@ class CalendarEvent:
     last_modified: datetime | None = None
     alarm_minutes: int | None = None  # a display alarm this long before the start
     done: bool = False
+    location: str | None = None  # a group session's place: LOCATION
+    url: str | None = None  # its link: URL
 
 
 def build_calendar(
@@ -78,6 +80,10 @@ def _event(event: CalendarEvent, stamp: datetime) -> icalendar.Event:
     component.add("summary", ("✓ " if event.done else "") + event.summary)
     if event.description:
         component.add("description", event.description)
+    if event.location:
+        component.add("location", event.location)
+    if event.url:
+        component.add("url", event.url)
     if event.categories:
         component.add("categories", list(event.categories))
     component.add("sequence", event.sequence)

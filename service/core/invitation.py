@@ -20,6 +20,15 @@ wall-clock time and length, so one VEVENT with a recurrence rule carries it:
   same rule expansion does (the offset from before the gap, so 03:30 daylight time).
   A run of one occurrence has no rule.
 
+Group sessions (a practice with a `timezone` of its own) are written in the session's
+zone, not the participant's: DTSTART's TZID is that zone and the rule repeats its wall
+time there, with the zone's VTIMEZONE in the calendar. Written in the participant's zone
+instead, one wall time could not carry the series across a clock change that the two
+zones make on different dates (London and New York a few weeks apart in March and
+October): the session would move an hour on the participant's calendar. Calendar
+programs show each instance on the participant's own clock. Such an event also carries
+the practice's LOCATION and URL.
+
 Pure: no clock (`stamp` is a parameter), no I/O; descriptions come rendered.
 """
 
@@ -53,9 +62,9 @@ class Series:
     practice: Practice
     run: int  # the run's index within its practice, from 0
     variant: Variant
-    zone: ZoneInfo
+    zone: ZoneInfo  # the zone the series is written in: the session's own, or the participant's
     wall_time: time  # the practice's time as planned, before any gap rule
-    dates: tuple[date, ...]  # the local dates of its occurrences, ascending
+    dates: tuple[date, ...]  # the local dates (in `zone`) of its occurrences, ascending
     instants: tuple[datetime, ...]  # their instants, UTC
     weekdays: frozenset[int]  # 0 = Monday
     exdates: tuple[date, ...]
@@ -127,8 +136,9 @@ def series(
     out: list[Series] = []
     for practice_id in sorted(by_practice):
         occurrences = sorted(by_practice[practice_id], key=lambda o: o.date)
+        practice_zone = occurrences[0].practice.zone  # a group session's own zone
         for index, run in enumerate(_runs(occurrences)):
-            out.append(_series(run, index, zone, resolved))
+            out.append(_series(run, index, practice_zone or zone, resolved))
     return out
 
 
@@ -233,6 +243,10 @@ def invitation(
         description = (descriptions or {}).get(item.key)
         if description:
             event.add("description", description)
+        if item.practice.location:
+            event.add("location", item.practice.location)
+        if item.practice.url:
+            event.add("url", item.practice.url)
         event.add("categories", [item.practice.category])
         event.add("transp", "TRANSPARENT")
         if method == REQUEST:

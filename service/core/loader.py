@@ -10,13 +10,16 @@ the text comes in as a string and templates through the renderer's loader.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import typing
+import zoneinfo
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from pydantic import BaseModel, ValidationError
@@ -49,6 +52,8 @@ from service.core.plan import (
     CHANNELS,
     CHECK_IN_KINDS,
     EVERY_KEYWORDS,
+    MAX_LOCATION,
+    MAX_URL,
     SUMMARY_CHANNELS,
     WEEKDAYS,
     CheckIn,
@@ -624,11 +629,13 @@ class _Compiler:
         self.sketches: dict[int, Practice] = {}
         self.sample: Plan | None = None  # what the sample rendering renders
         self.exact: frozenset[str] = frozenset()  # practices that should occur in it
+        self.plan_zone: str | None = None  # the plan's own `timezone`, when valid
 
     def compile(self) -> Plan | None:
         data = self.data
         days = self._length()
         self._variables()
+        self._plan_zone()
         defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
         practices: list[Practice] = []
         readable: list[Practice] = []
@@ -667,6 +674,7 @@ class _Compiler:
             content_hash=hashlib.sha256(self.text.encode()).hexdigest(),
             practice_index={p.id: p for p in practices},
             weekly_summary=weekly_summary,
+            timezone=self.plan_zone,
         )
         if readable:
             self.sample = replace(
@@ -853,6 +861,12 @@ class _Compiler:
         text_loc = next((f.loc for f in (get("message"), get("template")) if f), base)
         self.origins[id(variant)] = (text_loc, at.loc if at else base)
         phases = self._phases(get("phases"), variant, weeks, channels, category)
+        zone_field = get("timezone")
+        timezone = self._zone(zone_field) if zone_field is not None else self.plan_zone
+        if timezone is not None:
+            self._fixed_times(timezone, (variant, *(v for _, v in phases)))
+        location = self._location(get("location"))
+        url = self._url(get("url"))
         broken = self._errors() > errors_before
         if broken and not self._readable(base, error_places, category, title):
             return None
@@ -875,6 +889,9 @@ class _Compiler:
             nudge=nudge,
             base=variant,
             phases=phases,
+            timezone=timezone,
+            location=location,
+            url=url,
         )
         if broken:
             # Its text is rendered with the sample, on every day of every week: the
@@ -904,6 +921,99 @@ class _Compiler:
             if any(part in _TEXT_KEYS for part in own):
                 return False
         return True
+
+    # group sessions: a zone of their own, a location and a link
+
+    def _plan_zone(self) -> None:
+        """The plan's `timezone`, for all its practices; written once, at the top or
+        under `defaults`."""
+        if self.data.get("timezone") is None:
+            return
+        self.plan_zone = self._zone(_Field(self.data["timezone"], ("timezone",)))
+        defaults = self.data.get("defaults")
+        if isinstance(defaults, dict) and defaults.get("timezone") is not None:
+            line, _ = self.report.position(("timezone",), key=True)
+            self.report.error(
+                ("defaults", "timezone"),
+                f"the plan's timezone is already written on line {line}; write it once",
+                key=True,
+            )
+
+    def _zone(self, field: _Field) -> str | None:
+        """An IANA zone's name, as the tz database spells it."""
+        if not isinstance(field.value, str):
+            return None  # reported with the structure
+        name = field.value.strip()
+        if name in _zone_names():
+            return name
+        shown = name if len(name) <= 64 else f"{name[:40]}..."
+        self.report.error(
+            field.loc,
+            f"unknown time zone '{shown}'{_zone_hint(name)}; write an IANA name such as "
+            "Europe/London or America/New_York",
+        )
+        return None
+
+    def _fixed_times(self, timezone: str, variants: Sequence[Variant]) -> None:
+        """A group session is at one time for everyone: its `at` (and its phases') is a
+        clock time, never a participant's variable."""
+        for variant in variants:
+            if variant.at.variable is None:
+                continue
+            _, at_loc = self.origins.get(id(variant), ((), ()))
+            self.report.error(
+                at_loc,
+                f"a group session (timezone: {timezone}) is at the same time for everyone; "
+                f"write a clock time such as 09:00, not '{variant.at}', which is each "
+                "participant's own",
+            )
+
+    def _location(self, field: _Field | None) -> str | None:
+        if field is None or not isinstance(field.value, str):
+            return None  # reported with the structure
+        text = field.value.strip()
+        problem = None
+        if not text:
+            problem = "location is empty; write where it happens, or leave location out"
+        elif "\n" in text or "\r" in text:
+            problem = "a location is one line of text"
+        elif len(text) > MAX_LOCATION:
+            problem = f"a location has at most {MAX_LOCATION} characters"
+        elif _CONTROL.search(text):
+            problem = "a location cannot hold control characters"
+        if problem:
+            self.report.error(field.loc, problem)
+            return None
+        return text
+
+    def _url(self, field: _Field | None) -> str | None:
+        if field is None or not isinstance(field.value, str):
+            return None  # reported with the structure
+        text = field.value.strip()
+        shown = text if len(text) <= 80 else f"{text[:60]}..."
+        example = "such as https://example.org/group-walk"
+        problem = None
+        if len(text) > MAX_URL:
+            problem = f"a url has at most {MAX_URL} characters"
+        elif any(c.isspace() for c in text) or _CONTROL.search(text):
+            problem = f"'{shown}' has a space or a control character in it; write a space as %20"
+        else:
+            try:
+                parts = urlsplit(text)
+                host = parts.hostname
+            except ValueError:
+                parts, host = None, None
+            scheme = parts.scheme.lower() if parts else ""
+            if scheme not in ("http", "https") or not host:
+                hint = did_you_mean(scheme, ("https", "http")) if scheme else ""
+                problem = (
+                    f"'{shown}' is not a web address{hint}; a url starts with https:// "
+                    f"(or http://) and a host name, {example}"
+                )
+        if problem:
+            self.report.error(field.loc, problem)
+            return None
+        return text
 
     def _time(self, field: _Field | None) -> TimeExpr | None:
         if field is None or not isinstance(field.value, str):
@@ -1341,6 +1451,28 @@ class _Compiler:
             self.origins[id(variant)] = (text_loc, at.loc if at else base_at_loc)
             phases.append((weeks, variant))
         return tuple(phases)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _zone_hint(name: str) -> str:
+    """A near miss of a zone's name: its case (europe/london), spaces for _ (America/New
+    York), a city alone (London), or a misspelling (Europe/Londn)."""
+    wanted = "_".join(name.split()).lower()
+    names = sorted(_zone_names())
+    for candidate in names:
+        if candidate.lower() == wanted:
+            return f" (did you mean '{candidate}'?)"
+    cities = [c for c in names if "/" in c and c.rsplit("/", 1)[1].lower() == wanted]
+    if len(cities) == 1:
+        return f" (did you mean '{cities[0]}'?)"
+    return did_you_mean(name, names)
 
 
 def _past_any_plan(week: str) -> str:

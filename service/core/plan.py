@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -82,6 +83,35 @@ EveryText = Annotated[
 
 
 DayText = Annotated[str, WithJsonSchema(_DAY_SCHEMA)]
+# Group sessions: a zone that fixes the instant for everyone, where it is, and a link.
+ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+URL_PATTERN = r"^https?://[^\s/?#]+[^\s]*$"
+MAX_LOCATION = 200  # characters of a location
+MAX_URL = 2000  # characters of a url
+ZoneText = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": ZONE_PATTERN,
+            "examples": ["Europe/London", "America/New_York"],
+        }
+    ),
+]
+LocationText = Annotated[
+    str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_LOCATION})
+]
+UrlText = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": URL_PATTERN,
+            "maxLength": MAX_URL,
+            "examples": ["https://example.org/group-walk"],
+        }
+    ),
+]
 SummaryChannelText = Annotated[str, WithJsonSchema({"enum": list(SUMMARY_CHANNELS)})]
 
 
@@ -163,6 +193,21 @@ class PracticeFields(_Strict):
     )
     nudge: NudgeSpec | None = None
     phases: list[PhaseSpec] | None = None
+    timezone: ZoneText | None = Field(
+        None,
+        description=(
+            "A group session: the IANA zone `at` is read in (Europe/London), the same "
+            "instant for every participant, shown to each in their own zone."
+        ),
+    )
+    location: LocationText | None = Field(
+        None,
+        description="Where it happens: the calendar event's LOCATION, {{ practice.location }}.",
+    )
+    url: UrlText | None = Field(
+        None,
+        description="An http(s) link for it: the calendar event's URL, {{ practice.url }}.",
+    )
 
 
 class PracticeSpec(PracticeFields):
@@ -197,6 +242,13 @@ class PlanDocument(_Strict):
     days: int | None = Field(None, ge=1, le=3640, description="Plan length in days.")
     variables: dict[str, TimeText] | None = Field(
         None, description="Participant variables (times) and their defaults."
+    )
+    timezone: ZoneText | None = Field(
+        None,
+        description=(
+            "Group sessions: every practice's `at` is read in this IANA zone, the same "
+            "instant for every participant."
+        ),
     )
     defaults: PracticeFields | None = Field(None, description="Defaults for any practice key.")
     practices: list[PracticeSpec] = Field(min_length=1)
@@ -251,6 +303,16 @@ class Practice:
     nudge: Nudge | None
     base: Variant
     phases: tuple[tuple[frozenset[int], Variant], ...] = ()
+    # A group session: `at` is wall time in this IANA zone for every participant (None:
+    # in each participant's own zone). `location` and `url` reach calendars and texts.
+    timezone: str | None = None
+    location: str | None = None
+    url: str | None = None
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The session's own zone, or None when the practice follows each participant's."""
+        return ZoneInfo(self.timezone) if self.timezone else None
 
     def variant(self, week: int) -> Variant:
         for weeks, variant in self.phases:
@@ -288,6 +350,8 @@ class Plan:
     content_hash: str = ""
     practice_index: dict[str, Practice] = field(default_factory=dict, compare=False)
     weekly_summary: WeeklySummary | None = None
+    timezone: str | None = None  # the plan's own zone for group sessions (its practices')
+    version: int = 0  # its published version (0: read from a file, not published)
 
     @property
     def weeks(self) -> int:

@@ -58,23 +58,38 @@ def as_json(preview: Preview) -> dict[str, Any]:
         "plan": preview.plan.id,
         "start": preview.start.isoformat(),
         "timezone": preview.zone.key,
-        "occurrences": [
-            {
-                "key": item.occurrence.key,
-                "practice": item.occurrence.practice.id,
-                "category": item.occurrence.practice.category,
-                "title": item.occurrence.practice.title,
-                "week": item.occurrence.week,
-                "local": item.occurrence.local.isoformat(),
-                "utc": utc_text(item.occurrence.utc),
-                "duration_minutes": item.occurrence.variant.duration_minutes,
-                "channels": list(item.occurrence.practice.channels),
-                "check_in": item.occurrence.practice.check_in.kind,
-                "text": item.text,
-            }
-            for item in preview.items
-        ],
+        "occurrences": [_occurrence_json(item) for item in preview.items],
     }
+
+
+def _occurrence_json(item: PreviewItem) -> dict[str, Any]:
+    """One occurrence; a group session also says its own zone's time, where and its link
+    (those keys only for practices that have them)."""
+    occurrence = item.occurrence
+    practice = occurrence.practice
+    out: dict[str, Any] = {
+        "key": occurrence.key,
+        "practice": practice.id,
+        "category": practice.category,
+        "title": practice.title,
+        "week": occurrence.week,
+        "local": occurrence.local.isoformat(),
+        "utc": utc_text(occurrence.utc),
+        "duration_minutes": occurrence.variant.duration_minutes,
+        "channels": list(practice.channels),
+        "check_in": practice.check_in.kind,
+        "text": item.text,
+    }
+    if practice.timezone is not None:
+        out["session"] = {
+            "timezone": practice.timezone,
+            "local": occurrence.session_local.isoformat(),
+        }
+    if practice.location is not None:
+        out["location"] = practice.location
+    if practice.url is not None:
+        out["url"] = practice.url
+    return out
 
 
 def as_table(preview: Preview, width: int = 100) -> str:
@@ -128,6 +143,8 @@ def as_ics(preview: Preview, renderer: Renderer, check_in_url: str, stamp: datet
                 description=renderer.calendar(occurrence.variant, practice, context),
                 categories=(practice.category,),
                 alarm_minutes=0,
+                location=practice.location,
+                url=practice.url,
             )
         )
     return build_calendar(

@@ -55,6 +55,7 @@ class Enrollment:
     not_before: datetime
     created_at: datetime
     updated_at: datetime
+    plan_version: int | None = None  # the published version it follows (None: from before)
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,12 @@ class Renderer:
                     "title": practice.title,
                     "category": practice.category,
                     "duration_minutes": variant.duration_minutes,
+                    # Group sessions (None when unset): the zone that fixes the instant
+                    # for everyone, where it happens and its link. The time itself is
+                    # `occurrence.local`, on the participant's own clock.
+                    "timezone": practice.timezone,
+                    "location": practice.location,
+                    "url": practice.url,
                 },
             ),
             "occurrence": Names(

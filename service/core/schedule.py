@@ -74,6 +74,10 @@ def fingerprint(occurrence: Occurrence) -> str:
     )
     if practice.nudge is not None:  # only then, so that plans without one keep their digests
         parts += (str(practice.nudge.after_minutes), practice.nudge.message)
+    if practice.location is not None or practice.url is not None:  # likewise
+        # Where a session is, and its link, are part of its calendar event: a change
+        # updates the stored occurrence, as a new time does.
+        parts += ("where", practice.location or "", practice.url or "")
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 

@@ -240,7 +240,7 @@ def compose(runtime: Runtime, plan: Plan, job: DeliveryJob) -> OutgoingMessage:
     variables = resolve_plan_variables(
         plan, variables_for(plan, job.participant, job.enrollment_variables)
     )
-    renderer = runtime.catalog.renderer
+    renderer = runtime.plans.renderer(plan)
     context = renderer.context(
         plan, occurrence, Person(job.participant.name), variables, check_in_url(runtime, job)
     )

@@ -4,88 +4,40 @@ their plan changes (each through `actions.enrollments.refresh`, as enrolling doe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import structlog
 
-from service.actions.enrollments import plan_changes, refresh
-from service.core.schedule import HORIZON_DAYS, Changes
-from service.core.states import LIVE_STATUSES
+from service.actions.enrollments import refresh
+from service.actions.plans import SyncLine, follow
+from service.core.schedule import HORIZON_DAYS
 from service.runtime import Runtime
 from service.storage import enrollments as enrollment_rows
 from service.storage import occurrences as occurrence_rows
 from service.storage import participants as participant_rows
-from service.storage.db import transaction
+from service.storage.db import reading, transaction
 
 log = structlog.get_logger("tend.enrollment")
-
-
-@dataclass(frozen=True, slots=True)
-class SyncLine:
-    plan_id: str
-    enrollment_id: str
-    participant_id: str
-    changes: Changes
-    error: str | None = None
 
 
 def sync_plans(
     runtime: Runtime, *, dry_run: bool = False, plan_ids: set[str] | None = None
 ) -> list[SyncLine]:
-    """Bring active and paused enrollments whose plan file changed up to date.
-
-    Each enrollment is its own transaction: one that cannot follow the new plan (an
-    override of a variable the plan no longer has, say) is reported and left as it
-    is, and the others go on. With `dry_run`, nothing is written.
+    """Bring active and paused enrollments up to the newest published version of their
+    plan: publishing moves them at once, and this catches up the rest (a version
+    published while an enrollment was busy, or by a process that stopped midway). One
+    that cannot follow is reported and left as it is. With `dry_run`, nothing is written.
     """
     plans = runtime.plans.refresh()
-    now = runtime.clock.now()
+    with reading(runtime.engine) as conn:
+        followed = enrollment_rows.plans_followed(conn)
     lines: list[SyncLine] = []
-    with transaction(runtime.engine) as conn:
-        hashes = enrollment_rows.plan_hashes(conn)
-        stale = {
-            plan_id: [
-                e
-                for e in enrollment_rows.list_enrollments(
-                    conn, plan_id=plan_id, statuses=LIVE_STATUSES
-                )
-                if e.plan_hash != plans[plan_id].content_hash
-            ]
-            for plan_id, stored in sorted(hashes.items())
-            if plan_id in plans
-            and (plan_ids is None or plan_id in plan_ids)
-            and stored != {plans[plan_id].content_hash}
-        }
-    for plan_id, enrollments in stale.items():
-        plan = plans[plan_id]
-        for enrollment in enrollments:
-            try:
-                with transaction(runtime.engine) as conn:
-                    participant = participant_rows.get_participant(conn, enrollment.participant_id)
-                    if dry_run:
-                        changes, _ = plan_changes(conn, enrollment, participant, plan, now)
-                        conn.rollback()
-                    else:
-                        changes = refresh(conn, enrollment, participant, plan, now)
-            except ValueError as exc:
-                log.error(
-                    "enrollment cannot follow its plan's change; left as it was",
-                    plan=plan_id,
-                    enrollment=enrollment.id,
-                    error=str(exc),
-                )
-                lines.append(SyncLine(plan_id, enrollment.id, enrollment.participant_id,
-                                      Changes(), error=str(exc)))  # fmt: skip
-                continue
-            lines.append(SyncLine(plan_id, enrollment.id, participant.id, changes))
-            if not dry_run and changes:
-                log.info(
-                    "plan change applied",
-                    plan=plan_id,
-                    enrollment=enrollment.id,
-                    changes=changes.summary(),
-                )
+    for plan_id, pairs in sorted(followed.items()):
+        plan = plans.get(plan_id)
+        if plan is None or (plan_ids is not None and plan_id not in plan_ids):
+            continue
+        if pairs != {(plan.content_hash, plan.version or None)}:
+            lines.extend(follow(runtime, plan, dry_run=dry_run))
     return lines
 
 

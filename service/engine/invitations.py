@@ -241,7 +241,7 @@ def _descriptions(
 ) -> dict[str, str]:
     """Each series' calendar text, rendered for its first occurrence without the
     check-in link (that link is per occurrence), plus how to check in."""
-    renderer = runtime.catalog.renderer
+    renderer = runtime.plans.renderer(plan)
     resolved = resolve_plan_variables(plan, variables)
     person = Person(participant.name)
     out = {}

@@ -212,7 +212,7 @@ def _participant_message(
     figures = _figures(week, overall)
     plan_week = min(max((end - enrollment.start_date).days // 7 + 1, 1), plan.weeks)
     context = summary_context(Person(participant.name), plan, plan_week, (start, end), figures)
-    renderer = runtime.catalog.renderer
+    renderer = runtime.plans.renderer(plan)
     if job.channel == Channel.SMS:
         text = clean_for_sms(renderer.summary_sms(context))
         return OutgoingMessage(None, Channel.SMS, participant.phone or "", text), participant

@@ -57,6 +57,7 @@ def add_enrollment(
     participant_id: str,
     plan_id: str,
     plan_hash: str,
+    plan_version: int,
     start: date,
     end_date: date,
     variables: Mapping[str, str],
@@ -69,6 +70,7 @@ def add_enrollment(
             participant_id=participant_id,
             plan_id=plan_id,
             plan_hash=plan_hash,
+            plan_version=plan_version or None,
             start_date=start,
             variables=dict(variables),
             status=EnrollmentStatus.ACTIVE,
@@ -245,12 +247,19 @@ def set_horizon(
     horizon: date,
     end_date: date,
     plan_hash: str,
+    plan_version: int,
     now: datetime,
 ) -> None:
     conn.execute(
         update(enrollments)
         .where(enrollments.c.id == enrollment_id)
-        .values(horizon=horizon, end_date=end_date, plan_hash=plan_hash, updated_at=now)
+        .values(
+            horizon=horizon,
+            end_date=end_date,
+            plan_hash=plan_hash,
+            plan_version=plan_version or None,
+            updated_at=now,
+        )
     )
 
 
@@ -314,4 +323,18 @@ def plan_hashes(conn: Connection) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for plan_id, plan_hash in rows:
         out.setdefault(plan_id, set()).add(plan_hash)
+    return out
+
+
+def plans_followed(conn: Connection) -> dict[str, set[tuple[str, int | None]]]:
+    """For each plan id, the (content hash, version) pairs its active or paused
+    enrollments follow."""
+    rows = conn.execute(
+        select(enrollments.c.plan_id, enrollments.c.plan_hash, enrollments.c.plan_version)
+        .where(enrollments.c.status.in_(LIVE_STATUSES))
+        .distinct()
+    )
+    out: dict[str, set[tuple[str, int | None]]] = {}
+    for plan_id, plan_hash, version in rows:
+        out.setdefault(plan_id, set()).add((plan_hash, version))
     return out

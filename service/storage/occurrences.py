@@ -81,11 +81,15 @@ def stored_occurrences(conn: Connection, enrollment_id: str) -> list[Stored]:
     ]
 
 
-def apply_changes(conn: Connection, enrollment_id: str, changes: Changes, now: datetime) -> None:
+def apply_changes(
+    conn: Connection, enrollment_id: str, changes: Changes, now: datetime, plan_version: int = 0
+) -> None:
     """Store what `reconcile` decided: new occurrences with their deliveries, changed
-    ones moved (pending deliveries follow), and the dropped ones cancelled."""
+    ones moved (pending deliveries follow), and the dropped ones cancelled. Those added
+    or changed record the plan version they now follow (0: a plan not published)."""
+    version = plan_version or None
     if changes.added:
-        _insert_occurrences(conn, enrollment_id, changes.added, now)
+        _insert_occurrences(conn, enrollment_id, changes.added, now, version)
     for stored, planned in changes.moved:
         moved = conn.execute(
             update(occurrences)
@@ -103,6 +107,7 @@ def apply_changes(conn: Connection, enrollment_id: str, changes: Changes, now: d
                 check_in_kind=planned.check_in_kind,
                 state=OccurrenceState.SCHEDULED,
                 sequence=occurrences.c.sequence + 1,
+                plan_version=version,
                 updated_at=now,
             )
         ).rowcount
@@ -129,7 +134,11 @@ def apply_changes(conn: Connection, enrollment_id: str, changes: Changes, now: d
 
 
 def _insert_occurrences(
-    conn: Connection, enrollment_id: str, planned: Iterable[Planned], now: datetime
+    conn: Connection,
+    enrollment_id: str,
+    planned: Iterable[Planned],
+    now: datetime,
+    plan_version: int | None,
 ) -> None:
     items = list(planned)
     rows = [
@@ -149,6 +158,7 @@ def _insert_occurrences(
             "check_in_kind": p.check_in_kind,
             "state": OccurrenceState.SCHEDULED,
             "sequence": 0,
+            "plan_version": plan_version,
             "updated_at": now,
         }
         for p in items

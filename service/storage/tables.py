@@ -115,6 +115,7 @@ enrollments = Table(
     Column("participant_id", ForeignKey("participants.id", ondelete="CASCADE"), nullable=False),
     Column("plan_id", String(64), nullable=False),
     Column("plan_hash", String(64), nullable=False),
+    Column("plan_version", Integer),  # the published version it follows (NULL: from before)
     Column("start_date", Date, nullable=False),
     Column("variables", JSON, nullable=False, default=dict),
     Column("status", String(16), nullable=False, default=EnrollmentStatus.ACTIVE),
@@ -146,6 +147,7 @@ occurrences = Table(
     Column("fingerprint", String(64), nullable=False),  # what the reminder says and when
     Column("state", String(16), nullable=False, default=OccurrenceState.SCHEDULED),
     Column("sequence", Integer, nullable=False, default=0),  # iCalendar SEQUENCE
+    Column("plan_version", Integer),  # the plan version it was last planned from
     Column("updated_at", UTCDateTime(), nullable=False),
     # What the practice asks (none, done, rating, number, text) and what came back.
     Column("check_in_kind", String(16), nullable=False, server_default="done"),
@@ -271,6 +273,24 @@ summaries = Table(
     UniqueConstraint("kind", "subject", "period_end", "channel"),
     CheckConstraint(_one_of("state", SUMMARY_STATES), name="state"),
     Index("ix_summaries_state_due_at", "state", "due_at"),
+)
+
+# A published plan: numbered per plan from 1, never changed once written. `templates`
+# maps each template file the plan uses (with what they include) to its text.
+plan_versions = Table(
+    "plan_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # grows with each publish
+    Column("plan_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("yaml", Text, nullable=False),
+    Column("templates", JSON, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("published_by", String(200), nullable=False),
+    Column("published_at", UTCDateTime(), nullable=False),
+    Column("note", Text),
+    UniqueConstraint("plan_id", "version"),
 )
 
 app_state = Table(

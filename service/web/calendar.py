@@ -208,7 +208,8 @@ def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> Fe
         category=practice.category,
         sequence=row.sequence,
         last_modified=changed,
-        url=link if practice.check_in.asks else None,
+        url=practice.url or (link if practice.check_in.asks else None),
+        location=practice.location,
         done=row.check_in == CheckInResult.DONE,
     )
 
@@ -248,7 +249,7 @@ def _description(
     link = check_in_link(runtime, row.occurrence_id, row.window_end)
     try:
         variables = resolve_plan_variables(plan, merged)
-        renderer = runtime.catalog.renderer
+        renderer = runtime.plans.renderer(plan)
         context = renderer.context(plan, occurrence, Person(participant.name), variables, link)
         text = renderer.calendar(occurrence.variant, practice, context)
     except (RenderError, ValueError) as exc:

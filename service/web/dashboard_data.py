@@ -357,7 +357,7 @@ def plan_preview(runtime: Runtime, plan: Plan, start: date, zone: ZoneInfo) -> P
     """The plan expanded for the sample participant, as `tend plans preview` does."""
     check_in_url = f"{runtime.settings.public_base}/check-in/preview"
     try:
-        preview = build_preview(plan, start, zone, {}, runtime.catalog.renderer, check_in_url)
+        preview = build_preview(plan, start, zone, {}, runtime.plans.renderer(plan), check_in_url)
     except (VariableError, ValueError) as exc:
         return PlanPreview(None, str(exc), ())
     except Exception as exc:  # a template that fails to render: say so on the page

@@ -26,7 +26,7 @@ from service.clock import ManualClock
 from service.runtime import Runtime
 from service.web.app import create_app
 from tests.support import dashboard_seed
-from tests.support.engine import settings_for, sqlite_url
+from tests.support.engine import published_runtime, settings_for, sqlite_url
 from tests.support.services import free_port, unavailable, wait_for
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     base = f"http://127.0.0.1:{port}"
     clock = ManualClock(dashboard_seed.BEGIN)
     settings = settings_for(sqlite_url(root), folders, public_url=base, admin_token=TOKEN)
-    runtime = Runtime.build(settings, clock=clock)  # SMS and email to the outbox
+    runtime = published_runtime(settings, clock=clock)  # SMS and email to the outbox
     cohort = dashboard_seed.seed(runtime, clock)
     config = uvicorn.Config(
         create_app(runtime),

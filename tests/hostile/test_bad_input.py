@@ -80,6 +80,7 @@ from tests.support.engine import (
     Folders,
     RecordingChannel,
     make_folders,
+    published_runtime,
     settings_for,
     sqlite_url,
 )
@@ -1228,7 +1229,7 @@ def _site(database: str, tmp_path: Path) -> Iterator[Site]:
         twilio_from="+15005550006",
     )
     channels = {"sms": RecordingChannel("sms"), "email": RecordingChannel("email")}
-    runtime = Runtime.build(settings, clock=clock, channels=dict(channels))
+    runtime = published_runtime(settings, clock=clock, channels=dict(channels))
     with transaction(runtime.engine) as conn:
         rae = participant_rows.add_participant(conn, name="Rae Example", timezone=NEW_YORK.key, phone=RAE,
                                    email="rae@example.com", now=clock.now())  # fmt: skip

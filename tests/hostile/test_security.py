@@ -87,7 +87,14 @@ from service.web import auth
 from service.web.app import create_app
 from service.web.session import SESSION_COOKIE
 from tests.support import engine
-from tests.support.engine import Folders, Harness, RecordingChannel, settings_for, sqlite_url
+from tests.support.engine import (
+    Folders,
+    Harness,
+    RecordingChannel,
+    published_runtime,
+    settings_for,
+    sqlite_url,
+)
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.twilio_signing import twilio_signature
 
@@ -189,7 +196,7 @@ def build_world(tmp_path: Path, folders: Folders, **settings: Any) -> World:
         "twilio_from": TEND_NUMBER,
         **settings,
     }
-    runtime = Runtime.build(
+    runtime = published_runtime(
         settings_for(url, folders, **values), clock=clock, channels={"sms": sms, "email": email}
     )
     harness = Harness(runtime, clock, sms, email)
@@ -385,7 +392,7 @@ def login(
     """A dashboard session cookie made by logging in to a Tend on the world's database with
     these settings, at `at`."""
     values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, **settings}
-    runtime = Runtime.build(
+    runtime = published_runtime(
         settings_for(world.db_url, world.folders, **values),
         clock=ManualClock(at or world.clock.now()),
         channels={},

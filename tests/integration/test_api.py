@@ -39,6 +39,7 @@ from tests.support.engine import (
     Harness,
     RecordingChannel,
     build_runtime,
+    publish,
 )
 
 TOKEN = "api-admin-token"
@@ -871,7 +872,7 @@ def test_adherence_is_exactly_the_reports_json(driven: tuple[Harness, Api]) -> N
     refused(api.get("/api/adherence", plan="nothing"), 404, "no plan 'nothing'")
     # A plan whose file is gone still has its history.
     (api.folders.schedules / "evening.yaml").unlink()
-    api.runtime.plans.refresh()
+    publish(api.runtime)
     gone = ok(api.get("/api/adherence", plan="evening"))
     assert [e["participant"] for e in gone["participants"]] == [rae]
 

@@ -33,7 +33,13 @@ from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.web.app import create_app
-from tests.support.engine import Folders, RecordingChannel, settings_for, sqlite_url
+from tests.support.engine import (
+    Folders,
+    RecordingChannel,
+    published_runtime,
+    settings_for,
+    sqlite_url,
+)
 
 TOKEN = "schema-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -98,7 +104,7 @@ def served(tmp_path: Path, folders: Folders, monkeypatch: pytest.MonkeyPatch) ->
     fixed = iter(PARTICIPANTS + ENROLLMENTS)
     monkeypatch.setattr(participant_rows, "new_id", lambda prefix: next(fixed))
     monkeypatch.setattr(enrollment_rows, "new_id", lambda prefix: next(fixed))
-    runtime = Runtime.build(
+    runtime = published_runtime(
         settings_for(sqlite_url(tmp_path), folders, admin_token=TOKEN),
         clock=ManualClock(NOW),
         channels={"sms": RecordingChannel("sms"), "email": RecordingChannel("email")},

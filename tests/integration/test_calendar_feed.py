@@ -29,14 +29,13 @@ from sqlalchemy import select
 from service import cli
 from service.actions.links import check_in_link, feed_link, webcal_link
 from service.core.tokens import check_in_token, feed_token
-from service.engine import enrollment as enrollment_service
 from service.storage import checkins
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import enrollments, occurrences
 from service.web.app import create_app
-from tests.support.engine import Folders, Harness
+from tests.support.engine import Folders, Harness, publish
 
 LINE_OCTETS = 75
 DAYS_BACK = 30
@@ -302,7 +301,7 @@ def dst(
     case's `now`, the clock run on to `now`: (case, participant, enrollment)."""
     case = DST_CASES[request.param]
     folders.write_plan("night-shift", NIGHT_SHIFT)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     harness.clock.set(case.enrolled)
     person = harness.participant(tz=case.zone)
     enrollment = harness.enroll(person, "night-shift", case.start)
@@ -353,7 +352,7 @@ def test_every_event_lasts_its_duration_even_across_a_fall_back(
 ) -> None:
     case = DST_CASES[case_name]
     folders.write_plan("night-shift", NIGHT_SHIFT)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     harness.clock.set(case.enrolled)
     person = harness.participant(tz=case.zone)
     harness.enroll(person, "night-shift", case.start)
@@ -398,7 +397,7 @@ WALK_MONDAY = datetime(2026, 3, 2, 23, 0, tzinfo=UTC)  # 18:00 EST
 def rae(harness: Harness, folders: Folders) -> tuple[str, str]:
     """Rae (New York) enrolled in the evening plan on Monday 2 March, at 07:00 EST."""
     folders.write_plan("evening", EVENING)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     return person, harness.enroll(person, "evening", MONDAY)
 
@@ -631,7 +630,7 @@ def test_an_empty_feed_is_a_valid_calendar(
     harness: Harness, folders: Folders, client: TestClient
 ) -> None:
     folders.write_plan("evening", EVENING)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     nobody = harness.participant(name="Noor Empty", phone="+14155550111", email=None)
     response = client.get(feed_path(harness, nobody))
     assert response.status_code == 200
@@ -664,7 +663,7 @@ def test_sms_only_practices_give_an_empty_feed(
             channels: [sms]
         """,
     )
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     harness.enroll(person, "mornings", MONDAY)
     assert len(db_occurrences(harness, person)) == 7
@@ -723,7 +722,7 @@ def test_as_days_pass_events_older_than_30_days_leave_and_the_etag_changes(
     harness: Harness, folders: Folders, client: TestClient
 ) -> None:
     folders.write_plan("daily", DAILY)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     enrollment = harness.enroll(person, "daily", MONDAY)
     extend_to(harness, datetime(2026, 4, 6, 12, 0, tzinfo=UTC))  # five weeks on
@@ -745,7 +744,7 @@ def test_the_etag_changes_whenever_the_feed_does_also_while_paused(
     harness: Harness, folders: Folders, client: TestClient
 ) -> None:
     folders.write_plan("daily", DAILY)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     enrollment = harness.enroll(person, "daily", MONDAY)
     extend_to(harness, datetime(2026, 4, 6, 12, 0, tzinfo=UTC))  # five weeks on
@@ -792,7 +791,7 @@ def test_a_plan_edit_moves_the_event_under_the_same_uid_with_a_higher_sequence(
         "evening", EVENING.replace('at: "18:00"', 'at: "18:30"  # after dinner, not before')
     )
     harness.clock.set(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
-    applied = enrollment_service.sync_plans(harness.runtime)
+    applied = publish(harness.runtime)
     assert [line.enrollment_id for line in applied] == [enrollment]
 
     after = client.get(path)
@@ -847,7 +846,7 @@ def test_occurrences_the_plan_no_longer_has_leave_the_feed(
         "evening",
         EVENING.replace('at: "21:00"\n', 'at: "21:00"\n        every: weekday\n'),
     )
-    (line,) = enrollment_service.sync_plans(harness.runtime)
+    (line,) = publish(harness.runtime)
     assert line.changes.summary() == "+0 added, ~0 changed, -4 cancelled"
 
     rows = db_occurrences(harness, person)
@@ -867,7 +866,7 @@ def drop_breathing(h: Harness, folders: Folders, now: datetime) -> None:
     """The coach drops the breathing practice at `now`; the walk stays as it was."""
     h.clock.set(now)
     folders.write_plan("evening", EVENING_WITHOUT_BREATHING)
-    (line,) = enrollment_service.sync_plans(h.runtime)
+    (line,) = publish(h.runtime)
     assert line.changes.summary() == "+0 added, ~0 changed, -12 cancelled"
 
 
@@ -942,7 +941,7 @@ def test_a_long_non_ascii_title_and_a_multiline_message_read_back_exactly(
     harness: Harness, folders: Folders, client: TestClient
 ) -> None:
     folders.write_plan("gentle", LONG_PLAN)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     assert harness.plan("gentle").practice("soir").title == LONG_TITLE
     person = harness.participant(name="Zoë Ångström")
     enrollment = harness.enroll(person, "gentle", MONDAY)

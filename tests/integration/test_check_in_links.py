@@ -25,7 +25,7 @@ from service.storage import replies as reply_log
 from service.storage.db import transaction
 from service.storage.tables import occurrences, replies
 from service.web.app import create_app
-from tests.support.engine import Folders, Harness
+from tests.support.engine import Folders, Harness, publish
 
 PLAN = """
     plan: habits
@@ -67,7 +67,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 @pytest.fixture
 def h(harness: Harness, folders: Folders) -> Harness:
     folders.write_plan("habits", PLAN)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     harness.enroll(person, "habits", date(2026, 3, 2))
     return harness
@@ -485,7 +485,7 @@ def test_a_practice_without_a_check_in_refuses_a_post(harness: Harness, folders:
             check_in: none
         """,
     )
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     harness.enroll(harness.participant(), "quiet", date(2026, 3, 2))
     harness.clock.set(DURING)
     token = token_for(harness, "breathe:2026-03-02")

@@ -567,6 +567,7 @@ def test_schema_top(schema: dict[str, Any]) -> None:
         "defaults",
         "practices",
         "weekly_summary",
+        "timezone",
     }
 
 

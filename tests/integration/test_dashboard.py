@@ -34,7 +34,7 @@ from service.web.app import create_app
 from service.web.session import FLASH_COOKIE, SESSION_COOKIE
 from tests.support import dashboard_seed
 from tests.support.dashboard_seed import NOW, Cohort
-from tests.support.engine import Folders, RecordingChannel, settings_for
+from tests.support.engine import Folders, RecordingChannel, published_runtime, settings_for
 from tests.support.services import PostgresServer
 
 TOKEN = "coach-secret-token"
@@ -72,7 +72,7 @@ def source(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         database = f"dash_seed{next(_names)}"
         url = server.create_database(database, template="tend_template")
     clock = ManualClock(dashboard_seed.BEGIN)
-    runtime = Runtime.build(settings_for(url, folders), clock=clock, channels={})
+    runtime = published_runtime(settings_for(url, folders), clock=clock, channels={})
     try:
         cohort = dashboard_seed.seed(runtime, clock)
     finally:
@@ -129,7 +129,7 @@ def _app(
     sms, email = RecordingChannel("sms"), RecordingChannel("email")
     values: dict[str, Any] = {"admin_token": TOKEN, **settings}
     channels: dict[str, Channel] | None = None if outbox else {"sms": sms, "email": email}
-    runtime = Runtime.build(settings_for(db, source.folders, **values), clock=clock,
+    runtime = published_runtime(settings_for(db, source.folders, **values), clock=clock,
                             channels=channels)  # fmt: skip
     test_client = TestClient(create_app(runtime), base_url=base_url, client=client)
     return App(runtime, clock, test_client, source.cohort, sms, email)

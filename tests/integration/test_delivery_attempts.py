@@ -15,6 +15,7 @@ from tests.support.engine import (
     Folders,
     Harness,
     plan_text,
+    publish,
 )
 
 
@@ -22,7 +23,7 @@ def test_an_unexpected_error_in_one_delivery_spares_the_rest_of_the_batch(
     harness: Harness, folders: Folders
 ) -> None:
     folders.write_plan("m", plan_text("m"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     for i in range(3):
         harness.enroll(harness.participant(name=f"P{i}", phone=f"+1415555098{i}"), "m",
                        date(2026, 3, 2))  # fmt: skip
@@ -50,7 +51,7 @@ def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_next_attempt(
     harness: Harness, folders: Folders
 ) -> None:
     folders.write_plan("m", plan_text("m"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     harness.enroll(harness.participant(), "m", date(2026, 3, 2))
     harness.clock.set(NY_9AM)
     with transaction(harness.runtime.engine) as conn:
@@ -75,7 +76,7 @@ def test_an_uncertain_send_is_failed_when_the_channel_cannot_tell(
     from service.channels.base import ChannelError
 
     folders.write_plan("m", plan_text("m"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     harness.enroll(harness.participant(), "m", date(2026, 3, 2))
     harness.sms.failures.append(ChannelError("answer lost", permanent=False, uncertain=True))
     harness.sms.already_sent = lambda _id: None  # type: ignore[method-assign]
@@ -92,7 +93,7 @@ def test_an_uncertain_send_that_surely_did_not_go_is_retried(
     from service.channels.base import ChannelError
 
     folders.write_plan("m", plan_text("m"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     harness.enroll(harness.participant(), "m", date(2026, 3, 2))
     harness.sms.failures.append(ChannelError("answer lost", permanent=False, uncertain=True))
     harness.clock.set(NY_9AM)

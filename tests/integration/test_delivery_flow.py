@@ -18,7 +18,7 @@ from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import deliveries, enrollments, occurrences
-from tests.support.engine import Folders, Harness
+from tests.support.engine import Folders, Harness, publish
 
 ONE_PRACTICE = """
     plan: morning
@@ -346,7 +346,7 @@ def test_email_reminders_carry_a_check_in_link(harness: Harness, folders: Folder
         "morning",
         ONE_PRACTICE.replace("channels: [sms]", "channels: [sms, email]"),
     )
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     harness.enroll(person, "morning", date(2026, 3, 2))
     harness.at(NY_9AM_MAR_2)

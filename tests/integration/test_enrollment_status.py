@@ -22,6 +22,7 @@ from tests.support.engine import (
     RecordingChannel,
     build_runtime,
     plan_text,
+    publish,
 )
 
 
@@ -29,7 +30,7 @@ def test_stop_pause_start_resume_brings_the_reminders_back(
     harness: Harness, folders: Folders
 ) -> None:
     folders.write_plan("m", plan_text("m"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     enrollment_id = harness.enroll(person, "m", date(2026, 3, 2))
     now = harness.clock.now()
@@ -45,7 +46,7 @@ def test_stop_pause_start_resume_brings_the_reminders_back(
 
 def test_pause_then_stop_then_resume_sends_no_sms(harness: Harness, folders: Folders) -> None:
     folders.write_plan("m", plan_text("m", channels="[sms, email]"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     enrollment_id = harness.enroll(person, "m", date(2026, 3, 2))
     now = harness.clock.now()
@@ -101,7 +102,7 @@ def test_a_cancelled_enrollment_cannot_be_paused_by_a_racing_change(
 
 def test_enrolling_twice_in_the_same_plan_is_refused(harness: Harness, folders: Folders) -> None:
     folders.write_plan("m", plan_text("m"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     first = harness.enroll(person, "m", date(2026, 3, 2))
     with pytest.raises(ActionError, match="already enrolled"):

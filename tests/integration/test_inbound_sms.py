@@ -32,12 +32,18 @@ from sqlalchemy import func, select
 
 from service import cli
 from service.clock import ManualClock
-from service.runtime import Runtime
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import consent_log, occurrences, replies
 from service.web.app import create_app
-from tests.support.engine import Folders, Harness, RecordingChannel, settings_for
+from tests.support.engine import (
+    Folders,
+    Harness,
+    RecordingChannel,
+    publish,
+    published_runtime,
+    settings_for,
+)
 from tests.support.twilio_signing import twilio_signature
 
 # --- the people, the times and the words -------------------------------------------------
@@ -176,7 +182,7 @@ class Tend:
     def enroll(self, *practices: str, length: str = "days: 1") -> str:
         """Rae (phone RAE), enrolled from START_DAY in a plan of these practices."""
         self.folders.write_plan("replies", plan_yaml("replies", practices, length))
-        self.harness.runtime.plans.refresh()
+        publish(self.harness.runtime)
         person = self.harness.participant()
         self.harness.enroll(person, "replies", START_DAY)
         return person
@@ -291,7 +297,7 @@ def make_tend(db_url: str, folders: Folders) -> Iterator[Callable[..., Tend]]:
         )
         clock = ManualClock(datetime(2026, 3, 2, 5, 0, tzinfo=UTC))  # midnight in New York
         sms, email = RecordingChannel("sms"), RecordingChannel("email")
-        runtime = Runtime.build(settings, clock=clock, channels={"sms": sms, "email": email})
+        runtime = published_runtime(settings, clock=clock, channels={"sms": sms, "email": email})
         harness = Harness(runtime, clock, sms, email)
         made.append(harness)
         return Tend(harness, folders, public_url.rstrip("/"))

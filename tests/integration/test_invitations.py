@@ -22,7 +22,7 @@ from service.storage import invitations as invitation_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import participants
-from tests.support.engine import START, Folders, Harness, build_runtime
+from tests.support.engine import START, Folders, Harness, build_runtime, publish
 from tests.support.fake_smtp import smtp_server
 
 PLAN = """
@@ -67,7 +67,7 @@ def sequences(message: OutgoingMessage) -> set[int]:
 
 def enrolled(harness: Harness, folders: Folders, **participant: Any) -> str:
     folders.write_plan("evening", PLAN)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     who = harness.participant(**participant)
     return harness.enroll(who, "evening", MONDAY)
 
@@ -183,7 +183,7 @@ def test_a_cancelled_enrollment_never_invited_gets_nothing(
 
 def test_no_email_or_unsubscribed_gets_none(harness: Harness, folders: Folders) -> None:
     folders.write_plan("evening", PLAN)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     nobody = harness.participant(name="No Mail", phone="+14155550100", email=None)
     harness.enroll(nobody, "evening", MONDAY)
     gone = harness.participant(name="Gone", phone="+14155550101", email="gone@example.com")
@@ -325,7 +325,7 @@ def test_a_burst_of_enrollments_is_invited_a_few_at_a_time(
     from service.engine.invitations import MAX_ATTEMPTS_PER_PASS
 
     folders.write_plan("evening", PLAN)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     for i in range(MAX_ATTEMPTS_PER_PASS + 2):
         who = harness.participant(name=f"P{i}", phone=f"+141555509{i:02d}",
                                   email=f"p{i}@example.com")  # fmt: skip

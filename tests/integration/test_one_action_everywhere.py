@@ -46,6 +46,8 @@ from tests.support.engine import (
     Folders,
     RecordingChannel,
     make_folders,
+    publish,
+    published_runtime,
     settings_for,
     sqlite_url,
 )
@@ -144,7 +146,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[[str], World]]:
         )
         clock = ManualClock(START)  # Monday 2 March 2026, 07:00 in New York
         sms, email = RecordingChannel("sms"), RecordingChannel("email")
-        runtime = Runtime.build(settings, clock=clock, channels={"sms": sms, "email": email})
+        runtime = published_runtime(settings, clock=clock, channels={"sms": sms, "email": email})
         rae = people.create(
             runtime, name="Rae Example", timezone="America/New_York", phone=RAE,
             email="rae@example.com",
@@ -158,7 +160,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[[str], World]]:
             enrolling.cancel(runtime, enrollment)
         if state == "plan-changed":
             folders.write_plan("calm", CALM_WITHOUT_WAKE)
-            runtime.plans.refresh()
+            publish(runtime)
         if state == "opted-out":
             with runtime.engine.begin() as conn:
                 participant_rows.opt_out_sms(conn, rae, source="sms:STOP", now=clock.now())

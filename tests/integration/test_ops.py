@@ -6,9 +6,8 @@ from datetime import date, timedelta
 
 from fastapi.testclient import TestClient
 
-from service.runtime import Runtime
 from service.web.app import create_app
-from tests.support.engine import START, Folders, Harness, settings_for
+from tests.support.engine import START, Folders, Harness, published_runtime, settings_for
 from tests.support.services import free_port
 
 PLAN = """
@@ -31,7 +30,7 @@ def test_ready_when_the_database_answers(harness: Harness) -> None:
 
 def test_not_ready_when_redis_does_not_answer(db_url: str, folders: Folders) -> None:
     settings = settings_for(db_url, folders, redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    runtime = Runtime.build(settings)
+    runtime = published_runtime(settings)
     try:
         response = TestClient(create_app(runtime)).get("/readyz")
     finally:

@@ -9,16 +9,15 @@ from fastapi.testclient import TestClient
 from service.channels.base import OutgoingMessage
 from service.channels.outbox import OutboxChannel
 from service.clock import ManualClock
-from service.runtime import Runtime
 from service.web.app import create_app
-from tests.support.engine import Folders, settings_for
+from tests.support.engine import Folders, published_runtime, settings_for
 
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 
 
 def test_the_outbox_page_shows_messages_to_the_admin_only(db_url: str, folders: Folders) -> None:
     clock = ManualClock(NOW)
-    runtime = Runtime.build(settings_for(db_url, folders, admin_token="s3cret"), clock=clock)
+    runtime = published_runtime(settings_for(db_url, folders, admin_token="s3cret"), clock=clock)
     try:
         sms = runtime.channels["sms"]
         assert isinstance(sms, OutboxChannel)
@@ -41,7 +40,7 @@ def test_the_outbox_page_shows_messages_to_the_admin_only(db_url: str, folders: 
 
 
 def test_without_an_admin_token_only_this_machine_may_look(db_url: str, folders: Folders) -> None:
-    runtime = Runtime.build(settings_for(db_url, folders), clock=ManualClock(NOW))
+    runtime = published_runtime(settings_for(db_url, folders), clock=ManualClock(NOW))
     try:
         client = TestClient(create_app(runtime))  # its requests come from "testclient"
         assert client.get("/outbox").status_code == 404
@@ -56,7 +55,7 @@ def test_an_invitation_in_the_outbox_is_shown_by_the_command_and_the_page(
 
     from service import cli
 
-    runtime = Runtime.build(settings_for(db_url, folders, admin_token="s3cret"),
+    runtime = published_runtime(settings_for(db_url, folders, admin_token="s3cret"),
                             clock=ManualClock(NOW))  # fmt: skip
     ics = b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     try:

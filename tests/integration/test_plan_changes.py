@@ -24,6 +24,7 @@ from tests.support.engine import (
     RecordingChannel,
     build_runtime,
     plan_text,
+    publish,
 )
 
 BEFORE = """
@@ -70,7 +71,7 @@ def test_a_plan_edit_moves_adds_and_cancels_only_what_has_not_been_sent(
     harness: Harness, folders: Folders
 ) -> None:
     folders.write_plan("evening", BEFORE)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     harness.enroll(person, "evening", date(2026, 3, 2))
     harness.at(FIRST_WALK)  # walk on Mar 2 goes out at 18:00
@@ -80,12 +81,12 @@ def test_a_plan_edit_moves_adds_and_cancels_only_what_has_not_been_sent(
     now = FIRST_WALK + timedelta(minutes=5)
     harness.clock.set(now)
 
-    preview = enrollment_service.sync_plans(harness.runtime, dry_run=True)
+    preview = publish(harness.runtime, dry_run=True)
     assert len(preview) == 1
     assert preview[0].changes.summary() == "+14 added, ~13 changed, -14 cancelled"
     assert occurrence_rows(harness)["walk:2026-03-03"]["sequence"] == 0  # dry run: untouched
 
-    applied = enrollment_service.sync_plans(harness.runtime)
+    applied = publish(harness.runtime)
     assert applied[0].changes.summary() == preview[0].changes.summary()
     rows = occurrence_rows(harness)
     sent = rows["walk:2026-03-02"]
@@ -117,7 +118,7 @@ def test_plans_sync_dry_run_prints_each_change(
     harness.clock.set(datetime.now(UTC))
     start = datetime.now(UTC).date() + timedelta(days=7)
     folders.write_plan("evening", BEFORE)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant(tz="UTC")
     harness.enroll(person, "evening", start)
     folders.write_plan("evening", AFTER)
@@ -151,7 +152,7 @@ def test_one_enrollment_that_cannot_follow_its_plan_holds_up_no_one(
 ) -> None:
     folders.write_plan("a", plan_text("a", at="wake", variables='variables:\n  wake: "07:00"'))
     folders.write_plan("b", plan_text("b"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     first = harness.participant()
     second = harness.participant(name="Bo", phone="+14155550124")
     stuck = harness.enroll(first, "a", date(2026, 3, 2), wake="06:30")
@@ -178,7 +179,7 @@ def test_enrollments_whose_plan_is_gone_do_not_starve_the_others(
     monkeypatch.setattr(enrollment_service.extend_horizons, "__defaults__", (2,))
     retired = folders.write_plan("old", plan_text("old"))
     folders.write_plan("b", plan_text("b"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     for i in range(3):
         harness.enroll(harness.participant(name=f"O{i}", phone=f"+1415555099{i}"), "old",
                        date(2026, 3, 2))  # fmt: skip
@@ -198,7 +199,7 @@ def test_a_channel_removed_from_the_plan_does_not_come_back(
     harness: Harness, folders: Folders, via: str
 ) -> None:
     folders.write_plan("m", plan_text("m", channels="[sms, email]"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     person = harness.participant()
     enrollment_id = harness.enroll(person, "m", date(2026, 3, 2))
     now = harness.clock.now()
@@ -223,7 +224,7 @@ def test_a_worker_in_another_process_follows_plan_edits(
     harness: Harness, folders: Folders, db_url: str
 ) -> None:
     folders.write_plan("m", plan_text("m"))
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     worker_sms = RecordingChannel("sms")
     worker = build_runtime(db_url, folders, harness.clock,
                            {"sms": worker_sms, "email": RecordingChannel("email")})  # fmt: skip

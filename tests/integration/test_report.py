@@ -24,7 +24,7 @@ from service.storage import checkins
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
 from service.storage.tables import occurrences
-from tests.support.engine import Folders, Harness
+from tests.support.engine import Folders, Harness, publish
 
 WEEK = """
     plan: week
@@ -146,7 +146,7 @@ def week_of_walks(h: Harness, folders: Folders) -> dict[str, str]:
     """Rae's week (see WALKS) and Sam's paused one; the ids by name."""
     folders.write_plan("week", WEEK)
     folders.write_plan("mornings", MORNINGS)
-    h.runtime.plans.refresh()
+    publish(h.runtime)
     rae = h.participant("Rae Example")
     sam = h.participant("Sam Other", phone="+14155550199", email=None)
     rae_enrollment = h.enroll(rae, "week", START)
@@ -343,7 +343,7 @@ def test_rating_and_number_means_are_in_csv_and_table_but_not_json(
             check_in: {kind: number, unit: minutes}
         """,
     )
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     harness.enroll(harness.participant("Rae Example"), "values", START)
     # Monday mood 7, Tuesday mood 4: mean 5.5; Monday sat 10 minutes, Tuesday 15: 12.5.
     for day, (mood, sit) in enumerate([(7.0, 10.0), (4.0, 15.0)]):

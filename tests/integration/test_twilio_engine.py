@@ -14,7 +14,7 @@ from service.engine.delivery import Outcome, deliver
 from service.storage import deliveries as delivery_rows
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
-from tests.support.engine import Folders, Harness
+from tests.support.engine import Folders, Harness, publish
 from tests.support.fake_twilio import FakeTwilio
 
 NY_9AM = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
@@ -34,7 +34,7 @@ PLAN = """
 @pytest.fixture
 def twilio(harness: Harness, folders: Folders) -> Iterator[FakeTwilio]:
     folders.write_plan("morning", PLAN)
-    harness.runtime.plans.refresh()
+    publish(harness.runtime)
     with FakeTwilio() as fake:
         channel = TwilioSMSChannel(
             account_sid=fake.account_sid,

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from service.clock import ManualClock
 from service.runtime import Runtime
 from service.web.app import create_app
-from tests.support.engine import Folders, Harness, RecordingChannel, settings_for
+from tests.support.engine import Folders, Harness, RecordingChannel, published_runtime, settings_for
 from tests.support.twilio_signing import twilio_signature
 
 TOKEN = "twilio-auth-token"
@@ -42,7 +42,7 @@ def runtime(db_url: str, folders: Folders) -> Iterator[Runtime]:
         twilio_from="+15005550006",
     )
     channels = {"sms": RecordingChannel("sms"), "email": RecordingChannel("email")}
-    built = Runtime.build(settings, clock=ManualClock(datetime(2026, 3, 2, 12, tzinfo=UTC)),
+    built = published_runtime(settings, clock=ManualClock(datetime(2026, 3, 2, 12, tzinfo=UTC)),
                           channels=channels)  # fmt: skip
     yield built
     built.close()

@@ -33,7 +33,7 @@ from service.storage.db import transaction
 from service.storage.tables import deliveries, enrollments, occurrences, participants
 from service.web.app import create_app
 from service.web.unsubscribe import router, unsubscribe_url
-from tests.support.engine import Folders, Harness, settings_for
+from tests.support.engine import Folders, Harness, published_runtime, settings_for
 from tests.support.fake_smtp import outgoing, smtp_server
 
 PLAN = """
@@ -257,7 +257,7 @@ def test_a_reminder_goes_out_by_smtp_with_a_link_that_unsubscribes(
             db_url, folders, smtp_host="127.0.0.1", smtp_port=server.port,
             smtp_starttls=False, email_from="Tend <tend@tend.test>",
         )  # fmt: skip
-        runtime = Runtime.build(settings, clock=clock)
+        runtime = published_runtime(settings, clock=clock)
         try:
             assert isinstance(runtime.channels["email"], SMTPEmailChannel)
             with transaction(runtime.engine) as conn:

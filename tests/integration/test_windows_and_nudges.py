@@ -27,7 +27,7 @@ from service.storage.checkins import CHECKED_IN_NOTE, WINDOW_CLOSED_NOTE
 from service.storage.db import transaction
 from service.storage.tables import occurrences, replies
 from service.web.app import create_app
-from tests.support.engine import Folders, Harness
+from tests.support.engine import Folders, Harness, publish
 
 PHONE = "+14155550123"
 NUDGE = 'nudge: {after: 90m, message: "Still time for your walk, {{ participant.first_name }}?"}'
@@ -61,7 +61,7 @@ KEY = "walk:2026-03-02"
 def setup(h: Harness, folders: Folders, text: str) -> tuple[str, str]:
     """Write the plan, enroll Rae from Monday; (participant, enrollment)."""
     folders.write_plan("evening", text)
-    h.runtime.plans.refresh()
+    publish(h.runtime)
     person = h.participant()
     return person, h.enroll(person, "evening", date(2026, 3, 2))
 

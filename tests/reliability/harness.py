@@ -40,6 +40,7 @@ from service.storage import deliveries as delivery_rows
 from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
 from tests.support.clock import SharedClock
+from tests.support.engine import publish
 from tests.support.fake_smtp import SMTPServer
 from tests.support.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.support.services import PostgresServer, RedisServer, free_port, wait_for
@@ -125,6 +126,7 @@ class Deployment:
             web_port=free_port(),
             grace_minutes=grace_minutes,
         )
+        publish(deployment.runtime)  # `tend plans push`: the processes read the database
         return deployment
 
     @property

@@ -242,6 +242,7 @@ def _populate_batch(
             "participant_id": prow["id"],
             "plan_id": plan.id,
             "plan_hash": plan.content_hash,
+            "plan_version": plan.version,
             "start_date": start,
             "variables": dict(person.variables),
             "status": "active",
@@ -258,7 +259,9 @@ def _populate_batch(
         assert not changes.moved
         assert not changes.cancelled
         if changes.added:
-            occurrence_rows._insert_occurrences(stand_in, enrollment.id, changes.added, now)
+            occurrence_rows._insert_occurrences(
+                stand_in, enrollment.id, changes.added, now, plan.version
+            )
         erow["horizon"] = horizon
         new_participants.append(prow)
         new_enrollments.append(erow)

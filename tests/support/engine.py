@@ -18,6 +18,8 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 
 from service.actions import enrollments as enrolling
+from service.actions import plans as publishing
+from service.actions.plans import SyncLine
 from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
 from service.clock import Clock, ManualClock
 from service.core.plan import Plan
@@ -173,7 +175,29 @@ def build_runtime(
     channels: dict[str, Channel],
     **settings: Any,
 ) -> Runtime:
-    return Runtime.build(settings_for(db_url, folders, **settings), clock=clock, channels=channels)
+    """A runtime with the plans of the schedules folder published, as `tend run` does."""
+    runtime = Runtime.build(
+        settings_for(db_url, folders, **settings), clock=clock, channels=channels
+    )
+    publish(runtime, strict=False)
+    return runtime
+
+
+def published_runtime(settings: Settings, **options: Any) -> Runtime:
+    """`Runtime.build`, then the schedules folder published (files with errors skipped)."""
+    runtime = Runtime.build(settings, **options)
+    publish(runtime, strict=False)
+    return runtime
+
+
+def publish(runtime: Runtime, *, dry_run: bool = False, strict: bool = True) -> list[SyncLine]:
+    """Publish the schedules folder (`tend plans push`), as a coach does after editing a
+    file; returns what it changed (or would) for each enrollment. `strict`: a file with
+    errors fails the test."""
+    result = publishing.push(runtime, by="test", dry_run=dry_run)
+    if strict:
+        assert not result.errors, [str(d) for d in result.errors]
+    return [line for published in result.published for line in published.lines]
 
 
 class Harness:
@@ -212,6 +236,9 @@ class Harness:
 
     def plan(self, plan_id: str) -> Plan:
         found = self.runtime.plans.get(plan_id)
+        if found is None:  # written since the runtime was built
+            publish(self.runtime)
+            found = self.runtime.plans.get(plan_id)
         assert found is not None, f"plan {plan_id} did not load"
         return found
 

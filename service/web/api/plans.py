@@ -165,7 +165,7 @@ def preview_plan(
     check_in_url = f"{runtime.settings.public_base}/check-in/preview"
     try:
         preview = build_preview(
-            plan, first, zone, overrides, runtime.catalog.renderer, check_in_url, person
+            plan, first, zone, overrides, runtime.plans.renderer(plan), check_in_url, person
         )
     except ValueError as exc:
         raise bad_request(str(exc)) from None
