@@ -375,14 +375,11 @@ def enroll_command(
 
 
 def _plan_id_of_file(rt: Runtime, path: str) -> str:
-    """The id of the plan in the file at `path`, which must be one the schedules folder
-    holds: enrollments follow the plans Tend runs."""
+    """The id of the plan in the file at `path`, which must be published: enrollments
+    follow the plans Tend runs."""
     loaded = _load_plan(rt.catalog, path)
     if rt.plans.get(loaded.id) is None:
-        fail(
-            f"plan '{loaded.id}' is not in the schedules folder "
-            f"({rt.settings.schedules_dir}); enrollments follow plans kept there"
-        )
+        fail(f"plan '{loaded.id}' is not published; publish it first: tend plans push {path}")
     return loaded.id
 
 

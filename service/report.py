@@ -138,14 +138,14 @@ def build(
             enrollment_id=enrollment_id,
             statuses=statuses,
         )
-        # A plan gone from the folder still has its history; one never heard of is not.
+        # A plan that cannot be read still has its history; one never heard of is not.
         if (
             plan_id is not None
             and not enrolled
             and runtime.plans.get(plan_id) is None
             and not enrollment_rows.list_enrollments(conn, plan_id=plan_id)
         ):
-            raise NotFound(f"no plan '{plan_id}' in the schedules folder and no enrollments in it")
+            raise NotFound(f"no plan '{plan_id}' is published and no enrollments are in it")
         people = {p.id: p for p in _participants(conn, {e["participant_id"] for e in enrolled})}
         by_enrollment: dict[str, list[checkins.OutcomeRow]] = defaultdict(list)
         ids = [e["enrollment_id"] for e in enrolled]

@@ -43,12 +43,14 @@ def variables_for(
 
 
 def running_plan(runtime: Runtime, plan_id: str) -> Plan:
-    """The plan as the schedules folder has it now (a file with errors: its last good
-    version, as the scheduler keeps it)."""
+    """The newest published version of the plan."""
     known = runtime.plans.refresh()
     plan = known.get(plan_id)
     if plan is None:
-        raise NotFound(f"no plan '{plan_id}' in the schedules folder{did_you_mean(plan_id, known)}")
+        raise NotFound(
+            f"no plan '{plan_id}' is published{did_you_mean(plan_id, known)}; "
+            "publish it first (tend plans push)"
+        )
     return plan
 
 
@@ -207,9 +209,9 @@ def replan_participant(
         plan = loaded.get(current.plan_id)
         if plan is None:
             raise Conflict(
-                f"enrollment {current.id} follows plan '{current.plan_id}', which is no longer "
-                "in the schedules folder, so its reminders cannot be moved; cancel that "
-                "enrollment first, or restore the plan file"
+                f"enrollment {current.id} follows plan '{current.plan_id}', which cannot be "
+                "read, so its reminders cannot be moved; cancel that enrollment first, or "
+                "publish the plan again"
             )
         try:
             resolve_plan_variables(plan, variables_for(plan, person, current.variables))

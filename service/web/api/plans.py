@@ -4,15 +4,21 @@ a real one (as `tend plans preview --format json`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import Path as FastPath
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from service.actions import enrollments as enrolling
+from service.actions import plans as publishing
 from service.core import validate
+from service.core.diagnostics import Diagnostic
 from service.core.plan import WEEKDAYS, Plan
 from service.core.preview import as_json, build_preview
 from service.core.render import SAMPLE_PERSON, Person, RenderError
@@ -20,17 +26,32 @@ from service.core.states import LIVE_STATUSES
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import reading
+from service.storage.plan_versions import PlanVersion, VersionBrief
 from service.web.api.common import (
     ID_TEXT,
     Limit,
     Offset,
     PlanId,
+    Problem,
     RuntimeDep,
     answering,
     bad_request,
     responses,
 )
-from service.web.api.schemas import PlanOut, PlanPage, PracticeOut, PreviewOut
+from service.web.api.schemas import (
+    PlanChanges,
+    PlanOut,
+    PlanPage,
+    PlanProblem,
+    PlanRejectedOut,
+    PracticeOut,
+    PreviewOut,
+    PublishOut,
+    VersionOut,
+    VersionPage,
+    VersionText,
+)
+from service.web.forms import TooLarge, has_control, read_capped
 
 router = APIRouter()
 
@@ -74,7 +95,7 @@ def _plan_out(plan: Plan) -> PlanOut:
 
 @router.get("/plans", response_model=PlanPage, tags=["plans"], summary="List plans")
 def list_plans(runtime: RuntimeDep, limit: Limit = 100, offset: Offset = 0) -> Any:
-    """The plans in the schedules folder, by id."""
+    """The published plans (the newest version of each), by id."""
     found = [plan for _, plan in sorted(runtime.plans.refresh().items())]
     items = [_plan_out(plan) for plan in found[offset : offset + limit]]
     return PlanPage(items=items, total=len(found), limit=limit, offset=offset)
@@ -90,6 +111,154 @@ def list_plans(runtime: RuntimeDep, limit: Limit = 100, offset: Offset = 0) -> A
 def get_plan(plan_id: PlanId, runtime: RuntimeDep) -> Any:
     with answering():
         return _plan_out(enrolling.running_plan(runtime, plan_id))
+
+
+PLAN_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/plain")
+_PLAN_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The plan's YAML, as a file holds it (UTF-8).",
+        "content": {
+            kind: {"schema": {"type": "string", "maxLength": publishing.MAX_PLAN_BYTES}}
+            for kind in ("application/yaml", "text/plain")
+        },
+    }
+}
+
+
+def _problems(diagnostics: Sequence[Diagnostic]) -> list[PlanProblem]:
+    return [PlanProblem(line=d.line, col=d.column, message=d.message) for d in diagnostics]
+
+
+@router.put(
+    "/plans/{plan_id}",
+    response_model=PublishOut,
+    tags=["plans"],
+    summary="Publish a plan's next version",
+    responses={
+        **responses(400),
+        413: {"model": Problem, "description": "The body is larger than a plan may be."},
+        415: {"model": Problem, "description": "The body is not YAML or plain text."},
+        422: {
+            "model": PlanRejectedOut,
+            "description": "The plan has errors (lines and columns as `tend plans check` "
+            "gives them); nothing was stored.",
+        },
+    },
+    openapi_extra=_PLAN_BODY,
+)
+async def put_plan(
+    plan_id: PlanId,
+    request: Request,
+    runtime: RuntimeDep,
+    dry_run: Annotated[
+        bool, Query(description="Check and say what publishing would change; store nothing.")
+    ] = False,
+    note: Annotated[
+        str | None,
+        Query(max_length=publishing.MAX_NOTE, description="A few words on what changed."),
+    ] = None,
+) -> Any:
+    """Check the plan; unless the newest version already has this content, store it
+    (with the text of every template it uses) as the next version, and move live
+    enrollments forward to it (sent occurrences are untouched). Rolling back is sending
+    an old version's text again. The `plan:` in the text must be `plan_id`."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind not in PLAN_TYPES:
+        raise HTTPException(
+            415,
+            "send the plan's YAML as application/yaml or text/plain, not " + (kind or "nothing"),
+        )
+    try:
+        body = await read_capped(request, publishing.MAX_PLAN_BYTES)
+    except TooLarge:
+        raise HTTPException(
+            413, f"a plan may be at most {publishing.MAX_PLAN_BYTES:,} bytes"
+        ) from None
+    if note is not None and has_control(note):
+        raise bad_request("the note may not hold control characters")
+    try:
+        with answering():
+            published = await run_in_threadpool(
+                publishing.publish,
+                runtime,
+                body,
+                by="api",
+                note=note,
+                plan_id=plan_id,
+                dry_run=dry_run,
+                shown=f"{plan_id}.yaml",
+            )
+    except publishing.PlanRejected as rejected:
+        content = PlanRejectedOut(
+            errors=_problems(rejected.errors), warnings=_problems(rejected.warnings)
+        )
+        return JSONResponse(content.model_dump(), status_code=422)
+    effect = published.effect
+    return PublishOut(
+        plan=published.plan.id,
+        version=published.version,
+        created=published.created,
+        dry_run=published.dry_run,
+        changes=PlanChanges(
+            enrollments=effect.enrollments,
+            added=effect.added,
+            moved=effect.moved,
+            cancelled=effect.cancelled,
+        ),
+        cannot_follow=[
+            f"{line.enrollment_id}: {line.error}" for line in published.lines if line.error
+        ],
+        warnings=_problems(published.warnings),
+    )
+
+
+def _version_out(v: VersionBrief | PlanVersion) -> VersionOut:
+    return VersionOut(
+        plan=v.plan_id,
+        version=v.version,
+        title=v.title,
+        content_hash=v.content_hash,
+        published_by=v.published_by,
+        published_at=v.published_at,
+        note=v.note,
+    )
+
+
+@router.get(
+    "/plans/{plan_id}/versions",
+    response_model=VersionPage,
+    tags=["plans"],
+    summary="List a plan's published versions",
+    responses=responses(404),
+)
+def list_versions(
+    plan_id: PlanId, runtime: RuntimeDep, limit: Limit = 100, offset: Offset = 0
+) -> Any:
+    """Oldest first: number, when, by whom, content hash and note."""
+    with answering():
+        found = publishing.versions(runtime, plan_id)
+    items = [_version_out(v) for v in found[offset : offset + limit]]
+    return VersionPage(items=items, total=len(found), limit=limit, offset=offset)
+
+
+@router.get(
+    "/plans/{plan_id}/versions/{number}",
+    response_model=VersionText,
+    tags=["plans"],
+    summary="Read one published version, with its text",
+    responses=responses(404),
+)
+def get_version(
+    plan_id: PlanId,
+    number: Annotated[int, FastPath(ge=1, le=1_000_000_000, description="The version number.")],
+    runtime: RuntimeDep,
+) -> Any:
+    with answering():
+        found = publishing.version(runtime, plan_id, number)
+    return VersionText(
+        **_version_out(found).model_dump(), yaml=found.yaml, templates=found.templates
+    )
 
 
 _VAR_PAIR = r"^[a-z_][a-z0-9_]{0,62}=[^\x00]{1,64}$"

@@ -299,6 +299,58 @@ class PlanPage(Page[PlanOut]):
     pass
 
 
+class PlanProblem(BaseModel):
+    line: int = Field(description="The line, from 1, as `tend plans check` gives it.")
+    col: int = Field(description="The column, from 1, as `tend plans check` gives it.")
+    message: str
+
+
+class PlanChanges(BaseModel):
+    enrollments: int = Field(description="Live enrollments whose reminders change.")
+    added: int
+    moved: int = Field(description="Unsent occurrences whose time, text or details change.")
+    cancelled: int
+
+
+class PublishOut(BaseModel):
+    plan: str
+    version: int = Field(description="The new version; unchanged: the newest, which has this text.")
+    created: bool = Field(description="False: the newest version already had this content.")
+    dry_run: bool = Field(description="True: nothing was stored; this is what would happen.")
+    changes: PlanChanges
+    cannot_follow: list[str] = Field(
+        description="Enrollments that cannot follow the new version (they stay on theirs), "
+        "each with the reason."
+    )
+    warnings: list[PlanProblem]
+
+
+class PlanRejectedOut(BaseModel):
+    errors: list[PlanProblem]
+    warnings: list[PlanProblem]
+
+
+class VersionOut(BaseModel):
+    plan: str
+    version: int
+    title: str
+    content_hash: str
+    published_by: str
+    published_at: datetime
+    note: str | None
+
+
+class VersionPage(Page[VersionOut]):
+    pass
+
+
+class VersionText(VersionOut):
+    yaml: str = Field(description="The plan as it was published, comments and all.")
+    templates: dict[str, str] = Field(
+        description="The text of each template file the version uses, by file name."
+    )
+
+
 class PreviewOccurrence(BaseModel):
     key: str
     practice: str
