@@ -11,11 +11,13 @@ the browser is redirected (303) to a page that shows what was done, once. Pages 
 rendered by the one environment of `service.web.pages`, are never cached and load
 nothing from elsewhere: the only script is the small one served by
 `/dashboard/static/dashboard.js` (copy buttons, a confirmation before rotating a feed or
-ending an enrollment); everything works without it.
+ending an enrollment, the plan editor's line numbers); everything works without it.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -29,7 +31,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from service.actions import enrollments as enrolling
 from service.actions import messages
 from service.actions import participants as people
+from service.actions import plans as publishing
 from service.actions.errors import ActionError
+from service.core.diagnostics import Diagnostic
 from service.logging import mask
 from service.runtime import Runtime
 from service.storage.db import NotFound
@@ -52,6 +56,8 @@ from service.web.session import (
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
 MAX_FORM = 4 * 1024
+# The editor's form: a plan's text (at most publishing.MAX_PLAN_BYTES) form-encoded.
+MAX_PLAN_FORM = 4 * publishing.MAX_PLAN_BYTES
 SCRIPT_PATH = "/dashboard/static/dashboard.js"
 RECENT_REPLIES = 20  # on a participant's page; older ones are folded away
 
@@ -147,7 +153,9 @@ def _message(
                    title=title, text=text)  # fmt: skip
 
 
-async def _posted(request: Request) -> tuple[Session, dict[str, str]] | Response:
+async def _posted(
+    request: Request, limit: int = MAX_FORM
+) -> tuple[Session, dict[str, str]] | Response:
     """The session and form of a POST that may change something, or the response that
     refuses it: another site's request (403), no session (to the login page), a missing
     or wrong CSRF token (403)."""
@@ -157,7 +165,7 @@ async def _posted(request: Request) -> tuple[Session, dict[str, str]] | Response
     if session is None:  # expired, say: log in again, then start from the overview
         return _to_login(request, "/dashboard")
     try:
-        body = await read_capped(request, MAX_FORM)
+        body = await read_capped(request, limit)
         form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except TooLarge:
         return _message(request, session, "Too large", "That form was too large.", 413)
@@ -265,6 +273,42 @@ document.addEventListener("DOMContentLoaded", function () {
       if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
     });
   });
+  var editor = document.querySelector("[data-editor]");
+  if (editor) {
+    var area = editor.querySelector("textarea");
+    var gutter = editor.querySelector("[data-gutter]");
+    // The gutter numbers every line as the text grows or shrinks; marks stay on their line.
+    area.addEventListener("input", function () {
+      var lines = area.value.split("\n").length;
+      for (var n = gutter.children.length + 1; n <= lines; n++) {
+        var number = document.createElement("span");
+        number.id = "line-" + n;
+        number.textContent = String(n);
+        gutter.appendChild(number);
+      }
+      while (gutter.children.length > lines && !gutter.lastElementChild.className) {
+        gutter.removeChild(gutter.lastElementChild);
+      }
+      editor.style.setProperty("--lines", String(gutter.children.length));
+    });
+    // An error in the list takes the cursor to its line and column.
+    document.querySelectorAll("a[data-goto]").forEach(function (link) {
+      link.addEventListener("click", function (event) {
+        event.preventDefault();
+        var place = link.getAttribute("data-goto").split(":");
+        var line = parseInt(place[0], 10), column = parseInt(place[1], 10);
+        var lines = area.value.split("\n"), at = 0;
+        for (var i = 0; i < line - 1 && i < lines.length; i++) { at += lines[i].length + 1; }
+        at += Math.max(0, Math.min(column - 1, (lines[line - 1] || "").length));
+        area.focus();
+        area.setSelectionRange(at, at);
+        var row = document.getElementById("line-" + line);
+        if (row) { row.scrollIntoView({block: "center"}); }
+      });
+    });
+  }
+  var focus = document.querySelector("[data-focus]");
+  if (focus) { focus.focus(); }
 });
 """
 
@@ -379,6 +423,35 @@ def plans_page(request: Request) -> Response:
     )
 
 
+def _preview_options(
+    runtime: Runtime, now: Any, start: str | None, tz: str | None
+) -> tuple[date, ZoneInfo, str, str | None]:
+    """The preview's start date and zone from the form (today, the digest's zone by
+    default), and what was wrong with them."""
+    error = None
+    zone_name = (tz or "").strip() or runtime.settings.digest_timezone
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # 'America' is a folder
+        error = f"'{zone_name}' is not a time zone (try Europe/London or America/New_York)."
+        zone = ZoneInfo("UTC")
+        zone_name = "UTC"
+    first = now.astimezone(zone).date()
+    if start and start.strip():
+        try:
+            first = date.fromisoformat(start.strip())
+        except ValueError:
+            error = f"'{start}' is not a date (YYYY-MM-DD)."
+    return first, zone, zone_name, error
+
+
+def _versions(runtime: Runtime, plan_id: str) -> list[Any]:
+    try:
+        return list(reversed(publishing.versions(runtime, plan_id)))  # newest first
+    except NotFound:
+        return []
+
+
 @router.get("/plans/{plan_id}", response_class=HTMLResponse)
 def plan_page(
     request: Request, plan_id: Id, start: str | None = None, tz: str | None = None
@@ -393,21 +466,9 @@ def plan_page(
         rows = data.cohort(runtime, now, plan_id=plan_id)
     except NotFound:  # neither running nor with an enrollment
         return _not_found(request, session, "plan")
-    error = None
-    zone_name = (tz or "").strip() or runtime.settings.digest_timezone
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # 'America' is a folder
-        error = f"'{zone_name}' is not a time zone (try Europe/London or America/New_York)."
-        zone = ZoneInfo("UTC")
-        zone_name = "UTC"
-    first = now.astimezone(zone).date()
-    if start:
-        try:
-            first = date.fromisoformat(start.strip())
-        except ValueError:
-            error = f"'{start}' is not a date (YYYY-MM-DD)."
+    first, zone, zone_name, error = _preview_options(runtime, now, start, tz)
     preview = data.plan_preview(runtime, plan, first, zone) if plan is not None else None
+    versions = _versions(runtime, plan_id)
     return _render(
         request,
         "dashboard/plan.html",
@@ -423,7 +484,300 @@ def plan_page(
         zone=zone,
         zone_name=zone_name,
         error=error,
+        versions=versions,
+        templates=sorted(runtime.plans.templates(plan)) if plan else [],
     )
+
+
+@router.get("/plans/{plan_id}/versions/{number}", response_class=HTMLResponse)
+def version_page(request: Request, plan_id: Id, number: int) -> Response:
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    runtime = _runtime(request)
+    try:
+        found = publishing.version(runtime, plan_id, number)
+    except NotFound:
+        return _not_found(request, session, "version")
+    newest = runtime.plans.get(plan_id)
+    return _render(
+        request,
+        "dashboard/plan_version.html",
+        session,
+        title=f"{found.title}, version {found.version}",
+        section="plans",
+        plan_id=plan_id,
+        found=found,
+        newest=newest.version if newest else None,
+        lines=found.yaml.split("\n"),
+    )
+
+
+@router.get("/plans/{plan_id}/diff", response_class=HTMLResponse)
+def diff_page(
+    request: Request, plan_id: Id, a: int | None = None, b: int | None = None
+) -> Response:
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    runtime = _runtime(request)
+    versions = _versions(runtime, plan_id)
+    if not versions:
+        return _not_found(request, session, "plan")
+    newest = versions[0].version
+    b = newest if b is None else b
+    a = max(b - 1, 1) if a is None else a
+    try:
+        old = publishing.version(runtime, plan_id, a)
+        new = publishing.version(runtime, plan_id, b)
+    except NotFound:
+        return _not_found(request, session, "version")
+    return _render(
+        request,
+        "dashboard/plan_diff.html",
+        session,
+        title=f"{new.title}: version {a} to {b}",
+        section="plans",
+        plan_id=plan_id,
+        old=old,
+        new=new,
+        versions=versions,
+        files=data.diff_versions(old, new),
+    )
+
+
+# --- the editor: check, preview, review, publish ------------------------------------------
+
+
+@dataclass
+class Draft:
+    """What the editor shows: the text as the coach has it, and what was found."""
+
+    text: str
+    plan_id: str | None  # None: a new plan (from a copy)
+    errors: list[Diagnostic] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    note: str = ""
+    notice: str | None = None  # said above the editor (what the text is, what was done)
+    checked: str | None = None  # "No errors" and what publishing would do
+    preview: data.PlanPreview | None = None
+    review: publishing.Published | None = None
+    effect: list[data.EffectRow] = field(default_factory=list)
+    reviewed: str = ""  # the hash of the text reviewed, which a publish must match
+
+    @property
+    def marks(self) -> dict[int, dict[str, Any]]:
+        """Per line: the worst severity there and every message, for the gutter."""
+        found: dict[int, dict[str, Any]] = {}
+        for d in [*self.errors, *self.warnings]:
+            mark = found.setdefault(d.line, {"severity": d.severity, "messages": []})
+            if d.severity == "error":
+                mark["severity"] = "error"
+            mark["messages"].append(f"column {d.column}: {d.message}")
+        return found
+
+    @property
+    def line_count(self) -> int:
+        return max(self.text.count("\n") + 1, max(self.marks, default=1))
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _editor(
+    request: Request,
+    session: Session,
+    draft: Draft,
+    *,
+    status_code: int = 200,
+    start: date,
+    zone_name: str,
+    copied_from: str | None = None,
+) -> HTMLResponse:
+    runtime = _runtime(request)
+    plan = runtime.plans.get(draft.plan_id) if draft.plan_id else None
+    if draft.plan_id:
+        action = f"/dashboard/plans/{quote(draft.plan_id)}/edit"
+        title = f"Edit {plan.title if plan else draft.plan_id}"
+    else:
+        action = "/dashboard/new-plan"
+        title = "New plan"
+    source = runtime.plans.get(copied_from) if copied_from else plan
+    return _render(
+        request,
+        "dashboard/plan_edit.html",
+        session,
+        status_code,
+        title=title,
+        section="plans",
+        draft=draft,
+        plan=plan,
+        action=action,
+        start=start,
+        zone_name=zone_name,
+        copied_from=copied_from,
+        templates=sorted(runtime.plans.templates(source)) if source else [],
+        template_source=source,
+    )
+
+
+@router.get("/plans/{plan_id}/edit", response_class=HTMLResponse)
+def edit_page(request: Request, plan_id: Id, version: int | None = None) -> Response:
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    runtime = _runtime(request)
+    plan = runtime.plans.get(plan_id)
+    if plan is None:
+        return _not_found(request, session, "published plan")
+    number = version if version is not None else plan.version
+    try:
+        found = publishing.version(runtime, plan_id, number)
+    except NotFound:
+        return _not_found(request, session, "version")
+    notice = (
+        f"The text of version {number}, to publish again as a new version (a rollback)."
+        if number != plan.version
+        else f"The text of version {number}, the newest."
+    )
+    draft = Draft(found.yaml, plan_id, notice=notice)
+    first, _, zone_name, _ = _preview_options(runtime, runtime.clock.now(), None, None)
+    return _editor(request, session, draft, start=first, zone_name=zone_name)
+
+
+@router.get("/new-plan", response_class=HTMLResponse)
+def new_plan_page(request: Request, copy: str = "", id: str = "") -> Response:
+    """A new plan from a copy of another: its text with the `plan:` id the coach gave."""
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    runtime = _runtime(request)
+    source = runtime.plans.get(copy) if copy else None
+    if source is None or not id.strip():
+        return _render(
+            request,
+            "dashboard/plan_new.html",
+            session,
+            status_code=404 if copy and not source else 200,
+            title="New plan",
+            section="plans",
+            plans=sorted(runtime.plans.all().values(), key=lambda p: p.title.casefold()),
+            copy=copy,
+            new_id=id,
+            error=f"There is no published plan '{copy}' to copy." if copy and not source else None,
+        )
+    found = publishing.version(runtime, source.id, source.version)
+    new_id = id.strip()
+    text = data.with_plan_id(found.yaml, new_id)
+    notice = (
+        f"A copy of {source.title} (version {source.version}) as plan '{new_id}'. Publishing "
+        "it makes version 1 of the new plan; the original is not changed."
+    )
+    draft = Draft(text, None, notice=notice)
+    first, _, zone_name, _ = _preview_options(runtime, runtime.clock.now(), None, None)
+    return _editor(request, session, draft, start=first, zone_name=zone_name, copied_from=source.id)
+
+
+@router.post("/plans/{plan_id}/edit", response_class=HTMLResponse)
+async def edit_plan(request: Request, plan_id: Id) -> Response:
+    return await _edited(request, plan_id)
+
+
+@router.post("/new-plan", response_class=HTMLResponse)
+async def new_plan(request: Request) -> Response:
+    return await _edited(request, None)
+
+
+def _taken(runtime: Runtime, text: str) -> Diagnostic | None:
+    """For a new plan: an error at its `plan:` line when a plan has that id already."""
+    declared = runtime.catalog.compile_version(text, "plan")[0].declared_id
+    if not declared or not _versions(runtime, declared):
+        return None
+    return Diagnostic(
+        "plan",
+        data.plan_id_line(text),
+        1,
+        "error",
+        f"a plan '{declared}' exists already: give this copy a new id, or edit "
+        f"'{declared}' from its own page",
+    )
+
+
+async def _edited(request: Request, plan_id: str | None) -> Response:
+    """The editor's buttons: check, preview, review (a dry run), publish. A text with
+    errors comes back in the editor as it was typed, with its errors."""
+    posted = await _posted(request, MAX_PLAN_FORM)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
+    runtime = _runtime(request)
+    text = form.get("text", "").replace("\r\n", "\n").replace("\r", "\n")
+    note = form.get("note", "").strip()
+    action = form.get("action", "check")
+    copied_from = form.get("copied_from") or None
+    first, zone, zone_name, zone_error = _preview_options(
+        runtime, runtime.clock.now(), form.get("start"), form.get("tz")
+    )
+    draft = Draft(text, plan_id, note=note, reviewed=form.get("reviewed", ""))
+
+    def again(status_code: int = 200) -> HTMLResponse:
+        return _editor(request, session, draft, status_code=status_code, start=first,
+                       zone_name=zone_name, copied_from=copied_from)  # fmt: skip
+
+    if action == "publish" and draft.reviewed != _text_hash(text):
+        action = "review"
+        draft.notice = "The text changed since it was reviewed: review what it does again."
+    taken = None  # a new plan must have an id no plan has
+    if plan_id is None:
+        taken = await run_in_threadpool(_taken, runtime, text)
+    try:
+        published = await run_in_threadpool(
+            lambda: publishing.publish(
+                runtime, text, by="dashboard", note=note or None, plan_id=plan_id,
+                dry_run=action != "publish" or taken is not None,
+            )
+        )  # fmt: skip
+    except publishing.PlanRejected as rejected:
+        found = [*rejected.errors, *([taken] if taken else [])]
+        draft.errors = sorted(found, key=lambda d: (d.line, d.column))
+        draft.warnings = rejected.warnings
+        draft.reviewed = ""
+        return again(422)
+    draft.warnings = list(published.warnings)
+    if taken is not None:
+        draft.errors = [taken]
+        draft.reviewed = ""
+        return again(422)
+    if action == "publish":
+        target = f"/dashboard/plans/{quote(published.plan.id)}"
+        if not published.created:
+            return _redirect(request, target, f"Nothing published: version "
+                             f"{published.version} has this text already.")  # fmt: skip
+        return _redirect(
+            request,
+            target,
+            f"Version {published.version} published: {published.effect.summary()}.",
+        )
+    effect = published.effect.summary()
+    if action == "preview":
+        if zone_error:
+            draft.notice = zone_error
+            return again(400)
+        draft.preview = await run_in_threadpool(data.draft_preview, runtime, text, first, zone)
+    elif action == "review":
+        draft.review = published
+        draft.effect = await run_in_threadpool(data.effect_rows, runtime, published.lines)
+        draft.reviewed = _text_hash(text) if published.created else ""
+    else:
+        count = len(draft.warnings)
+        said = f"{count} warning{'s' if count != 1 else ''}" if count else "no warnings"
+        draft.checked = (
+            f"No errors, {said}. Publishing would make version {published.version} ({effect})."
+            if published.created
+            else f"No errors, {said}. This is the text of version {published.version}."
+        )
+    return again()
 
 
 @router.get("/outbox", response_class=HTMLResponse)

@@ -15,10 +15,12 @@ occurrences, or fell by 25 points or more from the week before.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,11 +28,14 @@ import structlog
 
 from service import report
 from service.actions import links
+from service.actions.plans import SyncLine
+from service.catalog import version_renderer
 from service.channels.outbox import OutboxChannel
 from service.core.digest import CohortEntry, Week, slip_reason
 from service.core.plan import Plan
 from service.core.preview import Preview, build_preview
 from service.core.records import Participant
+from service.core.render import Renderer
 from service.core.timeexpr import VariableError
 from service.report import EnrollmentReport, PracticeLine
 from service.runtime import Runtime
@@ -40,6 +45,7 @@ from service.storage import outbox as outbox_rows
 from service.storage import participants as participant_rows
 from service.storage import replies as reply_rows
 from service.storage.db import Connection, reading, transaction
+from service.storage.plan_versions import PlanVersion
 from service.web.charts import Cell
 
 log = structlog.get_logger("tend.dashboard")
@@ -326,16 +332,17 @@ class PlanSummary:
     practices: int | None
     counts: dict[str, int] = field(default_factory=dict)  # enrollments by status
     loaded: bool = True
+    version: int | None = None  # the newest published version
 
 
 def plans_overview(runtime: Runtime) -> list[PlanSummary]:
-    """Every plan in the schedules folder, and any plan enrollments name whose file is
-    gone, with their enrollments counted by status."""
+    """Every published plan (its newest version), and any plan enrollments name that has
+    no published version, with their enrollments counted by status."""
     plans = runtime.plans.refresh()
     with transaction(runtime.engine) as conn:
         counts = enrollment_rows.status_counts_by_plan(conn)
     found = [
-        PlanSummary(p.id, p.title, p.weeks, len(p.practices), counts.get(p.id, {}))
+        PlanSummary(p.id, p.title, p.weeks, len(p.practices), counts.get(p.id, {}), True, p.version)
         for p in plans.values()
     ]
     found += [
@@ -347,27 +354,202 @@ def plans_overview(runtime: Runtime) -> list[PlanSummary]:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockChange:
+    """A day whose UTC offset differs from the day before's (a daylight saving change)."""
+
+    day: date
+    before: str  # "UTC+01:00"
+    after: str
+
+    @property
+    def text(self) -> str:
+        return f"the clocks change: times are {self.after} from here (were {self.before})"
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewRow:
+    item: Any  # a PreviewItem
+    change: ClockChange | None = None  # the first reminder on or after a clock change
+
+
+@dataclass(frozen=True, slots=True)
 class PlanPreview:
     preview: Preview | None
     error: str | None
-    weeks: tuple[tuple[int, tuple[Any, ...]], ...]  # (week, items) in order
+    weeks: tuple[tuple[int, tuple[PreviewRow, ...]], ...]  # (week, rows) in order
+    changes: tuple[ClockChange, ...] = ()
 
 
-def plan_preview(runtime: Runtime, plan: Plan, start: date, zone: ZoneInfo) -> PlanPreview:
-    """The plan expanded for the sample participant, as `tend plans preview` does."""
+def _offset(zone: ZoneInfo, day: date) -> str:
+    offset = datetime.combine(day, time(12), zone).utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def clock_changes(start: date, days: int, zone: ZoneInfo) -> tuple[ClockChange, ...]:
+    """The days from `start` on whose UTC offset (at noon) differs from the day before's."""
+    found: list[ClockChange] = []
+    before = _offset(zone, start - timedelta(days=1))
+    for n in range(max(days, 0) + 1):
+        current = start + timedelta(days=n)
+        now = _offset(zone, current)
+        if now != before:
+            found.append(ClockChange(current, before, now))
+        before = now
+    return tuple(found)
+
+
+def plan_preview(
+    runtime: Runtime,
+    plan: Plan,
+    start: date,
+    zone: ZoneInfo,
+    renderer: Renderer | None = None,
+) -> PlanPreview:
+    """The plan expanded for the sample participant, as `tend plans preview` does, with
+    the days the clocks change in `zone` marked. `renderer`: for a text not published
+    yet (the editor's), the templates it would be published with."""
     check_in_url = f"{runtime.settings.public_base}/check-in/preview"
     try:
-        preview = build_preview(plan, start, zone, {}, runtime.plans.renderer(plan), check_in_url)
+        renders = renderer if renderer is not None else runtime.plans.renderer(plan)
+        preview = build_preview(plan, start, zone, {}, renders, check_in_url)
     except (VariableError, ValueError) as exc:
         return PlanPreview(None, str(exc), ())
     except Exception as exc:  # a template that fails to render: say so on the page
         log.warning("plan preview failed", plan=plan.id, error=str(exc))
         return PlanPreview(None, f"the preview could not be made: {exc}", ())
-    by_week: dict[int, list[Any]] = defaultdict(list)
+    changes = clock_changes(start, plan.days, zone)
+    waiting = list(changes)
+    by_week: dict[int, list[PreviewRow]] = defaultdict(list)
     for item in preview.items:
-        by_week[item.occurrence.week].append(item)
-    weeks = tuple((week, tuple(items)) for week, items in sorted(by_week.items()))
-    return PlanPreview(preview, None, weeks)
+        change = None
+        local_day = item.occurrence.utc.astimezone(zone).date()
+        while waiting and waiting[0].day <= local_day:
+            change = waiting.pop(0)  # two changes before one reminder: the later one
+        by_week[item.occurrence.week].append(PreviewRow(item, change))
+    weeks = tuple((week, tuple(rows)) for week, rows in sorted(by_week.items()))
+    return PlanPreview(preview, None, weeks, changes)
+
+
+def draft_preview(runtime: Runtime, text: str, start: date, zone: ZoneInfo) -> PlanPreview:
+    """The preview of a plan's text as the editor has it (checked already: a text with
+    errors has no preview), with the templates it would be published with."""
+    loaded, bundle = runtime.catalog.compile_version(text, "plan")
+    if loaded.plan is None or bundle is None:
+        return PlanPreview(None, "the plan has errors: check it first", ())
+    return plan_preview(runtime, loaded.plan, start, zone, version_renderer(bundle.templates))
+
+
+# --- the plan workspace: versions, diffs, a publish's effect -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DiffLine:
+    kind: str  # "add", "del", "hunk", "same", "file"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiffFile:
+    name: str
+    lines: tuple[DiffLine, ...]  # empty: the same in both
+
+
+def _diff_kind(line: str) -> str:
+    if line.startswith(("+++", "---")):
+        return "file"
+    if line.startswith("@@"):
+        return "hunk"
+    if line.startswith("+"):
+        return "add"
+    if line.startswith("-"):
+        return "del"
+    return "same"
+
+
+def diff_texts(before: str, after: str, name_a: str, name_b: str) -> tuple[DiffLine, ...]:
+    """A unified diff (difflib), line by line with what each line is."""
+    lines = difflib.unified_diff(
+        before.splitlines(), after.splitlines(), name_a, name_b, n=3, lineterm=""
+    )
+    return tuple(DiffLine(_diff_kind(line), line) for line in lines)
+
+
+def diff_versions(a: PlanVersion, b: PlanVersion) -> list[DiffFile]:
+    """The plan's text and each template's, from version `a` to version `b`."""
+    files = [
+        DiffFile(
+            "plan",
+            diff_texts(a.yaml, b.yaml, f"version {a.version}", f"version {b.version}"),
+        )
+    ]
+    for name in sorted(set(a.templates) | set(b.templates)):
+        files.append(
+            DiffFile(
+                f"template {name}",
+                diff_texts(
+                    a.templates.get(name, ""),
+                    b.templates.get(name, ""),
+                    f"version {a.version}" if name in a.templates else "(not used)",
+                    f"version {b.version}" if name in b.templates else "(not used)",
+                ),
+            )
+        )
+    return files
+
+
+@dataclass(frozen=True, slots=True)
+class EffectRow:
+    """One enrollment a publish changes (or would), for the coach to read."""
+
+    enrollment_id: str
+    participant_id: str
+    name: str
+    added: int
+    moved: int
+    cancelled: int
+    error: str | None
+
+
+def effect_rows(runtime: Runtime, lines: Sequence[SyncLine]) -> list[EffectRow]:
+    with reading(runtime.engine) as conn:
+        names = {
+            line.participant_id: participant_rows.get_participant(conn, line.participant_id).name
+            for line in lines
+        }
+    rows = [
+        EffectRow(
+            line.enrollment_id,
+            line.participant_id,
+            names[line.participant_id],
+            len(line.changes.added),
+            len(line.changes.moved),
+            len(line.changes.cancelled),
+            line.error,
+        )
+        for line in lines
+        if line.changes or line.error
+    ]
+    return sorted(rows, key=lambda r: (r.error is None, r.name.casefold()))
+
+
+_PLAN_LINE = re.compile(r"^(plan[ \t]*:[ \t]*)([^#\n]*?)([ \t]*(?:#.*)?)$", re.MULTILINE)
+
+
+def plan_id_line(text: str) -> int:
+    """The line of the top-level `plan:` key (1 when there is none)."""
+    found = _PLAN_LINE.search(text)
+    return text.count("\n", 0, found.start()) + 1 if found else 1
+
+
+def with_plan_id(text: str, new_id: str) -> str:
+    """The text with its top-level `plan:` id replaced (comments kept); or, with none,
+    a `plan:` line first."""
+    found = _PLAN_LINE.search(text)
+    if found is None:
+        return f"plan: {new_id}\n{text}"
+    return text[: found.start(2)] + new_id + text[found.end(2) :]
 
 
 # --- the outbox ------------------------------------------------------------------------

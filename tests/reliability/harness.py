@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from twilio.request_validator import RequestValidator
 
 from service.actions.enrollments import enroll
+from service.clock import SystemClock
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
 from service.storage import deliveries as delivery_rows
@@ -126,8 +127,17 @@ class Deployment:
             web_port=free_port(),
             grace_minutes=grace_minutes,
         )
-        publish(deployment.runtime)  # `tend plans push`: the processes read the database
+        deployment.push_plans()
         return deployment
+
+    def push_plans(self) -> None:
+        """`tend plans push` of the deployment's folder: the processes read the database
+        (on the system clock: the shared one may not be started yet)."""
+        runtime = Runtime.build(self.settings(), clock=SystemClock(), channels={})
+        try:
+            publish(runtime)
+        finally:
+            runtime.close()
 
     @property
     def public_url(self) -> str:

@@ -177,8 +177,8 @@ async def put_plan(
         ) from None
     if note is not None and has_control(note):
         raise bad_request("the note may not hold control characters")
-    try:
-        with answering():
+    with answering():
+        try:
             published = await run_in_threadpool(
                 publishing.publish,
                 runtime,
@@ -189,11 +189,11 @@ async def put_plan(
                 dry_run=dry_run,
                 shown=f"{plan_id}.yaml",
             )
-    except publishing.PlanRejected as rejected:
-        content = PlanRejectedOut(
-            errors=_problems(rejected.errors), warnings=_problems(rejected.warnings)
-        )
-        return JSONResponse(content.model_dump(), status_code=422)
+        except publishing.PlanRejected as rejected:
+            content = PlanRejectedOut(
+                errors=_problems(rejected.errors), warnings=_problems(rejected.warnings)
+            )
+            return JSONResponse(content.model_dump(), status_code=422)
     effect = published.effect
     return PublishOut(
         plan=published.plan.id,

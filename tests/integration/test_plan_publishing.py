@@ -1,0 +1,362 @@
+"""Publishing plans (contract section 5.1): `PUT /api/plans/{id}`, its dry run and its
+refusals; versions and their texts; `tend plans push` and `tend plans versions`; the
+templates kept with each version; rolling back; and the same lines and columns from
+`PUT` as from `tend plans check` for every bad plan."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from httpx2 import Response
+from sqlalchemy import func, select
+
+from service import cli
+from service.actions import plans as publishing
+from service.clock import ManualClock
+from service.runtime import Runtime
+from service.storage.db import transaction
+from service.storage.tables import occurrences, plan_versions
+from service.web.app import create_app
+from tests.hostile.test_bad_input import HOSTILE
+from tests.support.engine import START, Folders, Harness, RecordingChannel, build_runtime, publish
+
+TOKEN = "publish-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+YAML = {"Content-Type": "application/yaml"}
+REPO = Path(__file__).resolve().parents[2]
+
+WALK = """\
+# The evening walk: a coach's comment, kept with the version.
+plan: walk
+title: Evening walk
+weeks: 2
+practices:
+  - id: walk
+    category: movement
+    title: Walk
+    at: "18:00"
+    channels: [sms]
+    message: "Walk time, {{ participant.first_name }}."
+"""
+LATER = WALK.replace('"18:00"', '"18:30"').replace("Walk time", "Walk at half past")
+
+
+@dataclass
+class Api:
+    client: TestClient
+    runtime: Runtime
+    folders: Folders
+
+    def put(self, plan_id: str, text: str | bytes, **params: Any) -> Response:
+        body = text.encode() if isinstance(text, str) else text
+        return self.client.put(f"/api/plans/{plan_id}", content=body, headers=YAML, params=params)
+
+    def versions_stored(self) -> int:
+        with transaction(self.runtime.engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(plan_versions)).scalar_one())
+
+
+@pytest.fixture
+def api(db_url: str, folders: Folders) -> Iterator[Api]:
+    runtime = build_runtime(db_url, folders, ManualClock(START), {}, admin_token=TOKEN)
+    try:
+        yield Api(TestClient(create_app(runtime), headers=AUTH), runtime, folders)
+    finally:
+        runtime.close()
+
+
+def ok(response: Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+# --- PUT -------------------------------------------------------------------------------
+
+
+def test_a_plan_is_published_as_numbered_versions_and_read_back_as_written(api: Api) -> None:
+    first = ok(api.put("walk", WALK))
+    assert first == {
+        "plan": "walk",
+        "version": 1,
+        "created": True,
+        "dry_run": False,
+        "changes": {"enrollments": 0, "added": 0, "moved": 0, "cancelled": 0},
+        "cannot_follow": [],
+        "warnings": [],
+    }
+    again = ok(api.put("walk", WALK))
+    assert (again["version"], again["created"]) == (1, False)
+    second = ok(api.put("walk", LATER, note="half an hour later"))
+    assert (second["version"], second["created"]) == (2, True)
+
+    listed = ok(api.client.get("/api/plans/walk/versions"))
+    assert [(v["version"], v["note"], v["published_by"]) for v in listed["items"]] == [
+        (1, None, "api"),
+        (2, "half an hour later", "api"),
+    ]
+    assert listed["total"] == 2
+    one = ok(api.client.get("/api/plans/walk/versions/1"))
+    assert one["yaml"] == WALK  # comments and all
+    assert set(one["templates"]) == set()  # an inline message uses no template file
+    assert ok(api.client.get("/api/plans/walk"))["practices"][0]["at"] == '"18:30"'.strip('"')
+
+
+def test_a_version_keeps_the_templates_it_uses(api: Api, folders: Folders) -> None:
+    text = WALK.replace('    message: "Walk time, {{ participant.first_name }}."\n', "")
+    ok(api.put("walk", text))
+    kept = ok(api.client.get("/api/plans/walk/versions/1"))["templates"]
+    assert "default/movement.sms.j2" in kept
+    assert kept["default/movement.sms.j2"] == "Move: {{ practice.title }}."
+    # A template edited on disk is not the published version's until it is published.
+    (folders.templates / "default" / "movement.sms.j2").write_text("Go: {{ practice.title }}!")
+    assert ok(api.put("walk", text))["version"] == 2  # same YAML, new template text
+    assert (
+        ok(api.client.get("/api/plans/walk/versions/2"))["templates"]["default/movement.sms.j2"]
+        == "Go: {{ practice.title }}!"
+    )
+
+
+def test_a_dry_run_says_what_publishing_would_do_and_stores_nothing(api: Api) -> None:
+    ok(api.put("walk", WALK))
+    made = ok(api.client.post("/api/participants", json={"name": "Rae", "timezone": "UTC"}), 201)
+    ok(
+        api.client.post(
+            "/api/enrollments",
+            json={"participant": made["id"], "plan": "walk", "start": "2026-03-02"},
+        ),
+        201,
+    )
+    stored = api.versions_stored()
+    dry = ok(api.put("walk", LATER, dry_run="true"))
+    assert dry["dry_run"] is True
+    assert (dry["version"], dry["created"]) == (2, True)
+    assert dry["changes"]["enrollments"] == 1
+    assert dry["changes"]["moved"] > 0
+    assert api.versions_stored() == stored
+    assert ok(api.client.get("/api/plans/walk"))["title"] == "Evening walk"
+    real = ok(api.put("walk", LATER))
+    assert real["changes"] == dry["changes"]
+    assert real["version"] == 2
+
+
+def test_refusals(api: Api) -> None:
+    ok(api.put("walk", WALK))
+    stored = api.versions_stored()
+    other_id = api.put("stroll", WALK)
+    assert other_id.status_code == 422
+    (error,) = other_id.json()["errors"]
+    assert (error["line"], error["col"]) == (2, 7)
+    assert "declares plan 'walk'" in error["message"]
+    wrong_type = api.client.put(
+        "/api/plans/walk", content=WALK.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert wrong_type.status_code == 415
+    too_big = api.put("walk", WALK + "#" * publishing.MAX_PLAN_BYTES)
+    assert too_big.status_code == 413
+    assert api.client.get("/api/plans/walk/versions/9").status_code == 404
+    assert api.client.get("/api/plans/nowhere/versions").status_code == 404
+    no_token = TestClient(api.client.app).put("/api/plans/walk", content=WALK, headers=YAML)
+    assert no_token.status_code == 401
+    assert api.versions_stored() == stored
+
+
+def test_rolling_back_is_publishing_an_old_text_again(api: Api) -> None:
+    ok(api.put("walk", WALK))
+    ok(api.put("walk", LATER))
+    old = ok(api.client.get("/api/plans/walk/versions/1"))["yaml"]
+    back = ok(api.put("walk", old))
+    assert (back["version"], back["created"]) == (3, True)
+    listed = ok(api.client.get("/api/plans/walk/versions"))["items"]
+    assert listed[2]["content_hash"] == listed[0]["content_hash"] != listed[1]["content_hash"]
+    assert ok(api.client.get("/api/plans/walk"))["practices"][0]["at"] == "18:00"
+
+
+# --- the same positions as `tend plans check` ------------------------------------------
+
+# Mistakes coaches make, each a whole plan file.
+COACH_MISTAKES = {
+    "typo-key": WALK.replace("channels:", "chanels:"),
+    "bad-time": WALK.replace('"18:00"', '"25:00"'),
+    "bad-day": WALK.replace("    channels:", "    every: mondy\n    channels:"),
+    "template-name": WALK.replace("participant.first_name", "participnt.name"),
+    "tab": WALK.replace("  - id: walk", "\t- id: walk"),
+    "unclosed-quote": WALK.replace('"18:00"', '"18:00'),
+    "bad-zone": WALK.replace("    channels:", "    timezone: Europe/Londn\n    channels:"),
+    "bad-url": WALK.replace("    channels:", "    url: htps://example.org\n    channels:"),
+    "missing-title": WALK.replace("title: Evening walk\n", ""),
+    "three-at-once": WALK.replace("weeks: 2", "weeks: two")
+    .replace("movement", "moving")
+    .replace("{{ participant", "{{ participant."),
+    "not-utf8": WALK.replace("Walk time", "Walk time \udcff"),
+    "duplicate-key": WALK.replace("    title: Walk\n", "    title: Walk\n    title: Again\n"),
+}
+
+
+def _bad_plans() -> dict[str, bytes]:
+    cases = {name: text.encode("utf-8", "surrogateescape") for name, text in COACH_MISTAKES.items()}
+    cases.update({f"hostile-{name}": data for name, data in HOSTILE.items()})
+    # Random damage to the shipped plans: a line dropped, a character changed.
+    rng = random.Random(15)
+    shipped = sorted((REPO / "schedules").glob("*.yaml"))
+    for i in range(16):
+        lines = rng.choice(shipped).read_text().splitlines(keepends=True)
+        at = rng.randrange(len(lines))
+        if i % 2:
+            del lines[at]
+        else:
+            line = lines[at]
+            col = rng.randrange(max(len(line) - 1, 1))
+            lines[at] = line[:col] + rng.choice(":-[{'\"#x ") + line[col + 1 :]
+        cases[f"shipped-damaged-{i}"] = "".join(lines).encode()
+    return cases
+
+
+BAD_PLANS = _bad_plans()
+CHECK_LINE = re.compile(
+    r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning): (?P<msg>.*)$"
+)
+
+
+def _checked(
+    path: Path, templates: Path
+) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
+    result = CliRunner().invoke(
+        cli.main,
+        ["plans", "check", str(path)],
+        env={"TEND_TEMPLATES_DIR": str(templates), "TEND_SCHEDULES_DIR": str(path.parent)},
+    )
+    errors, warnings = [], []
+    for line in result.stdout.splitlines():
+        found = CHECK_LINE.match(line)
+        assert found, line
+        item = (int(found["line"]), int(found["col"]), found["msg"])
+        (errors if found["sev"] == "error" else warnings).append(item)
+    return errors, warnings
+
+
+def _declared(api: Api, data: bytes) -> str:
+    """The id to PUT the text to: the one it declares, when that is an id."""
+    declared = api.runtime.catalog.load_bytes(data, "plan").declared_id or ""
+    return declared if re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", declared) else "unnamed"
+
+
+@pytest.mark.parametrize("name", sorted(BAD_PLANS))
+def test_put_gives_the_lines_and_columns_tend_plans_check_gives(
+    api: Api, tmp_path: Path, name: str
+) -> None:
+    data = BAD_PLANS[name]
+    path = tmp_path / "check" / f"{name}.yaml"
+    path.parent.mkdir()
+    path.write_bytes(data)
+    errors, warnings = _checked(path, api.folders.templates)
+    stored = api.versions_stored()
+    answer = api.put(_declared(api, data), data)
+    if not errors:  # a damaged shipped plan may still be a plan
+        assert answer.status_code == 200, answer.text
+        return
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    got = [(e["line"], e["col"], e["message"]) for e in body["errors"]]
+    assert got == errors
+    assert [(w["line"], w["col"], w["message"]) for w in body["warnings"]] == warnings
+    assert api.versions_stored() == stored
+
+
+def test_the_bad_plans_include_each_kind_of_mistake() -> None:
+    """The corpus is not all one kind: at least a dozen different first messages."""
+    assert len(BAD_PLANS) >= 40
+
+
+# --- the command line ------------------------------------------------------------------
+
+
+def _tend(folders: Folders, db_url: str, *args: str) -> Any:
+    env = {
+        "TEND_DATABASE_URL": db_url,
+        "TEND_SCHEDULES_DIR": str(folders.schedules),
+        "TEND_TEMPLATES_DIR": str(folders.templates),
+    }
+    return CliRunner().invoke(cli.main, list(args), env=env)
+
+
+def test_tend_plans_push_and_versions(harness: Harness, folders: Folders) -> None:
+    url = harness.runtime.settings.database_url
+    folders.write_plan("walk", WALK)
+    folders.write_plan("broken", WALK.replace("plan: walk", "plan: broken").replace("18:00", "x"))
+    pushed = _tend(folders, url, "plans", "push")
+    assert pushed.exit_code == 1  # one file has errors; the valid one is still published
+    lines = pushed.stdout.splitlines()
+    assert "walk: version 1" in lines
+    assert any(re.match(r".*broken\.yaml:\d+:\d+: error: ", line) for line in lines)
+    again = _tend(folders, url, "plans", "push", str(folders.schedules / "walk.yaml"))
+    assert again.exit_code == 0
+    assert again.stdout.splitlines() == ["walk: unchanged (version 1)"]
+
+    # The command reads the system clock: enroll from a week ahead.
+    harness.clock.set(datetime.now(UTC))
+    start = datetime.now(UTC).date() + timedelta(days=7)
+    person = harness.participant(tz="UTC")
+    harness.enroll(person, "walk", start)
+    folders.write_plan("walk", LATER)
+    dry = _tend(folders, url, "plans", "push", "--dry-run", str(folders.schedules / "walk.yaml"))
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.splitlines()[0].startswith("walk: would be version 2; 1 enrollment")
+    moved = f"    ~ walk:{start} {start}T18:00:00Z -> {start}T18:30:00Z"
+    assert moved in dry.stdout.splitlines()
+    real = _tend(
+        folders, url, "plans", "push", "--note", "later", str(folders.schedules / "walk.yaml")
+    )
+    assert real.stdout.splitlines()[0].startswith("walk: version 2; 1 enrollment")
+
+    listed = _tend(folders, url, "plans", "versions", "walk")
+    assert listed.exit_code == 0
+    rows = listed.stdout.splitlines()
+    assert rows[0].split() == ["version", "published", "by", "content", "hash", "note"]
+    assert rows[1].split()[0] == "1" and rows[2].split()[0] == "2"
+    assert rows[2].split()[-1] == "later"
+    unknown = _tend(folders, url, "plans", "versions", "wlak")
+    assert unknown.exit_code == 2
+    assert "did you mean 'walk'" in unknown.output
+
+
+def test_reminders_follow_a_published_version_and_sent_ones_stay(
+    harness: Harness, folders: Folders
+) -> None:
+    folders.write_plan("walk", WALK)
+    publish(harness.runtime)
+    person = harness.participant(tz="UTC")
+    harness.enroll(person, "walk", date(2026, 3, 2))
+    harness.at(datetime(2026, 3, 2, 18, 0, tzinfo=UTC))
+    assert [m.body for m in harness.sms.sent] == ["Walk time, Rae."]
+    published = publishing.publish(harness.runtime, LATER, by="test")
+    assert published.version == 2
+    harness.at(datetime(2026, 3, 3, 18, 30, tzinfo=UTC))
+    assert [m.body for m in harness.sms.sent] == ["Walk time, Rae.", "Walk at half past, Rae."]
+    with transaction(harness.runtime.engine) as conn:
+        rows = dict(conn.execute(select(occurrences.c.key, occurrences.c.plan_version)).all())
+    assert rows["walk:2026-03-02"] == 1  # sent under version 1, and so it stays
+    assert rows["walk:2026-03-03"] == 2
+
+
+def test_a_second_process_reads_a_version_published_by_another(
+    harness: Harness, folders: Folders, db_url: str
+) -> None:
+    folders.write_plan("walk", WALK)
+    publish(harness.runtime)
+    other = build_runtime(db_url, folders, harness.clock, {"sms": RecordingChannel()})
+    try:
+        assert other.plans.get("walk") is not None
+        publishing.publish(harness.runtime, LATER, by="test")
+        fresh = other.plans.refresh()["walk"]
+        assert (fresh.version, str(fresh.practices[0].base.at)) == (2, "18:30")
+    finally:
+        other.close()
