@@ -52,6 +52,10 @@ class EnrollmentReport:
     sms: str  # a SmsStatus
     start: date
     practices: tuple[PracticeLine, ...]
+    plan_version: int | None = None  # the version it follows now
+    # Each plan week so far, and the published versions its occurrences were planned
+    # from (a week that spans a publish has two); weeks from before versions: none.
+    week_versions: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +67,18 @@ class EnrollmentReport:
             "sms": self.sms,
             "practices": [_contract(line.practice, line.adherence) for line in self.practices],
         }
+
+    def versions_text(self) -> str:
+        """Which version each week ran on: "v1 weeks 1-2, v2 weeks 2-4" ("-": none)."""
+        weeks: dict[int, list[int]] = defaultdict(list)
+        for week, found in self.week_versions:
+            for version in found:
+                weeks[version].append(week)
+        parts = []
+        for version, ran in sorted(weeks.items()):
+            span = f"week {ran[0]}" if len(ran) == 1 else f"weeks {ran[0]}-{ran[-1]}"
+            parts.append(f"v{version} {span}")
+        return ", ".join(parts) or "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +176,8 @@ def build(
         if key not in plans:
             plans[key] = runtime.plans.get(*key)
         person = people[e["participant_id"]]
-        lines = _practices(plans[key], e["start_date"], by_enrollment[e["enrollment_id"]], now)
+        rows = by_enrollment[e["enrollment_id"]]
+        lines = _practices(plans[key], e["start_date"], rows, now)
         entries.append(
             EnrollmentReport(
                 participant=person,
@@ -170,9 +187,19 @@ def build(
                 sms=person.sms_status(now),
                 start=e["start_date"],
                 practices=tuple(lines),
+                plan_version=e["plan_version"],
+                week_versions=_week_versions(rows),
             )
         )
     return Report(now, tuple(entries))
+
+
+def _week_versions(rows: Sequence[checkins.OutcomeRow]) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    weeks: dict[int, set[int]] = defaultdict(set)
+    for row in rows:
+        if row.plan_version is not None:
+            weeks[row.week].add(row.plan_version)
+    return tuple((week, tuple(sorted(found))) for week, found in sorted(weeks.items()))
 
 
 def _participants(conn: Any, ids: set[str]) -> list[Participant]:
@@ -267,7 +294,7 @@ def table_rows(report: Report) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """Headers and rows for a terminal table."""
     headers = (
         "participant", "plan", "status", "sms", "practice", "sched", "done", "skip",
-        "miss", "pend", "rate", "streak", "best", "strength", "values",
+        "miss", "pend", "rate", "streak", "best", "strength", "values", "versions",
     )  # fmt: skip
     rows: list[tuple[str, ...]] = []
     for entry in report.entries:
@@ -290,11 +317,12 @@ def table_rows(report: Report) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
                     str(a.longest_streak),
                     f"{a.strength:.2f}",
                     _values(line),
+                    entry.versions_text(),
                 )
             )
         if not entry.practices:
             rows.append((entry.participant.name, entry.plan, entry.status, entry.sms, "-",
-                         *("",) * 10))  # fmt: skip
+                         *("",) * 10, entry.versions_text()))  # fmt: skip
     return headers, rows
 
 

@@ -364,6 +364,8 @@ class OutcomeRow:
     result: str | None  # done, skipped, missed, excused; None while the window is open
     value: float | None
     check_in_kind: str
+    week: int  # the plan week, from 1
+    plan_version: int | None  # the published version it was planned from (None: before)
 
 
 def outcomes(
@@ -387,6 +389,8 @@ def outcomes(
             result_expression(now).label("result"),
             occurrences.c.check_in_value,
             occurrences.c.check_in_kind,
+            occurrences.c.week,
+            occurrences.c.plan_version,
         )
         .where(occurrences.c.instant <= now)
         .order_by(occurrences.c.enrollment_id, occurrences.c.instant, occurrences.c.id)
@@ -458,6 +462,7 @@ def report_enrollments(
             enrollments.c.id.label("enrollment_id"),
             enrollments.c.plan_id,
             enrollments.c.plan_hash,
+            enrollments.c.plan_version,
             enrollments.c.status,
             enrollments.c.start_date,
             participants.c.id.label("participant_id"),

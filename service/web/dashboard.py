@@ -279,7 +279,7 @@ document.addEventListener("DOMContentLoaded", function () {
     var gutter = editor.querySelector("[data-gutter]");
     // The gutter numbers every line as the text grows or shrinks; marks stay on their line.
     area.addEventListener("input", function () {
-      var lines = area.value.split("\n").length;
+      var lines = area.value.split("\\n").length;
       for (var n = gutter.children.length + 1; n <= lines; n++) {
         var number = document.createElement("span");
         number.id = "line-" + n;
@@ -297,7 +297,7 @@ document.addEventListener("DOMContentLoaded", function () {
         event.preventDefault();
         var place = link.getAttribute("data-goto").split(":");
         var line = parseInt(place[0], 10), column = parseInt(place[1], 10);
-        var lines = area.value.split("\n"), at = 0;
+        var lines = area.value.split("\\n"), at = 0;
         for (var i = 0; i < line - 1 && i < lines.length; i++) { at += lines[i].length + 1; }
         at += Math.max(0, Math.min(column - 1, (lines[line - 1] || "").length));
         area.focus();

@@ -39,7 +39,7 @@ from tests.support.engine import (
     Harness,
     RecordingChannel,
     build_runtime,
-    publish,
+    unpublish,
 )
 
 TOKEN = "api-admin-token"
@@ -158,7 +158,7 @@ def api_routes(app: Any) -> list[tuple[str, str]]:
 def test_every_api_route_refuses_a_request_without_the_admin_token(api: Api) -> None:
     app = api.client.app
     routes = api_routes(app)
-    assert len(routes) == 20  # every route of the API is here; none slipped past the router
+    assert len(routes) == 23  # every route of the API is here; none slipped past the router
     assert routes == sorted(
         (method, "/api" + route.path)
         for resource in API_RESOURCES
@@ -416,11 +416,12 @@ def test_a_change_an_enrollment_cannot_follow_changes_nothing(api: Api) -> None:
             400, f"enrollment {enrolled} (calm) cannot follow the change", "nap")  # fmt: skip
     assert ok(api.get(f"/api/participants/{rae}")) == before
     assert _pending_due(api, enrolled) == due
-    # A plan file that is gone: its reminders cannot be moved.
-    (api.folders.schedules / "calm.yaml").unlink()
+    # A plan whose published versions no longer load: its reminders cannot be moved.
+    unpublish(api.runtime, "calm")
     assert api.get("/api/plans/calm").status_code == 404
     refused(api.patch(f"/api/participants/{rae}", {"timezone": "Europe/London"}), 409,
-            f"enrollment {enrolled} follows plan 'calm'", "no longer in the schedules folder")  # fmt: skip
+            f"enrollment {enrolled} follows plan 'calm'", "cannot be read",
+            "publish the plan again")  # fmt: skip
     assert ok(api.get(f"/api/participants/{rae}")) == before
     # What does not move reminders still changes.
     assert ok(api.patch(f"/api/participants/{rae}", {"name": "Rae E."}))["name"] == "Rae E."
@@ -588,7 +589,7 @@ def test_enrollment_refusals(api: Api) -> None:
             f"Rae Example is already enrolled in calm ({first['id']}, active)",
             "cancel that enrollment first")  # fmt: skip
     refused(api.post("/api/enrollments", {"participant": rae, "plan": "calmm"}), 404,
-            "no plan 'calmm' in the schedules folder", "did you mean 'calm'")  # fmt: skip
+            "no plan 'calmm' is published", "did you mean 'calm'", "tend plans push")  # fmt: skip
     refused(api.post("/api/enrollments", {"participant": "p_nobody00000", "plan": "evening"}),
             404, "no participant 'p_nobody00000'")  # fmt: skip
     refused(api.post("/api/enrollments", {"participant": rae, "plan": "evening",
@@ -870,9 +871,9 @@ def test_adherence_is_exactly_the_reports_json(driven: tuple[Harness, Api]) -> N
     assert [e["participant"] for e in both["participants"]] == [sam]
     refused(api.get("/api/adherence", participant="p_nobody00000"), 404, "no participant")
     refused(api.get("/api/adherence", plan="nothing"), 404, "no plan 'nothing'")
-    # A plan whose file is gone still has its history.
-    (api.folders.schedules / "evening.yaml").unlink()
-    publish(api.runtime)
+    # A plan that can no longer be read still has its history.
+    unpublish(api.runtime, "evening")
+    refused(api.get("/api/plans/evening"), 404)
     gone = ok(api.get("/api/adherence", plan="evening"))
     assert [e["participant"] for e in gone["participants"]] == [rae]
 

@@ -98,7 +98,7 @@ def test_check_lists_each_error_at_its_line_and_column_and_keeps_the_text(coach:
                                (22, 16, "unknown channel")):  # fmt: skip
         assert f"at line {line}, column {column}</a>" in page
         assert said in page
-        assert re.search(rf'<span id="line-{line}" class="mark error"', page), line
+        assert re.search(rf'<span id="line-{line}" class="mark is-error"', page), line
         assert f'data-band="{line}"' in page
     assert not re.search(r'<span id="line-10" class="mark', page)
     assert _textarea(page) == BROKEN  # what the coach typed, line breaks as they were

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy import func, select
 
-from service import cli
+from service import cli, report
 from service.actions import plans as publishing
 from service.clock import ManualClock
 from service.runtime import Runtime
@@ -321,7 +321,7 @@ def test_tend_plans_push_and_versions(harness: Harness, folders: Folders) -> Non
     assert listed.exit_code == 0
     rows = listed.stdout.splitlines()
     assert rows[0].split() == ["version", "published", "by", "content", "hash", "note"]
-    assert rows[1].split()[0] == "1" and rows[2].split()[0] == "2"
+    assert [row.split()[0] for row in rows[1:]] == ["1", "2"]
     assert rows[2].split()[-1] == "later"
     unknown = _tend(folders, url, "plans", "versions", "wlak")
     assert unknown.exit_code == 2
@@ -345,6 +345,10 @@ def test_reminders_follow_a_published_version_and_sent_ones_stay(
         rows = dict(conn.execute(select(occurrences.c.key, occurrences.c.plan_version)).all())
     assert rows["walk:2026-03-02"] == 1  # sent under version 1, and so it stays
     assert rows["walk:2026-03-03"] == 2
+    # The report says which version each week ran on: this one, on both.
+    (entry,) = report.build(harness.runtime).entries
+    assert (entry.plan_version, entry.week_versions) == (2, ((1, (1, 2)),))
+    assert entry.versions_text() == "v1 week 1, v2 week 1"
 
 
 def test_a_second_process_reads_a_version_published_by_another(
@@ -360,3 +364,55 @@ def test_a_second_process_reads_a_version_published_by_another(
         assert (fresh.version, str(fresh.practices[0].base.at)) == (2, "18:30")
     finally:
         other.close()
+
+
+def test_tend_run_publishes_the_folder_at_start_but_not_over_a_newer_version(
+    harness: Harness, folders: Folders
+) -> None:
+    folders.write_plan("walk", WALK)
+    started = publishing.publish_at_start(harness.runtime)
+    assert [(p.plan.id, p.version, p.created) for p in started.published] == [("walk", 1, True)]
+    # A coach publishes from the dashboard; the file still holds version 1's text.
+    publishing.publish(harness.runtime, LATER, by="dashboard")
+    again = publishing.publish_at_start(harness.runtime)
+    assert again.published == []
+    assert [(path.name, why) for path, why in again.skipped] == [
+        ("walk.yaml", "a newer version was published since this file")
+    ]
+    assert harness.plan("walk").version == 2
+    # A file edited since is newer: it is published.
+    folders.write_plan("walk", LATER.replace("18:30", "19:00"))
+    third = publishing.publish_at_start(harness.runtime)
+    assert [(p.plan.id, p.version) for p in third.published] == [("walk", 3)]
+    # A file with errors leaves the plan's last version running.
+    folders.write_plan("walk", "plan: walk\ntitle: [")
+    broken = publishing.publish_at_start(harness.runtime)
+    assert broken.errors
+    assert harness.runtime.plans.refresh()["walk"].version == 3
+
+
+def test_the_registry_asks_the_database_once_when_nothing_was_published(
+    harness: Harness, folders: Folders
+) -> None:
+    from sqlalchemy import event
+
+    folders.write_plan("walk", WALK)
+    publish(harness.runtime)
+    registry = harness.runtime.plans
+    registry.refresh()
+    statements: list[str] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(harness.runtime.engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(5):
+            registry.refresh()
+        assert registry.get("walk") is not None
+        plan = registry.get("walk", registry.all()["walk"].content_hash)
+        assert plan is not None
+    finally:
+        event.remove(harness.runtime.engine, "before_cursor_execute", seen)
+    queries = [s for s in statements if "plan_versions" in s]
+    assert len(queries) == 5  # one `max(id)` a refresh; the plan itself from memory

@@ -272,15 +272,17 @@ def test_the_table_shows_names_and_rates(env: dict[str, str], ids: dict[str, str
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
         "participant", "plan", "status", "sms", "practice", "sched", "done", "skip",
-        "miss", "pend", "rate", "streak", "best", "strength", "values",
+        "miss", "pend", "rate", "streak", "best", "strength", "values", "versions",
     ]  # fmt: skip
     rae = next(line for line in lines if line.startswith("Rae Example"))
     assert rae.split()[2:] == [
         "week", "active", "subscribed", "walk", "7", "4", "1", "1", "1", "67%", "1", "3", "0.18",
+        "v1", "week", "1",  # every occurrence so far planned from version 1, in week 1
     ]  # fmt: skip
     sam = next(line for line in lines if line.startswith("Sam Other"))
     assert sam.split()[2:] == [
         "mornings", "active", "paused", "stretch", "1", "0", "0", "0", "1", "-", "0", "0", "0.00",
+        "v1", "week", "1",
     ]  # fmt: skip
     assert len(lines) == 3
 

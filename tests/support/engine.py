@@ -15,6 +15,7 @@ from typing import Any
 
 import dramatiq
 import pytest
+from sqlalchemy import delete
 from dramatiq.brokers.stub import StubBroker
 
 from service.actions import enrollments as enrolling
@@ -25,11 +26,12 @@ from service.clock import Clock, ManualClock
 from service.core.plan import Plan
 from service.engine.scheduler import Scheduler, Tick
 from service.engine.tasks import QUEUE, declare, middleware, weekly_sender
-from service.runtime import Runtime
+from service.runtime import PlanRegistry, Runtime
 from service.settings import Settings, load_settings
 from service.storage import deliveries as delivery_rows
 from service.storage import participants as participant_rows
 from service.storage.db import make_engine, transaction, upgrade
+from service.storage.tables import plan_versions
 
 REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 TEMPLATES = {
@@ -198,6 +200,15 @@ def publish(runtime: Runtime, *, dry_run: bool = False, strict: bool = True) -> 
     if strict:
         assert not result.errors, [str(d) for d in result.errors]
     return [line for published in result.published for line in published.lines]
+
+
+def unpublish(runtime: Runtime, plan_id: str) -> None:
+    """Make the plan's published versions unreadable, as a version that no longer loads
+    is (deleting its files no longer removes a plan): its rows go from plan_versions and
+    the runtime gets a fresh registry, which no longer knows the plan."""
+    with transaction(runtime.engine) as conn:
+        conn.execute(delete(plan_versions).where(plan_versions.c.plan_id == plan_id))
+    runtime.plans = PlanRegistry(runtime.engine)
 
 
 class Harness:
