@@ -484,13 +484,26 @@ def enrollments_cancel(enrollment_id: str) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--note", help="A few words on what changed, kept with each new version.")
 @click.option("--dry-run", is_flag=True, help="Check and say what would change; store nothing.")
-def plans_push(paths: tuple[Path, ...], note: str | None, dry_run: bool) -> None:
+@click.option(
+    "--keep-newer",
+    is_flag=True,
+    help="Leave a plan whose file holds an older version's text: it was published since "
+    "(from the dashboard, say). For deploys that push on every start.",
+)
+def plans_push(paths: tuple[Path, ...], note: str | None, dry_run: bool, keep_newer: bool) -> None:
     """Publish plan files (default: the schedules folder) as new versions; live
     enrollments move forward to them."""
     from service.actions import plans as publishing
 
     rt = runtime()
-    result = publishing.push(rt, list(paths) or None, by=_cli_user(), note=note, dry_run=dry_run)
+    result = publishing.push(
+        rt,
+        list(paths) or None,
+        by=_cli_user(),
+        note=note,
+        dry_run=dry_run,
+        keep_newer=keep_newer,
+    )
     for diagnostic in sorted(result.diagnostics, key=lambda d: (d.path, d.line, d.column)):
         click.echo(str(diagnostic))
     for published in result.published:
@@ -509,6 +522,8 @@ def plans_push(paths: tuple[Path, ...], note: str | None, dry_run: bool) -> None
         else:
             for refused in (sync for sync in published.lines if sync.error):
                 click.echo(f"    {refused.enrollment_id} cannot follow: {refused.error}")
+    for path, why in result.skipped:
+        click.echo(f"{path}: left as published: {why}")
     if dry_run:
         click.echo("dry run: nothing was published", err=True)
     sys.exit(1 if result.errors else 0)

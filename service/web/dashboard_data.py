@@ -363,7 +363,7 @@ class ClockChange:
 
     @property
     def text(self) -> str:
-        return f"the clocks change: times are {self.after} from here (were {self.before})"
+        return f"times are {self.after} from here (were {self.before})"
 
 
 @dataclass(frozen=True, slots=True)

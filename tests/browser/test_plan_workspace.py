@@ -213,7 +213,7 @@ def test_the_workspace_fits_a_phone(
     expect(page.locator("#diagnostics")).to_contain_text("line 15, column 12")
     _no_overflow(page)
     snap("workspace-errors-phone")
-    editor.fill(text.replace("every: blursday", "every: weekday"))
+    editor.fill(text.replace("every: blursday", "every: weekday").replace('"20:00"', '"20:15"'))
     page.get_by_label("Preview from").fill("2026-10-19")
     page.get_by_label("Time zone").fill("Europe/London")
     page.get_by_role("button", name="Preview").click()
@@ -221,7 +221,9 @@ def test_the_workspace_fits_a_phone(
     _no_overflow(page)
     snap("workspace-preview-phone")
     page.get_by_role("button", name="Review publish").click()
-    expect(page.locator("#review")).to_be_visible()
+    expect(page.locator("#review").get_by_role("heading")).to_have_text(
+        re.compile(r"^Publish version \d+\?$")
+    )
     _no_overflow(page)
     snap("workspace-review-phone")
     if len(publishing.versions(served.runtime, PLAN_ID)) > 1:

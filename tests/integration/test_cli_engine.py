@@ -56,6 +56,14 @@ def test_a_newcomer_adds_a_participant_enrolls_them_and_lists_it(env: dict[str, 
     person = added.stdout.splitlines()[-1]
     assert person.startswith("p_")
 
+    # A plan is published before anyone is enrolled in it.
+    early = tend(env, "enroll", person, "evening", "--start", "2028-01-10")
+    assert early.exit_code == 2
+    assert "no plan 'evening' is published" in early.stderr
+    assert "tend plans push" in early.stderr
+    pushed = tend(env, "plans", "push")
+    assert pushed.exit_code == 0, pushed.output
+
     enrolled = tend(
         env, "enroll", person, "evening", "--start", "2028-01-10", "--var", "bedtime=23:00"
     )
@@ -125,12 +133,13 @@ def test_bad_participant_input_is_refused_clearly(
 
 def test_enrolling_with_bad_input_is_refused_and_stores_nothing(env: dict[str, str]) -> None:
     tend(env, "db", "upgrade")
+    assert tend(env, "plans", "push").exit_code == 0
     person = tend(env, "participants", "add", "--name", "A", "--tz", "UTC").stdout.split()[-1]
     cases = [
         (["enroll", "p_nobody", "evening", "--start", "today"], "no participant 'p_nobody'"),
         (
             ["enroll", person, "nightly", "--start", "today"],
-            "no plan 'nightly' in the schedules folder",
+            "no plan 'nightly' is published",
         ),
         (["enroll", person, "evening", "--start", "March"], "not a date"),
         (

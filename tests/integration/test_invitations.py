@@ -111,6 +111,7 @@ def test_a_plan_edit_sends_an_update(harness: Harness, folders: Folders) -> None
     harness.scheduler.maintain(force=True)
     [first] = harness.email.sent
     folders.write_plan("evening", PLAN.replace('at: "21:00"', 'at: "20:15"'))
+    publish(harness.runtime)
     harness.scheduler.maintain(force=True)
     [_, update_] = harness.email.sent
     assert method(update_) == "REQUEST"
@@ -134,9 +135,11 @@ def test_a_series_the_plan_no_longer_has_is_cancelled(harness: Harness, folders:
             '            at: "22:00"\n',
         ),
     )
+    publish(harness.runtime)
     harness.scheduler.maintain(force=True)
     assert uids(harness.email.sent[-1])[-1] == f"{enrollment_id}.wind.1@tend"
     folders.write_plan("evening", PLAN.replace('at: "21:00"', 'at: "21:30"'))
+    publish(harness.runtime)
     harness.scheduler.maintain(force=True)
     cancel, request = harness.email.sent[-2:]
     assert method(cancel) == "CANCEL"
@@ -213,9 +216,11 @@ def test_a_transient_error_is_retried_and_a_permanent_one_is_not(
     assert sequences(harness.email.sent[0]) == {0}
     # An update refused for good is marked failed and not tried again ...
     folders.write_plan("evening", PLAN.replace('at: "21:00"', 'at: "20:15"'))
+    publish(harness.runtime)
     harness.scheduler.maintain(force=True)
     harness.email.sent.clear()
     folders.write_plan("evening", PLAN.replace('at: "21:00"', 'at: "19:45"'))
+    publish(harness.runtime)
     harness.email.failures.append(ChannelError("550 no such user", permanent=True))
     harness.scheduler.maintain(force=True)
     with transaction(harness.runtime.engine) as conn:
@@ -228,6 +233,7 @@ def test_a_transient_error_is_retried_and_a_permanent_one_is_not(
     assert harness.email.sent == []
     # ... until what is wanted changes.
     folders.write_plan("evening", PLAN.replace('at: "21:00"', 'at: "19:30"'))
+    publish(harness.runtime)
     harness.scheduler.maintain(force=True)
     [message] = harness.email.sent
     assert sequences(message) == {2}

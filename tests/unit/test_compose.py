@@ -18,7 +18,7 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {f"TEND_{name.upper()}" for name in Settings.model_fields}
-TEND_SERVICES = ("migrate", "web", "scheduler", "worker")
+TEND_SERVICES = ("migrate", "publish", "web", "scheduler", "worker")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,7 @@ def test_every_tend_service_runs_a_real_command_from_the_dockerfile(
         assert not isinstance(resolved, click.Group), f"{name}: `{command}` is a group"
     assert [services[n]["command"][1:] for n in TEND_SERVICES] == [
         ["db", "upgrade"],
+        ["plans", "push", "--keep-newer"],
         ["web"],
         ["scheduler"],
         ["worker"],
