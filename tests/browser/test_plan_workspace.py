@@ -122,7 +122,8 @@ def test_a_coach_breaks_fixes_previews_and_publishes_a_plan(
         expect(page.locator(f'[data-band="{line}"]')).to_be_visible()
         # The band lies on the line's row in the text, beside its number.
         band, number = page.locator(f'[data-band="{line}"]').bounding_box(), mark.bounding_box()
-        assert band is not None and number is not None
+        assert band is not None
+        assert number is not None
         assert abs(band["y"] - number["y"]) <= 1, (line, band, number)
     expect(page.locator("#line-10")).not_to_have_class(re.compile("mark"))
     expect(editor).to_have_value(broken)  # nothing the coach typed is lost

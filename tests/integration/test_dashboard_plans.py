@@ -18,14 +18,11 @@ from service.actions import plans as publishing
 from service.storage import enrollments as enrollment_rows
 from service.storage.db import reading
 from service.storage.tables import deliveries, occurrences
-from tests.integration.test_dashboard import (  # noqa: F401 (fixtures)
-    BASE,
-    App,
-    app,
-    coach,
-    db,
-    source,
-)
+from tests.integration.test_dashboard import BASE, App
+from tests.integration.test_dashboard import app as app_fixture  # noqa: F401 (its fixtures)
+from tests.integration.test_dashboard import coach as coach_fixture  # noqa: F401
+from tests.integration.test_dashboard import db as db_fixture  # noqa: F401
+from tests.integration.test_dashboard import source as source_fixture  # noqa: F401
 from tests.support.dashboard_seed import NOW, PLAN, PLAN_ID
 
 EDIT = f"/dashboard/plans/{PLAN_ID}/edit"
@@ -139,7 +136,8 @@ def test_preview_of_the_text_marks_the_clock_change(coach: App) -> None:
     assert "Preview of this text" in page
     assert "Clocks change Sun 29 Mar 2026" in page
     assert "times are UTC+02:00 from here (were UTC+01:00)" in page
-    assert "Mon 23 Mar 2026 07:30" in page and "Sun 29 Mar 2026 07:30" in page
+    assert "Mon 23 Mar 2026 07:30" in page
+    assert "Sun 29 Mar 2026 07:30" in page
     assert _textarea(page) == FIXED
     # A zone with no change that spring says so.
     page = _post(coach, FIXED, "preview", start="2026-03-23", tz="Asia/Tokyo").text
@@ -167,14 +165,17 @@ def test_publishing_makes_version_two_and_enrollments_follow_it(coach: App) -> N
     assert answer.headers["location"] == f"/dashboard/plans/{PLAN_ID}"  # type: ignore[attr-defined]
     page = coach.client.get(f"/dashboard/plans/{PLAN_ID}").text
     assert "Version 2 published:" in page
-    assert "earlier walks" in page and "dashboard" in page
+    assert "earlier walks" in page
+    assert "dashboard" in page
     assert _numbers(coach) == [1, 2]
     stored = publishing.version(coach.runtime, PLAN_ID, 2)
-    assert stored.yaml == FIXED and stored.published_by == "dashboard"
+    assert stored.yaml == FIXED
+    assert stored.published_by == "dashboard"
     new_york = ZoneInfo("America/New_York")
     instant, due, version = _next_walk(coach, "rae")
     assert instant.astimezone(new_york).time() == time(7, 30)
-    assert due == instant and version == 2
+    assert due == instant
+    assert version == 2
     with reading(coach.runtime.engine) as conn:
         rae = enrollment_rows.get_enrollment(conn, coach.cohort.enrollments["rae"])
     assert rae.plan_version == 2
@@ -201,7 +202,8 @@ def _publish(coach: App, text: str) -> None:
 def test_versions_are_listed_viewed_compared_and_restored(coach: App) -> None:
     _publish(coach, FIXED)
     page = coach.client.get(f"/dashboard/plans/{PLAN_ID}").text
-    assert 'data-version="2"' in page and 'data-version="1"' in page
+    assert 'data-version="2"' in page
+    assert 'data-version="1"' in page
     assert f'href="/dashboard/plans/{PLAN_ID}/diff?a=1&amp;b=2"' in page
     diff = coach.client.get(f"/dashboard/plans/{PLAN_ID}/diff?a=1&b=2")
     assert diff.status_code == 200
@@ -212,7 +214,7 @@ def test_versions_are_listed_viewed_compared_and_restored(coach: App) -> None:
         diff.text
     )
     backwards = coach.client.get(f"/dashboard/plans/{PLAN_ID}/diff?a=2&b=1").text
-    assert '-    at: &#34;07:30&#34;' in backwards
+    assert "-    at: &#34;07:30&#34;" in backwards
     assert coach.client.get(f"/dashboard/plans/{PLAN_ID}/diff?a=1&b=9").status_code == 404
     one = coach.client.get(f"/dashboard/plans/{PLAN_ID}/versions/1")
     assert one.status_code == 200
