@@ -39,6 +39,7 @@ from sqlalchemy import func, select
 from service import report
 from service.actions import checkins as recording
 from service.actions import enrollments as enrolling
+from service.actions import plans as publishing
 from service.actions.inbound_sms import handle_sms
 from service.actions.plans import push
 from service.clock import ManualClock
@@ -69,6 +70,15 @@ DEMO_SECRET = "tend-demo-secret-not-for-production"
 COACH = "coach@example.com"
 MARKER = ".tend-demo"  # the folder is ours to replace only when it holds this
 STOP_DAY = 5  # the day (1-based) the one who stops texts STOP
+# The coach publishes version 2 of a plan before week 2: gentle strength moves after
+# dinner. Those enrolled follow it from then; what was sent stays as it was.
+REVISION_AT = datetime(2026, 3, 9, 6, 0, tzinfo=UTC)
+REVISION = (
+    "rhythmic-movement",
+    "    at: 18:00\n    every: [tue, fri]\n",
+    '    at: "18:30"\n    every: [tue, fri]\n',
+    "week 2: strength after dinner",
+)
 
 Style = Literal["keeps_up", "slips", "stops"]
 
@@ -244,6 +254,17 @@ class Simulation:
             moment = datetime.combine(START + timedelta(days=STOP_DAY - 1), time(20, 5), zone)
             self.at(moment, lambda: self.text(person.id, "STOP"))
         return person.id
+
+    def revise_plan(self) -> None:
+        """The coach's edit of `REVISION`, published as a plan's next version."""
+        plan_id, old, new, note = REVISION
+        current = self.runtime.plans.get(plan_id)
+        text = publishing.version(self.runtime, plan_id, current.version).yaml if current else ""
+        if old not in text:
+            raise DemoError(
+                f"plan '{plan_id}' no longer has the line the demo's coach edits: {old!r}"
+            )
+        publishing.publish(self.runtime, text.replace(old, new), by="coach (demo)", note=note)
 
     def at(self, when: datetime, action: Callable[[], None]) -> None:
         self._seq += 1
@@ -471,6 +492,7 @@ def run(
     try:
         for persona in PEOPLE:
             simulation.enroll(persona)
+        simulation.at(REVISION_AT, simulation.revise_plan)
         hours = int((end - CLOCK_START).total_seconds() // 3600)
         bar = progressbar(hours) if progressbar else nullcontext(None)
         with bar as shown:
@@ -557,8 +579,9 @@ def html_report(runtime: Runtime, built: report.Report, now: datetime) -> str:
         if entry.participant.id not in seen:
             seen.append(entry.participant.id)
     styles = {p.name: p.described for p in PEOPLE}
-    _, table = report.table_rows(built)  # the values column, as the terminal has it
-    said = {(row[0], row[1], row[4]): row[-1] for row in table}
+    headers, table = report.table_rows(built)  # the values column, as the terminal has it
+    column = headers.index("values")
+    said = {(row[0], row[1], row[4]): row[column] for row in table}
     for participant_id in seen:
         view = dashboard_data.participant_view(runtime, participant_id, now)
         person = view.participant
@@ -577,7 +600,8 @@ def html_report(runtime: Runtime, built: report.Report, now: datetime) -> str:
                 spark = charts.sparkline(rates, labels, title="Completion, week by week")
             parts.append(
                 f"<h3>{escape(enrolled.plan_title)} ({escape(enrolled.entry.status)}, "
-                f"{escape(enrolled.week_text)})</h3>{spark}"
+                f"{escape(enrolled.week_text)}; plan {escape(enrolled.entry.versions_text())})"
+                f"</h3>{spark}"
             )
             for practice in enrolled.practices:
                 line = practice.line

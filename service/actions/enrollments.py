@@ -184,6 +184,8 @@ def refresh(
     Raises ValueError when the enrollment cannot follow the plan (its variables)."""
     changes, horizon = plan_changes(conn, enrollment, participant, plan, now)
     occurrence_rows.apply_changes(conn, enrollment.id, changes, now, plan.version)
+    if plan.version and enrollment.plan_version != plan.version:
+        occurrence_rows.follow_version(conn, enrollment.id, plan.version, now)
     enrollment_rows.set_horizon(
         conn,
         enrollment.id,

@@ -133,6 +133,18 @@ def apply_changes(
         )
 
 
+def follow_version(conn: Connection, enrollment_id: str, plan_version: int, now: datetime) -> None:
+    """Occurrences still ahead are now planned from `plan_version`, changed or not (those
+    before `now` keep the version they ran on)."""
+    conn.execute(
+        update(occurrences)
+        .where(occurrences.c.enrollment_id == enrollment_id)
+        .where(occurrences.c.instant > now)
+        .where(occurrences.c.plan_version.is_distinct_from(plan_version))
+        .values(plan_version=plan_version)
+    )
+
+
 def _insert_occurrences(
     conn: Connection,
     enrollment_id: str,

@@ -10,6 +10,7 @@ import html
 import re
 import textwrap
 from datetime import datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -18,12 +19,15 @@ from service.actions import plans as publishing
 from service.storage import enrollments as enrollment_rows
 from service.storage.db import reading
 from service.storage.tables import deliveries, occurrences
+from tests.integration import test_dashboard
 from tests.integration.test_dashboard import BASE, App
-from tests.integration.test_dashboard import app as app_fixture  # noqa: F401 (its fixtures)
-from tests.integration.test_dashboard import coach as coach_fixture  # noqa: F401
-from tests.integration.test_dashboard import db as db_fixture  # noqa: F401
-from tests.integration.test_dashboard import source as source_fixture  # noqa: F401
 from tests.support.dashboard_seed import NOW, PLAN, PLAN_ID
+
+# test_dashboard.py's fixtures: the seeded cohort on SQLite and PostgreSQL, a logged-in coach.
+source = test_dashboard.source
+db = test_dashboard.db
+app = test_dashboard.app
+coach = test_dashboard.coach
 
 EDIT = f"/dashboard/plans/{PLAN_ID}/edit"
 ORIGINAL = textwrap.dedent(PLAN).lstrip()
@@ -35,7 +39,7 @@ BROKEN = (
 )
 
 
-def _post(coach: App, text: str, action: str, path: str = EDIT, **fields: str) -> object:
+def _post(coach: App, text: str, action: str, path: str = EDIT, **fields: str) -> Any:
     form = {"csrf": coach.csrf(path if "edit" in path else "/dashboard/plans"),
             "text": text, "action": action, **fields}  # fmt: skip
     return coach.client.post(path, data=form, follow_redirects=False)
@@ -159,10 +163,10 @@ def test_review_shows_the_effect_and_changes_nothing(coach: App) -> None:
 
 
 def test_publishing_makes_version_two_and_enrollments_follow_it(coach: App) -> None:
-    reviewed = _reviewed(_post(coach, FIXED, "review").text)  # type: ignore[attr-defined]
+    reviewed = _reviewed(_post(coach, FIXED, "review").text)
     answer = _post(coach, FIXED, "publish", reviewed=reviewed, note="earlier walks")
-    assert answer.status_code == 303  # type: ignore[attr-defined]
-    assert answer.headers["location"] == f"/dashboard/plans/{PLAN_ID}"  # type: ignore[attr-defined]
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/dashboard/plans/{PLAN_ID}"
     page = coach.client.get(f"/dashboard/plans/{PLAN_ID}").text
     assert "Version 2 published:" in page
     assert "earlier walks" in page
@@ -180,23 +184,23 @@ def test_publishing_makes_version_two_and_enrollments_follow_it(coach: App) -> N
         rae = enrollment_rows.get_enrollment(conn, coach.cohort.enrollments["rae"])
     assert rae.plan_version == 2
     # Publishing the same text again stores nothing.
-    reviewed = _reviewed(_post(coach, FIXED, "review").text)  # type: ignore[attr-defined]
+    reviewed = _reviewed(_post(coach, FIXED, "review").text)
     assert reviewed == ""
     assert _numbers(coach) == [1, 2]
 
 
 def test_a_text_changed_after_its_review_is_reviewed_again(coach: App) -> None:
-    reviewed = _reviewed(_post(coach, FIXED, "review").text)  # type: ignore[attr-defined]
+    reviewed = _reviewed(_post(coach, FIXED, "review").text)
     answer = _post(coach, FIXED.replace("07:30", "07:45"), "publish", reviewed=reviewed)
-    assert answer.status_code == 200  # type: ignore[attr-defined]
-    assert "The text changed since it was reviewed" in answer.text  # type: ignore[attr-defined]
+    assert answer.status_code == 200
+    assert "The text changed since it was reviewed" in answer.text
     assert _numbers(coach) == [1]
 
 
 def _publish(coach: App, text: str) -> None:
-    reviewed = _reviewed(_post(coach, text, "review").text)  # type: ignore[attr-defined]
+    reviewed = _reviewed(_post(coach, text, "review").text)
     answer = _post(coach, text, "publish", reviewed=reviewed)
-    assert answer.status_code == 303, answer.text  # type: ignore[attr-defined]
+    assert answer.status_code == 303, answer.text
 
 
 def test_versions_are_listed_viewed_compared_and_restored(coach: App) -> None:
@@ -250,13 +254,13 @@ def test_a_new_plan_from_a_copy(coach: App) -> None:
     text = _textarea(page.text)
     assert text == ORIGINAL.replace("plan: walks-and-moods", "plan: walks-spring")
     taken = _post(coach, ORIGINAL, "review", path="/dashboard/new-plan")
-    assert taken.status_code == 422  # type: ignore[attr-defined]
-    assert "a plan &#39;walks-and-moods&#39; exists already" in taken.text  # type: ignore[attr-defined]
-    reviewed = _reviewed(_post(coach, text, "review", path="/dashboard/new-plan").text)  # type: ignore[attr-defined]
+    assert taken.status_code == 422
+    assert "a plan &#39;walks-and-moods&#39; exists already" in taken.text
+    reviewed = _reviewed(_post(coach, text, "review", path="/dashboard/new-plan").text)
     assert reviewed
     answer = _post(coach, text, "publish", path="/dashboard/new-plan", reviewed=reviewed)
-    assert answer.status_code == 303  # type: ignore[attr-defined]
-    assert answer.headers["location"] == "/dashboard/plans/walks-spring"  # type: ignore[attr-defined]
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/dashboard/plans/walks-spring"
     assert "Version 1 published" in coach.client.get("/dashboard/plans/walks-spring").text
     assert _numbers(coach, "walks-spring") == [1]
     assert _numbers(coach) == [1]
@@ -295,5 +299,5 @@ def test_a_large_plan_fits_the_editor_form(coach: App) -> None:
     padded = FIXED + "# " + "x" * 60 + "\n" * 1  # comments are kept as written
     long = padded + "".join(f"# comment line {n}: {'y' * 60}\n" for n in range(800))
     answer = _post(coach, long, "check")
-    assert answer.status_code == 200  # type: ignore[attr-defined]
-    assert _textarea(answer.text) == long  # type: ignore[attr-defined]
+    assert answer.status_code == 200
+    assert _textarea(answer.text) == long

@@ -25,6 +25,7 @@ from tests.support.engine import (
     build_runtime,
     plan_text,
     publish,
+    unpublish,
 )
 
 BEFORE = """
@@ -109,10 +110,11 @@ def test_a_plan_edit_moves_adds_and_cancels_only_what_has_not_been_sent(
     assert [m.body for m in harness.sms.sent][-1] == "Move: Walk."
 
 
-def test_plans_sync_dry_run_prints_each_change(
-    harness: Harness, folders: Folders, monkeypatch: object
+def test_plans_push_and_sync_dry_runs_print_each_change(
+    harness: Harness, folders: Folders, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from service import cli
+    from service.actions import plans as publishing
 
     # The command reads the system clock: enroll a week from now.
     harness.clock.set(datetime.now(UTC))
@@ -129,17 +131,42 @@ def test_plans_sync_dry_run_prints_each_change(
         "TEND_SCHEDULES_DIR": str(folders.schedules),
         "TEND_TEMPLATES_DIR": str(folders.templates),
     }
-    result = CliRunner().invoke(cli.main, ["plans", "sync", "--dry-run"], env=env)
+    moved = f"    ~ walk:{day} {day}T18:00:00Z -> {day}T18:30:00Z"
+
+    def each_change(lines: list[str]) -> None:
+        assert lines[0].startswith("evening  e_")
+        assert "cancelled" in lines[0]
+        assert moved in lines
+        assert any(line.startswith("    - stretch:") for line in lines)
+        assert any(line.startswith("    + breathe:") for line in lines)
+
+    # Before publishing: what publishing would change, enrollment by enrollment.
+    result = CliRunner().invoke(cli.main, ["plans", "push", "--dry-run"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("evening  e_")
-    assert "cancelled" in lines[0]
-    moved = f"    ~ walk:{day} {day}T18:00:00Z -> {day}T18:30:00Z"
-    assert moved in lines
-    assert any(line.startswith("    - stretch:") for line in lines)
-    assert any(line.startswith("    + breathe:") for line in lines)
+    assert lines[0].startswith("evening: would be version 2; 1 enrollment change:")
+    each_change(lines[1:])
+    assert "dry run: nothing was published" in result.stderr
+    assert occurrence_rows(harness)[f"walk:{day}"]["sequence"] == 0
+    assert [v.version for v in publishing.versions(harness.runtime, "evening")] == [1]
+
+    # A version stored by a process that stopped before moving the enrollment forward:
+    # `plans sync --dry-run` lists the enrollment left behind, and what catching up does.
+    with monkeypatch.context() as patched:
+        patched.setattr(publishing, "follow", lambda runtime, plan, dry_run=False: [])
+        assert publish(harness.runtime) == []
+    result = CliRunner().invoke(cli.main, ["plans", "sync", "--dry-run"], env=env)
+    assert result.exit_code == 0, result.output
+    each_change(result.stdout.splitlines())
     assert "dry run: nothing was changed" in result.stderr
     assert occurrence_rows(harness)[f"walk:{day}"]["sequence"] == 0
+    # Without --dry-run it catches up, and then nothing is behind.
+    result = CliRunner().invoke(cli.main, ["plans", "sync"], env=env)
+    assert result.exit_code == 0, result.output
+    each_change(result.stdout.splitlines())
+    assert occurrence_rows(harness)[f"walk:{day}"]["sequence"] == 1
+    result = CliRunner().invoke(cli.main, ["plans", "sync", "--dry-run"], env=env)
+    assert result.stdout.strip() == "every enrollment matches its plan"
 
 
 def horizon(h: Harness, enrollment_id: str) -> date:
@@ -155,29 +182,49 @@ def test_one_enrollment_that_cannot_follow_its_plan_holds_up_no_one(
     publish(harness.runtime)
     first = harness.participant()
     second = harness.participant(name="Bo", phone="+14155550124")
+    third = harness.participant(name="Cy", phone="+14155550125")
     stuck = harness.enroll(first, "a", date(2026, 3, 2), wake="06:30")
     fine = harness.enroll(second, "b", date(2026, 3, 2))
+    follows = harness.enroll(third, "a", date(2026, 3, 2))
     folders.write_plan("a", plan_text("a", at='"07:15"'))  # `wake` is gone
+    # Publishing reports the one that cannot follow, leaves it on its version, and moves
+    # the others forward.
+    lines = publish(harness.runtime)
+    by_id = {line.enrollment_id: line for line in lines}
+    assert set(by_id) == {stuck, follows}
+    assert "no variable 'wake'" in (by_id[stuck].error or "")
+    assert by_id[follows].error is None and by_id[follows].changes
+    with transaction(harness.runtime.engine) as conn:
+        versions = {
+            e: enrollment_rows.get_enrollment(conn, e).plan_version for e in (stuck, follows)
+        }
+    assert versions == {stuck: 1, follows: 2}
     harness.clock.set(datetime(2026, 3, 10, 12, tzinfo=UTC))
     harness.scheduler.maintain(force=True)
     assert horizon(harness, fine) == date(2026, 3, 24)
+    assert horizon(harness, follows) == date(2026, 3, 24)
     lines = enrollment_service.sync_plans(harness.runtime, dry_run=True)
     assert [(line.enrollment_id, "no variable 'wake'" in (line.error or "")) for line in lines] == [
         (stuck, True)
     ]
-    # Its own reminders fail with the reason instead of sticking in `sending`.
-    moment = datetime(2026, 3, 10, 10, 30, tzinfo=UTC)  # 06:30 EDT
-    harness.at(moment)
-    row = next(d for d in harness.deliveries() if d["key"] == "rise:2026-03-10")
-    assert row["state"] == "failed"
-    assert "no variable 'wake'" in row["last_error"]
+    # Its own reminders go out as its version says, instead of failing.
+    harness.at(datetime(2026, 3, 10, 10, 30, tzinfo=UTC))  # 06:30 EDT: the stuck one's
+    assert [m.to for m in harness.sms.sent] == ["+14155550123"]
+    harness.at(datetime(2026, 3, 10, 11, 15, tzinfo=UTC))  # 07:15 EDT: the new version's
+    assert [m.to for m in harness.sms.sent] == ["+14155550123", "+14155550125"]
+    rows = [d for d in harness.deliveries() if d["key"] == "rise:2026-03-10"]
+    assert sorted((d["due_at"], d["state"]) for d in rows) == [
+        (datetime(2026, 3, 10, 10, 30, tzinfo=UTC), "sent"),
+        (datetime(2026, 3, 10, 11, 15, tzinfo=UTC), "sent"),
+        (datetime(2026, 3, 10, 13, 0, tzinfo=UTC), "pending"),  # plan b's, at 09:00 EDT
+    ]
 
 
 def test_enrollments_whose_plan_is_gone_do_not_starve_the_others(
     harness: Harness, folders: Folders, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(enrollment_service.extend_horizons, "__defaults__", (2,))
-    retired = folders.write_plan("old", plan_text("old"))
+    folders.write_plan("old", plan_text("old"))
     folders.write_plan("b", plan_text("b"))
     publish(harness.runtime)
     for i in range(3):
@@ -185,7 +232,7 @@ def test_enrollments_whose_plan_is_gone_do_not_starve_the_others(
                        date(2026, 3, 2))  # fmt: skip
     harness.clock.set(datetime(2026, 3, 5, 12, tzinfo=UTC))
     kept = harness.enroll(harness.participant(), "b", date(2026, 3, 5))
-    retired.unlink()
+    unpublish(harness.runtime, "old")  # its versions no longer load
     for day in range(6, 25):
         harness.clock.set(datetime(2026, 3, day, 12, tzinfo=UTC))
         harness.scheduler.maintain(force=True)
@@ -209,6 +256,7 @@ def test_a_channel_removed_from_the_plan_does_not_come_back(
         else:
             participant_rows.opt_out_sms(conn, person, source="sms:STOP", now=now)
     folders.write_plan("m", plan_text("m", channels="[email]"))
+    publish(harness.runtime)
     harness.scheduler.maintain(force=True)
     with transaction(harness.runtime.engine) as conn:
         if via == "pause":
@@ -238,7 +286,7 @@ def test_a_worker_in_another_process_follows_plan_edits(
             "channels: [sms]\n", 'channels: [sms]\n    message: "New text"\n', 1
         )
         folders.write_plan("m", edited)
-        harness.scheduler.maintain(force=True)  # the scheduler's process follows the edit
+        publish(harness.runtime)  # this process publishes; the worker's has read nothing new
         outcomes = []
         for moment in (NY_9AM, NY_9AM + timedelta(hours=1)):
             harness.clock.set(moment)
