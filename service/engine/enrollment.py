@@ -68,7 +68,8 @@ def extend_horizons(runtime: Runtime, page: int = 200) -> int:
                 conn, before, plan_ids=loaded, after=after, limit=page
             )
         for enrollment in candidates:
-            plan = runtime.plans.get(enrollment.plan_id)
+            # Its own version: one that could not follow a newer one goes on with its own.
+            plan = runtime.plans.get(enrollment.plan_id, enrollment.plan_hash)
             if plan is None:
                 continue
             try:

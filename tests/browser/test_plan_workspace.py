@@ -196,6 +196,11 @@ def test_a_coach_breaks_fixes_previews_and_publishes_a_plan(
     page.get_by_role("link", name="Restore version 1").click()
     expect(page.get_by_label("The plan (YAML)")).to_have_value(ORIGINAL)
     expect(page.get_by_role("status")).to_contain_text("to publish again")
+    page.goto(f"{served.base}/dashboard/plans/{PLAN_ID}/versions/1")
+    expect(page.locator("table.code-lines")).to_contain_text('at: "09:00"')
+    page.locator("#template-1 summary").click()
+    expect(page.locator("#template-1 pre")).to_be_visible()
+    snap("workspace-version")
 
 
 def test_the_workspace_fits_a_phone(

@@ -416,3 +416,59 @@ def test_the_registry_asks_the_database_once_when_nothing_was_published(
         event.remove(harness.runtime.engine, "before_cursor_execute", seen)
     queries = [s for s in statements if "plan_versions" in s]
     assert len(queries) == 5  # one `max(id)` a refresh; the plan itself from memory
+
+
+WAKE = """\
+plan: wake
+title: Wake
+weeks: 4
+variables:
+  wake: "07:00"
+practices:
+  - id: rise
+    category: sleep
+    title: Rise
+    at: wake
+    channels: [sms]
+    message: "Rise, {{ participant.first_name }}."
+"""
+
+
+def test_an_enrollment_that_cannot_follow_goes_on_with_its_own_version(
+    harness: Harness, folders: Folders
+) -> None:
+    folders.write_plan("wake", WAKE)
+    publish(harness.runtime)
+    stuck = harness.enroll(harness.participant(tz="UTC"), "wake", date(2026, 3, 2), wake="06:30")
+    fine = harness.enroll(
+        harness.participant(name="Bo", phone="+14155550124", tz="UTC"), "wake", date(2026, 3, 2)
+    )
+    published = publishing.publish(
+        harness.runtime,
+        WAKE.replace('variables:\n  wake: "07:00"\n', "").replace("at: wake", 'at: "08:00"'),
+        by="test",
+    )
+    assert [(line.enrollment_id, "wake" in (line.error or "")) for line in published.lines] == [
+        (stuck, True),
+        (fine, False),
+    ]
+    # Three weeks on, past the two weeks stored at enrollment: the one that could not
+    # follow still gets its 06:30 reminders (version 1), the other its 08:00 (version 2).
+    for day in range(3, 24):
+        harness.clock.set(datetime(2026, 3, day, 5, 0, tzinfo=UTC))
+        harness.maintain()
+    harness.at(datetime(2026, 3, 23, 6, 30, tzinfo=UTC))
+    harness.at(datetime(2026, 3, 23, 8, 0, tzinfo=UTC))
+    assert [(m.to, m.body) for m in harness.sms.sent[-2:]] == [
+        ("+14155550123", "Rise, Rae."),
+        ("+14155550124", "Rise, Bo."),
+    ]
+    with transaction(harness.runtime.engine) as conn:
+        versions = dict(
+            conn.execute(
+                select(occurrences.c.enrollment_id, occurrences.c.plan_version).where(
+                    occurrences.c.key == "rise:2026-03-23"
+                )
+            ).all()
+        )
+    assert versions == {stuck: 1, fine: 2}
