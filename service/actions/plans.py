@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from service.actions.enrollments import plan_changes, refresh
-from service.actions.errors import Invalid, NotFound, action
+from service.actions.errors import Conflict, Invalid, NotFound, action
 from service.catalog import plan_files, plan_text
 from service.core.diagnostics import Diagnostic, did_you_mean
 from service.core.plan import Plan
@@ -115,6 +115,7 @@ def publish(
     plan_id: str | None = None,
     dry_run: bool = False,
     shown: str = "plan",
+    expect_version: int | None = None,
 ) -> Published:
     """Check the text; store it, with its templates as they are now, as the plan's next
     version, unless the newest version has the same content; then move the plan's live
@@ -151,9 +152,9 @@ def publish(
         raise PlanRejected(errors, loaded.warnings)
     warnings = loaded.warnings
     plan = dataclasses.replace(loaded.plan, content_hash=bundle.content_hash)
-    now = runtime.clock.now()
     with reading(runtime.engine) as conn:
         newest = plan_versions.latest_version(conn, plan.id)
+    _expected(plan.id, newest, expect_version)
     if newest is not None and newest.content_hash == bundle.content_hash:
         # The same plan again: nothing is stored; enrollments still behind it catch up.
         plan = dataclasses.replace(plan, version=newest.version)
@@ -164,7 +165,7 @@ def publish(
         number = (newest.version if newest else 0) + 1
         plan = dataclasses.replace(plan, version=number)
         return Published(plan, number, True, follow(runtime, plan, dry_run=True), warnings, True)
-    row = _store(runtime, plan, bundle.text, bundle.templates, by, note, now)
+    row = _store(runtime, plan, bundle.text, bundle.templates, by, note, expect_version)
     plan = dataclasses.replace(plan, version=row.version)
     runtime.plans.published(row, plan)
     log.info("plan published", plan=plan.id, version=row.version, by=by)
@@ -178,12 +179,15 @@ def _store(
     templates: dict[str, str],
     by: str,
     note: str | None,
-    now: object,
+    expect_version: int | None,
 ) -> PlanVersion:
-    """The next version; two publishers at once both get one (the loser tries again)."""
+    """The next version; two publishers at once both get one (the loser tries again),
+    unless one expected the other's version not to be there."""
     for attempt in range(5):
         try:
             with transaction(runtime.engine) as conn:
+                if expect_version is not None:
+                    _expected(plan.id, plan_versions.latest_version(conn, plan.id), expect_version)
                 return plan_versions.add_version(
                     conn,
                     plan_id=plan.id,
@@ -199,6 +203,23 @@ def _store(
             if attempt == 4:
                 raise
     raise AssertionError("unreachable")
+
+
+def _expected(plan_id: str, newest: PlanVersion | None, expect_version: int | None) -> None:
+    """Conflict when the plan's newest version is not the one the publisher saw."""
+    current = newest.version if newest is not None else 0
+    if expect_version is None or current == expect_version:
+        return
+    if expect_version == 0 and newest is not None:
+        raise Conflict(
+            f"a plan '{plan_id}' exists already (version {current}, published by "
+            f"{newest.published_by}); give the new plan another id"
+        )
+    who = f" by {newest.published_by}" if newest is not None else ""
+    raise Conflict(
+        f"plan '{plan_id}' is at version {current} now{who}, not version {expect_version} "
+        "as when you looked; look at what changed and try again"
+    )
 
 
 def follow(runtime: Runtime, plan: Plan, dry_run: bool = False) -> list[SyncLine]:

@@ -32,7 +32,7 @@ from service.actions import enrollments as enrolling
 from service.actions import messages
 from service.actions import participants as people
 from service.actions import plans as publishing
-from service.actions.errors import ActionError
+from service.actions.errors import ActionError, Conflict
 from service.core.diagnostics import Diagnostic
 from service.logging import mask
 from service.runtime import Runtime
@@ -563,7 +563,9 @@ class Draft:
     preview: data.PlanPreview | None = None
     review: publishing.Published | None = None
     effect: list[data.EffectRow] = field(default_factory=list)
-    reviewed: str = ""  # the hash of the text reviewed, which a publish must match
+    # "HASH:N": the hash of the text reviewed, which a publish must match, and the
+    # newest version then, which must still be the newest when it is published.
+    reviewed: str = ""
 
     @property
     def marks(self) -> dict[int, dict[str, Any]]:
@@ -725,9 +727,13 @@ async def _edited(request: Request, plan_id: str | None) -> Response:
         return _editor(request, session, draft, status_code=status_code, start=first,
                        zone_name=zone_name, copied_from=copied_from)  # fmt: skip
 
-    if action == "publish" and draft.reviewed != _text_hash(text):
+    reviewed_hash, _, base = draft.reviewed.partition(":")
+    if action == "publish" and (reviewed_hash != _text_hash(text) or not base.isdigit()):
         action = "review"
         draft.notice = "The text changed since it was reviewed: review what it does again."
+    # Publishing what was reviewed: only if no one published since (a new plan: only if
+    # no plan has its id), checked in the transaction that stores it.
+    expect = int(base) if action == "publish" else None
     taken = None  # a new plan must have an id no plan has
     if plan_id is None:
         taken = await run_in_threadpool(_taken, runtime, text)
@@ -735,9 +741,13 @@ async def _edited(request: Request, plan_id: str | None) -> Response:
         published = await run_in_threadpool(
             lambda: publishing.publish(
                 runtime, text, by="dashboard", note=note or None, plan_id=plan_id,
-                dry_run=action != "publish" or taken is not None,
+                dry_run=action != "publish" or taken is not None, expect_version=expect,
             )
         )  # fmt: skip
+    except Conflict as conflict:  # published by someone else since the review
+        draft.notice = f"Nothing was published: {conflict.message}."
+        draft.reviewed = ""
+        return again(409)
     except publishing.PlanRejected as rejected:
         found = [*rejected.errors, *([taken] if taken else [])]
         draft.errors = sorted(found, key=lambda d: (d.line, d.column))
@@ -768,7 +778,7 @@ async def _edited(request: Request, plan_id: str | None) -> Response:
     elif action == "review":
         draft.review = published
         draft.effect = await run_in_threadpool(data.effect_rows, runtime, published.lines)
-        draft.reviewed = _text_hash(text) if published.created else ""
+        draft.reviewed = f"{_text_hash(text)}:{published.version - 1}" if published.created else ""
     else:
         count = len(draft.warnings)
         said = f"{count} warning{'s' if count != 1 else ''}" if count else "no warnings"

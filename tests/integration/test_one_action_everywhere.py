@@ -21,10 +21,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from service import cli
 from service.actions import enrollments as enrolling
@@ -158,9 +160,10 @@ def make_world(tmp_path: Path) -> Iterator[Callable[[str], World]]:
             enrolling.pause(runtime, enrollment)
         if state == "cancelled":
             enrolling.cancel(runtime, enrollment)
-        if state == "plan-changed":
+        if state == "plan-changed":  # a version it cannot follow: it stays on its own
             folders.write_plan("calm", CALM_WITHOUT_WAKE)
-            publish(runtime)
+            refusals = [line.enrollment_id for line in publish(runtime) if line.error]
+            assert refusals == [enrollment]
         if state == "opted-out":
             with runtime.engine.begin() as conn:
                 participant_rows.opt_out_sms(conn, rae, source="sms:STOP", now=clock.now())
@@ -309,7 +312,7 @@ STATUS_CASES = [
     ("resume", "paused"),
     ("resume", "active"),
     ("resume", "cancelled"),
-    ("resume", "plan-changed"),  # refused everywhere, and it stays paused
+    ("resume", "plan-changed"),  # it resumes on the version it is on, everywhere
     ("cancel", "active"),
     ("cancel", "paused"),
     ("cancel", "cancelled"),
@@ -352,9 +355,17 @@ def test_the_cases_cover_each_outcome(make_world: Callable[[str], World]) -> Non
         world = make_world("active" if state == "missing" else state)
         act, target = ACTIONS[action], _target(world, state)
         seen.add(directly(world, lambda: act(world.runtime, target)).kind)  # noqa: B023
-        if state == "plan-changed":
+        if state == "plan-changed":  # resumed on its version: 06:30 + 10m, as it was
             with reading(world.runtime.engine) as conn:
-                assert enrollment_rows.get_enrollment(conn, world.enrollment).status == "paused"
+                resumed = enrollment_rows.get_enrollment(conn, world.enrollment)
+                ahead = conn.execute(
+                    select(occurrences.c.instant)
+                    .where(occurrences.c.enrollment_id == world.enrollment)
+                    .where(occurrences.c.state == "scheduled")
+                ).scalars()
+                times = {i.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M") for i in ahead}
+            assert (resumed.status, resumed.plan_version) == ("active", 1)
+            assert times == {"06:40"}
     assert seen == {"done", "refused", "missing"}
 
 

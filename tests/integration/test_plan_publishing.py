@@ -448,10 +448,8 @@ def test_an_enrollment_that_cannot_follow_goes_on_with_its_own_version(
         WAKE.replace('variables:\n  wake: "07:00"\n', "").replace("at: wake", 'at: "08:00"'),
         by="test",
     )
-    assert [(line.enrollment_id, "wake" in (line.error or "")) for line in published.lines] == [
-        (stuck, True),
-        (fine, False),
-    ]
+    refused = {line.enrollment_id: "wake" in (line.error or "") for line in published.lines}
+    assert refused == {stuck: True, fine: False}
     # Three weeks on, past the two weeks stored at enrollment: the one that could not
     # follow still gets its 06:30 reminders (version 1), the other its 08:00 (version 2).
     for day in range(3, 24):
@@ -472,3 +470,15 @@ def test_an_enrollment_that_cannot_follow_goes_on_with_its_own_version(
             ).all()
         )
     assert versions == {stuck: 1, fine: 2}
+
+
+def test_expect_version_refuses_a_publish_over_someone_elses(api: Api) -> None:
+    ok(api.put("walk", WALK, expect_version=0))  # a new plan: only if none has the id
+    taken = api.put("walk", LATER, expect_version=0)
+    assert taken.status_code == 409
+    assert "exists already" in taken.json()["detail"]
+    ok(api.put("walk", LATER, expect_version=1))  # version 1 was the newest: published
+    stale = api.put("walk", WALK, expect_version=1)
+    assert stale.status_code == 409
+    assert "is at version 2 now" in stale.json()["detail"]
+    assert api.versions_stored() == 2

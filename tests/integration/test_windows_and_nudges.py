@@ -399,7 +399,8 @@ def test_a_plan_edit_adding_a_nudge_gives_future_occurrences_one(
     assert [d["kind"] for d in harness.deliveries()] == ["reminder"] * 7
 
     folders.write_plan("evening", evening(NUDGE))
-    close_at(harness, WALK + timedelta(minutes=5))  # maintenance follows plan edits
+    harness.clock.set(WALK + timedelta(minutes=5))
+    publish(harness.runtime)  # publishing moves the enrollment forward at once
 
     nudges = {d["key"]: d for d in harness.deliveries() if d["kind"] == "nudge"}
     # Monday's occurrence went out under the old plan: it is history and gets none.
@@ -421,7 +422,8 @@ def test_a_plan_edit_removing_the_nudge_cancels_the_waiting_ones(
     setup(harness, folders, evening(NUDGE))
     harness.at(WALK)
     folders.write_plan("evening", evening())
-    close_at(harness, WALK + timedelta(minutes=5))
+    harness.clock.set(WALK + timedelta(minutes=5))
+    publish(harness.runtime)  # publishing moves the enrollment forward at once
     # Monday's is history (its reminder went out) and keeps its nudge; the rest go.
     assert deliveries_of(harness)["nudge"]["state"] == "pending"
     later = [d for d in harness.deliveries() if d["kind"] == "nudge" and d["key"] != KEY]

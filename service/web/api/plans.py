@@ -136,7 +136,7 @@ def _problems(diagnostics: Sequence[Diagnostic]) -> list[PlanProblem]:
     tags=["plans"],
     summary="Publish a plan's next version",
     responses={
-        **responses(400),
+        **responses(400, 409),
         413: {"model": Problem, "description": "The body is larger than a plan may be."},
         415: {"model": Problem, "description": "The body is not YAML or plain text."},
         422: {
@@ -157,6 +157,15 @@ async def put_plan(
     note: Annotated[
         str | None,
         Query(max_length=publishing.MAX_NOTE, description="A few words on what changed."),
+    ] = None,
+    expect_version: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=1_000_000_000,
+            description="Publish only if this is still the plan's newest version (0: only "
+            "if the plan does not exist yet); otherwise 409 and nothing is stored.",
+        ),
     ] = None,
 ) -> Any:
     """Check the plan; unless the newest version already has this content, store it
@@ -188,6 +197,7 @@ async def put_plan(
                 plan_id=plan_id,
                 dry_run=dry_run,
                 shown=f"{plan_id}.yaml",
+                expect_version=expect_version,
             )
         except publishing.PlanRejected as rejected:
             content = PlanRejectedOut(
