@@ -69,7 +69,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix service tests bench
 	$(BIN)/ruff format service tests bench
 
-BENCHES ?= expand engine webhook feed load
+BENCHES ?= expand engine webhook feed publish load
 bench: $(STAMP)
 	@for name in $(BENCHES); do $(BIN)/python -m bench.$$name || exit 1; done
 

@@ -39,6 +39,7 @@ import logging
 import re
 import string
 import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -316,6 +317,7 @@ def path_values(world: World) -> dict[str, str]:
         "participant_id": world.rae,
         "enrollment_id": world.enrollment,
         "plan_id": "guard",
+        "number": "1",  # guard's published version
         "action": "pause",
         "rest": "anything",
     }
@@ -332,6 +334,11 @@ def body_for(endpoint: Endpoint, world: World) -> Any:
     return bodies.get(endpoint.key)
 
 
+# A plan's next version (a changed title): with the right token it is published; with a
+# wrong one, nothing is stored.
+YAML_BODIES: dict[tuple[str, str], str] = {
+    ("PUT", "/api/plans/{plan_id}"): textwrap.dedent(PLAN).replace("Guard", "Guard, again"),
+}
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/plans/{plan_id}/preview"): {"tz": "UTC"},
 }
@@ -354,6 +361,11 @@ def call(
     if endpoint.dashboard and endpoint.method == "POST":
         form = {**DASHBOARD_FORMS.get(endpoint.key, {}), "csrf": csrf}
         return client.request(endpoint.method, url, params=query, data=form, headers=headers)
+    if endpoint.key in YAML_BODIES:
+        yaml = {**(headers or {}), "Content-Type": "application/yaml"}
+        return client.request(
+            endpoint.method, url, params=query, content=YAML_BODIES[endpoint.key], headers=yaml
+        )
     body = body_for(endpoint, world)
     if body is None:
         return client.request(endpoint.method, url, params=query, headers=headers)
@@ -567,6 +579,8 @@ def test_every_admin_route_answers_the_right_credential(world: World) -> None:
         assert refusal(endpoint, answer) is not None, what  # not the refusal either
         answered.append(endpoint)
     assert answered == admin_endpoints(world.app)
+    # The plan sent with the right token was published.
+    assert world.runtime.plans.get("guard").title == "Guard, again"  # type: ignore[union-attr]
     # The API's data is there for the right token: Rae's own record.
     person = client.get(f"/api/participants/{world.rae}", headers=right).json()
     assert (person["phone"], person["email"]) == (RAE_PHONE, RAE_EMAIL)

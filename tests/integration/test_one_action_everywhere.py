@@ -363,7 +363,9 @@ def test_the_cases_cover_each_outcome(make_world: Callable[[str], World]) -> Non
                     .where(occurrences.c.enrollment_id == world.enrollment)
                     .where(occurrences.c.state == "scheduled")
                 ).scalars()
-                times = {i.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M") for i in ahead}
+                times = {
+                    i.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M") for i in ahead
+                }
             assert (resumed.status, resumed.plan_version) == ("active", 1)
             assert times == {"06:40"}
     assert seen == {"done", "refused", "missing"}

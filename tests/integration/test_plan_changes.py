@@ -193,7 +193,8 @@ def test_one_enrollment_that_cannot_follow_its_plan_holds_up_no_one(
     by_id = {line.enrollment_id: line for line in lines}
     assert set(by_id) == {stuck, follows}
     assert "no variable 'wake'" in (by_id[stuck].error or "")
-    assert by_id[follows].error is None and by_id[follows].changes
+    assert by_id[follows].error is None
+    assert by_id[follows].changes
     with transaction(harness.runtime.engine) as conn:
         versions = {
             e: enrollment_rows.get_enrollment(conn, e).plan_version for e in (stuck, follows)

@@ -81,9 +81,7 @@ def test_processes_from_different_folders_serve_and_send_the_published_version(
         TEND_HTTP_PORT=str(second_port),
     )
     second_base = f"http://127.0.0.1:{second_port}"
-    wait_for(
-        lambda: _healthy(second_base), 60, "the second web process to start", interval=0.1
-    )
+    wait_for(lambda: _healthy(second_base), 60, "the second web process to start", interval=0.1)
     deployment.start("scheduler", "scheduler", TEND_SCHEDULES_DIR=str(empty))
     deployment.start("worker", "worker", TEND_SCHEDULES_DIR=str(other))
 

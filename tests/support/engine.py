@@ -15,8 +15,8 @@ from typing import Any
 
 import dramatiq
 import pytest
-from sqlalchemy import delete
 from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import delete
 
 from service.actions import enrollments as enrolling
 from service.actions import plans as publishing

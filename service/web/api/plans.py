@@ -47,6 +47,7 @@ from service.web.api.schemas import (
     PracticeOut,
     PreviewOut,
     PublishOut,
+    PutPlanRefused,
     VersionOut,
     VersionPage,
     VersionText,
@@ -140,9 +141,9 @@ def _problems(diagnostics: Sequence[Diagnostic]) -> list[PlanProblem]:
         413: {"model": Problem, "description": "The body is larger than a plan may be."},
         415: {"model": Problem, "description": "The body is not YAML or plain text."},
         422: {
-            "model": PlanRejectedOut,
+            "model": PutPlanRefused,
             "description": "The plan has errors (lines and columns as `tend plans check` "
-            "gives them); nothing was stored.",
+            "gives them), or a parameter has the wrong shape; nothing was stored.",
         },
     },
     openapi_extra=_PLAN_BODY,

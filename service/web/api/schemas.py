@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from service.core import validate
@@ -328,6 +328,16 @@ class PublishOut(BaseModel):
 class PlanRejectedOut(BaseModel):
     errors: list[PlanProblem]
     warnings: list[PlanProblem]
+
+
+class ShapeProblem(BaseModel):
+    """A request whose parameters or body do not have the documented shape."""
+
+    detail: list[dict[str, Any]]
+
+
+class PutPlanRefused(RootModel[PlanRejectedOut | ShapeProblem]):
+    """A PUT's 422: the plan's errors, or (a parameter of the wrong shape) FastAPI's."""
 
 
 class VersionOut(BaseModel):
