@@ -182,10 +182,12 @@ is a process's first read of a version it has not seen (loading and checking it)
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Publishing costs about what enrolling the same people does: each enrollment is read,
-reconciled and written in its own transaction (so one that cannot follow holds up no
-one). The check for new versions is one indexed `max(id)`: it is what every scheduler
-pass and dashboard page pays, and it is within a small factor of the bare round trip.
+Publishing costs about twice what enrolling the same people does: enrolling inserts
+each enrollment's occurrences in one statement, while a new version updates each moved
+occurrence on its own (its pending deliveries follow it), each enrollment in its own
+transaction so that one that cannot follow holds up no one. A dry run reads and
+reconciles only. The check for new versions is one indexed `max(id)`, which every
+scheduler pass and dashboard page pays: a small factor of the bare round trip.
 """
     write_section("publish", body)
 

@@ -21,10 +21,11 @@ from sqlalchemy import select
 
 from service.actions import plans as publishing
 from service.storage.db import reading
-from service.storage.tables import deliveries, enrollments, occurrences
+from service.storage.tables import enrollments
 from tests.browser.conftest import Served
 from tests.browser.test_dashboard_browser import log_in
 from tests.support.dashboard_seed import NOW, PLAN, PLAN_ID
+from tests.support.engine import next_reminder
 
 with contextlib.suppress(ImportError):
     from playwright.sync_api import Page, expect
@@ -59,26 +60,11 @@ def _next_walks(served: Served) -> dict[str, tuple[datetime, datetime | None, in
     """Per participant with a live enrollment: the next walk's instant, when its
     reminder is due (None: no text is waiting, as for Jo, who texted STOP), and the plan
     version it was planned from."""
-    found: dict[str, tuple[datetime, datetime | None, int | None]] = {}
-    with reading(served.runtime.engine) as conn:
-        for who, enrollment in served.cohort.enrollments.items():
-            row = conn.execute(
-                select(occurrences.c.id, occurrences.c.instant, occurrences.c.plan_version)
-                .where(occurrences.c.enrollment_id == enrollment)
-                .where(occurrences.c.practice_id == "walk")
-                .where(occurrences.c.instant > NOW)
-                .where(occurrences.c.state == "scheduled")
-                .order_by(occurrences.c.instant)
-                .limit(1)
-            ).first()
-            if row is None:
-                continue
-            due = conn.execute(
-                select(deliveries.c.due_at)
-                .where(deliveries.c.occurrence_id == row.id)
-                .where(deliveries.c.state == "pending")
-            ).scalar_one_or_none()
-            found[who] = (row.instant, due, row.plan_version)
+    found = {}
+    for who, enrollment in served.cohort.enrollments.items():
+        walk = next_reminder(served.runtime, enrollment, "walk", NOW)
+        if walk is not None:
+            found[who] = (walk.instant, walk.due, walk.plan_version)
     return found
 
 

@@ -13,15 +13,13 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from service.actions import plans as publishing
 from service.storage import enrollments as enrollment_rows
 from service.storage.db import reading
-from service.storage.tables import deliveries, occurrences
 from tests.integration import test_dashboard
 from tests.integration.test_dashboard import BASE, App
 from tests.support.dashboard_seed import NOW, PLAN, PLAN_ID
+from tests.support.engine import next_reminder
 
 # test_dashboard.py's fixtures: the seeded cohort on SQLite and PostgreSQL, a logged-in coach.
 source = test_dashboard.source
@@ -63,23 +61,10 @@ def _numbers(coach: App, plan_id: str = PLAN_ID) -> list[int]:
 
 def _next_walk(coach: App, who: str) -> tuple[datetime, datetime, int | None]:
     """The next walk's instant, its pending reminder's due time and its plan version."""
-    enrollment = coach.cohort.enrollments[who]
-    with reading(coach.runtime.engine) as conn:
-        row = conn.execute(
-            select(occurrences.c.id, occurrences.c.instant, occurrences.c.plan_version)
-            .where(occurrences.c.enrollment_id == enrollment)
-            .where(occurrences.c.practice_id == "walk")
-            .where(occurrences.c.instant > NOW)
-            .where(occurrences.c.state == "scheduled")
-            .order_by(occurrences.c.instant)
-            .limit(1)
-        ).one()
-        due = conn.execute(
-            select(deliveries.c.due_at)
-            .where(deliveries.c.occurrence_id == row.id)
-            .where(deliveries.c.state == "pending")
-        ).scalar_one()
-    return row.instant, due, row.plan_version
+    walk = next_reminder(coach.runtime, coach.cohort.enrollments[who], "walk", NOW)
+    assert walk is not None
+    assert walk.due is not None
+    return walk.instant, walk.due, walk.plan_version
 
 
 def test_the_editor_opens_with_the_newest_text(coach: App) -> None:

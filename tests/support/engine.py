@@ -313,3 +313,41 @@ def harness(db_url: str, folders: Folders, clock: ManualClock) -> Iterator[Harne
 
 def later(moment: datetime, **delta: float) -> datetime:
     return moment + timedelta(**delta)
+
+
+@dataclass(frozen=True)
+class NextReminder:
+    """An enrollment's next occurrence of a practice: when, when its reminder is due
+    (None: no reminder is waiting, for someone who texted STOP, say), and the plan
+    version it was planned from."""
+
+    instant: datetime
+    due: datetime | None
+    plan_version: int | None
+
+
+def next_reminder(
+    runtime: Runtime, enrollment_id: str, practice_id: str, after: datetime
+) -> NextReminder | None:
+    from sqlalchemy import select
+
+    from service.storage.tables import deliveries, occurrences
+
+    with transaction(runtime.engine) as conn:
+        row = conn.execute(
+            select(occurrences.c.id, occurrences.c.instant, occurrences.c.plan_version)
+            .where(occurrences.c.enrollment_id == enrollment_id)
+            .where(occurrences.c.practice_id == practice_id)
+            .where(occurrences.c.instant > after)
+            .where(occurrences.c.state == "scheduled")
+            .order_by(occurrences.c.instant)
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        due = conn.execute(
+            select(deliveries.c.due_at)
+            .where(deliveries.c.occurrence_id == row.id)
+            .where(deliveries.c.state == "pending")
+        ).scalar_one_or_none()
+    return NextReminder(row.instant, due, row.plan_version)
