@@ -108,7 +108,7 @@ def main() -> None:
 
 @main.group()
 def plans() -> None:
-    """Check, preview and describe practice plans."""
+    """Check, preview, publish and describe practice plans."""
 
 
 @plans.command("check")

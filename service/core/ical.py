@@ -64,11 +64,24 @@ def build_calendar(
         first = day if first is None or day < first else first
         last = day if last is None or day > last else last
     if first is not None and last is not None:
-        calendar.add_missing_timezones(
-            first_date=first - timedelta(days=366), last_date=last + timedelta(days=366)
-        )
+        add_timezones(calendar, first - timedelta(days=366), last + timedelta(days=366))
     data: bytes = calendar.to_ical()
     return data
+
+
+def add_timezones(calendar: icalendar.Calendar, first: date, last: date) -> None:
+    """A VTIMEZONE for every zone the calendar's events name, in the order of their
+    names. (icalendar's `add_missing_timezones` adds them in the order of a set, which
+    differs from one process to the next: two processes would write different bytes
+    for one calendar, and a content hash over it would differ.)"""
+    at = len(calendar.timezones)
+    for tzid in sorted(calendar.get_missing_tzids()):
+        try:
+            zone = icalendar.Timezone.from_tzid(tzid, first_date=first, last_date=last)
+        except ValueError:  # not a zone the library knows: as add_missing_timezones does
+            continue
+        calendar.subcomponents.insert(at, zone)
+        at += 1
 
 
 def _event(event: CalendarEvent, stamp: datetime) -> icalendar.Event:

@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from service.core.expand import Occurrence, expand, resolve_plan_variables
-from service.core.ical import PRODID
+from service.core.ical import PRODID, add_timezones
 from service.core.plan import Plan, Practice, Variant
 
 REQUEST = "REQUEST"
@@ -265,9 +265,7 @@ def invitation(
         event.add("summary", plan.title)
         calendar.add_component(event)
     if first_day is not None and last_day is not None:
-        calendar.add_missing_timezones(
-            first_date=first_day - timedelta(days=366), last_date=last_day + timedelta(days=366)
-        )
+        add_timezones(calendar, first_day - timedelta(days=366), last_day + timedelta(days=366))
     data: bytes = calendar.to_ical()
     return data
 

@@ -33,6 +33,7 @@ import structlog
 from service.actions.enrollments import variables_for
 from service.channels.base import ChannelError, OutgoingMessage
 from service.channels.email import unsubscribe_link
+from service.clock import clock_span
 from service.core.backoff import Backoff
 from service.core.expand import resolve_plan_variables
 from service.core.invitation import (
@@ -54,6 +55,9 @@ from service.storage.db import transaction
 
 log = structlog.get_logger("tend.invitations")
 
+# How long a send may take before another scheduler may take the row over and send
+# again: real time (SMTP's timeouts are), so that a clock running faster than real time
+# (the load tests') does not shrink it below one send and send the invitation twice.
 SEND_LEASE = timedelta(minutes=3)
 INVITATION_BACKOFF = Backoff(first=timedelta(seconds=30), ceiling=timedelta(hours=1))
 PAGE = 200
@@ -275,7 +279,11 @@ def _send(
     with transaction(runtime.engine) as conn:
         invitation_rows.invitation_want(conn, enrollment.id, wanted.content_hash, now)
         attempt = invitation_rows.invitation_start(
-            conn, enrollment.id, wanted.content_hash, now=now, lease=SEND_LEASE
+            conn,
+            enrollment.id,
+            wanted.content_hash,
+            now=now,
+            lease=clock_span(runtime.clock, SEND_LEASE.total_seconds()),
         )
         current = invitation_rows.get_invitation(conn, enrollment.id)
     if attempt is None or current is None:
