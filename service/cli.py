@@ -606,6 +606,148 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 # --- processes -----------------------------------------------------------------------
 
 
+# --- coach accounts and the audit log ---------------------------------------------------
+
+
+@main.group()
+def coaches() -> None:
+    """Coach and admin accounts: add, list, disable, links and API tokens."""
+
+
+@coaches.command("add")
+@click.option("--email", required=True, help="Their email: what they sign in with.")
+@click.option("--name", required=True, help="Their name, as the dashboard shows it.")
+@click.option("--role", type=click.Choice(["coach", "admin"]), default="coach", show_default=True)
+def coaches_add(email: str, name: str, role: str) -> None:
+    """Add an account; prints the one-time link to set its password, then its id."""
+    from service.actions import coaches as accounts
+
+    rt = runtime()
+    with reported():
+        made = accounts.add(rt, accounts.operator(), email=email, name=name, role=role)
+    click.echo(f"added {made.coach.name} <{made.coach.email}> ({made.coach.role})")
+    click.echo(f"set a password within {accounts.LINK_LIFETIME.days * 24} hours: {made.link}")
+    click.echo(made.coach.id)
+
+
+@coaches.command("link")
+@click.argument("email")
+def coaches_link(email: str) -> None:
+    """A new one-time link to set the account's password (earlier links stop working)."""
+    from service.actions import coaches as accounts
+
+    rt = runtime()
+    with reported():
+        click.echo(accounts.new_link(rt, accounts.operator(), email))
+
+
+@coaches.command("token")
+@click.argument("email")
+@click.option("--name", "label", default="API token", show_default=True, help="A label.")
+def coaches_token(email: str, label: str) -> None:
+    """A new API token for the account, printed once as the last line (kept hashed)."""
+    from service.actions import coaches as accounts
+
+    rt = runtime()
+    with reported():
+        made = accounts.create_token(rt, accounts.operator(), email, label)
+    click.echo(f"token {made.token.id} ({made.token.label}); it is shown only now:")
+    click.echo(made.secret)
+
+
+@coaches.command("tokens")
+@click.argument("email")
+def coaches_tokens(email: str) -> None:
+    """The account's API tokens (never the tokens themselves)."""
+    from service.actions import coaches as accounts
+
+    rt = runtime()
+    with reported():
+        found = accounts.tokens(rt, accounts.operator(), email)
+    rows = [
+        (
+            t.id,
+            t.label,
+            utc_text(t.created_at),
+            utc_text(t.last_used_at) if t.last_used_at else "-",
+            f"revoked {utc_text(t.revoked_at)}" if t.revoked_at else "live",
+        )
+        for t in found
+    ]
+    click.echo(format_table(("id", "label", "created", "last used", "state"), rows))
+
+
+@coaches.command("revoke")
+@click.argument("email")
+@click.argument("token_id")
+def coaches_revoke(email: str, token_id: str) -> None:
+    """Revoke one of the account's API tokens."""
+    from service.actions import coaches as accounts
+
+    rt = runtime()
+    with reported():
+        accounts.revoke_token(rt, accounts.operator(), email, token_id)
+    click.echo(f"revoked {token_id}")
+
+
+@coaches.command("list")
+def coaches_list() -> None:
+    """Every account: id, email, name, role, state."""
+    from service.actions import coaches as accounts
+
+    rows = [
+        (
+            c.id,
+            c.email,
+            c.name,
+            c.role,
+            "disabled" if c.disabled else ("active" if c.password_hash else "invited"),
+        )
+        for c in accounts.accounts(runtime())
+    ]
+    click.echo(format_table(("id", "email", "name", "role", "state"), rows))
+
+
+@coaches.command("disable")
+@click.argument("email")
+def coaches_disable(email: str) -> None:
+    """The account can no longer sign in or use its tokens; its sessions end."""
+    from service.actions import coaches as accounts
+
+    rt = runtime()
+    with reported():
+        coach = accounts.disable(rt, accounts.operator(), email)
+    click.echo(f"disabled {coach.email}")
+
+
+@main.command("audit")
+@click.option("--coach", "coach_email", help="Only what this account did (its email).")
+@click.option("--since", "since_text", help="From this date (YYYY-MM-DD, UTC) on.")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+def audit_command(coach_email: str | None, since_text: str | None, limit: int) -> None:
+    """The audit log, newest first: every coach and admin action and every sign-in."""
+    from service.actions import coaches as accounts
+
+    since = (
+        datetime.combine(parse_date(since_text), datetime.min.time(), UTC) if since_text else None
+    )
+    rt = runtime()
+    with reported():
+        found = accounts.audit(rt, coach_email=coach_email, since=since, limit=limit)
+    rows = [
+        (
+            utc_text(e.at),
+            f"{e.actor_name} ({e.actor})",
+            e.address or "-",
+            e.action,
+            f"{e.target_kind} {e.target_id}" if e.target_id else "-",
+            e.detail or "",
+        )
+        for e in found
+    ]
+    click.echo(format_table(("at", "who", "from", "what", "on", "detail"), rows))
+
+
 @main.command("report")
 @click.option("--participant", "participant_id", help="Only this participant's enrollments.")
 @click.option("--plan", "plan_id", help="Only enrollments in this plan.")

@@ -30,6 +30,7 @@ class Participant:
     email_unsubscribed: bool = False
     feed_version: int = 1
     created_at: datetime | None = None
+    coach_id: str | None = None  # the coach who owns them (None: nobody's yet)
 
     def sms_paused(self, now: datetime) -> bool:
         return self.paused_until is not None and self.paused_until > now

@@ -58,6 +58,7 @@ def add_participant(
     phone: str | None = None,
     email: str | None = None,
     variables: Mapping[str, str] | None = None,
+    coach_id: str | None = None,
 ) -> Participant:
     """Add a participant. PhoneTaken when another one has the phone number (added
     meanwhile: check first with `find_participant_by_phone`); the transaction must
@@ -76,6 +77,7 @@ def add_participant(
                 email_unsubscribed=False,
                 feed_version=1,
                 created_at=now,
+                coach_id=coach_id,
             )
         )
     except IntegrityError as exc:

@@ -78,6 +78,78 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
+# Coach and admin accounts. A password is kept only as its argon2id hash; signing out
+# everywhere, a new password and disabling the account each bump `session_version`,
+# which every session cookie carries, so older sessions end.
+coaches = Table(
+    "coaches",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),  # lower case
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(200)),  # NULL until set through a one-time link
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("session_version", Integer, nullable=False, default=1),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint("role IN ('coach', 'admin')", name="role"),
+)
+
+# API tokens: shown once, kept as the SHA-256 of the token (256 random bits: a fast
+# hash is enough for a secret nobody chose), with a label to tell them apart.
+coach_tokens = Table(
+    "coach_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("coach_id", ForeignKey("coaches.id", ondelete="CASCADE"), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+    Index("ix_coach_tokens_coach_id", "coach_id"),
+)
+
+# One-time links to set a password (kept as the SHA-256 of the link's secret).
+password_links = Table(
+    "password_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("coach_id", ForeignKey("coaches.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+)
+
+# Failed sign-ins, for throttling per account and per address (old rows are deleted).
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(400), nullable=False),  # account:<email> or address:<ip>
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_login_failures_subject_at", "subject", "at"),
+)
+
+# Append-only: every coach and admin action and every sign-in. Never updated or deleted
+# by Tend. `detail` holds no participant's health data, phone or email.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(32), nullable=False),  # a coach id, or "operator"
+    Column("actor_name", String(200), nullable=False),
+    Column("address", String(64)),  # where the request came from; NULL: the command line
+    Column("action", String(64), nullable=False),
+    Column("target_kind", String(32)),
+    Column("target_id", String(64)),
+    Column("detail", Text),
+    Index("ix_audit_log_actor_at", "actor", "at"),
+    Index("ix_audit_log_at", "at"),
+)
+
 participants = Table(
     "participants",
     metadata,
@@ -92,6 +164,10 @@ participants = Table(
     Column("email_unsubscribed", Boolean, nullable=False, default=False),
     Column("feed_version", Integer, nullable=False, default=1),
     Column("created_at", UTCDateTime(), nullable=False),
+    # The coach who owns them (NULL: nobody's yet; admins and the operator see them).
+    # No foreign key: adding one would make SQLite copy the table (and its cascades);
+    # accounts are never deleted, only disabled.
+    Column("coach_id", String(32), index=True),
     CheckConstraint(_one_of("sms_state", SMS_STATES), name="sms_state"),
 )
 
