@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 
+from service.actions import coaches as accounts
+from service.actions.coaches import Actor
 from service.runtime import Runtime
 
 
@@ -79,11 +81,65 @@ def admin_allowed(request: Request) -> bool:
     )
 
 
-def require_admin(request: Request) -> None:
-    """A FastAPI dependency: 401 unless `admin_allowed`."""
-    if not admin_allowed(request):
+def address_of(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def resolve_actor(request: Request) -> Actor | None:
+    """Who sends the request: an account's API token (`tend_...`), the operator's
+    TEND_ADMIN_TOKEN, or with no token configured a request from this machine (as
+    the operator); None when it is none of these."""
+    runtime = cast(Runtime, request.app.state.runtime)
+    given = bearer(request)
+    address = address_of(request)
+    if given.startswith(accounts.TOKEN_PREFIX):
+        coach = accounts.token_account(runtime, given)
+        return accounts.Actor.of(coach, address) if coach is not None else None
+    if admin_allowed(request):
+        return accounts.operator(address)
+    return None
+
+
+def _audit_request(request: Request, actor: Actor) -> None:
+    """The request on the audit log: its route as written, and the id it is about."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    params = request.path_params
+    target = next(((k, str(v)) for k, v in params.items() if k.endswith("_id")), None)
+    accounts.record(
+        cast(Runtime, request.app.state.runtime),
+        actor,
+        f"{request.method} {template}"[:64],
+        target[0].removesuffix("_id") if target else None,
+        target[1][:64] if target else None,
+    )
+
+
+def require_admin(request: Request) -> Actor:
+    """A FastAPI dependency: the operator or an admin account, or 401. The request
+    goes on the audit log."""
+    actor = resolve_actor(request)
+    if actor is None or not actor.sees_all:
         raise HTTPException(
             status_code=401,
             detail="an admin bearer token is required (Authorization: Bearer <TEND_ADMIN_TOKEN>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    request.state.actor = actor
+    _audit_request(request, actor)
+    return actor
+
+
+def require_actor(request: Request) -> Actor:
+    """A FastAPI dependency for routes that show each coach only their own people: any
+    account's token, or the operator's, or 401. The request goes on the audit log."""
+    actor = resolve_actor(request)
+    if actor is None:
+        raise HTTPException(
+            status_code=401,
+            detail="a bearer token is required (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request.state.actor = actor
+    _audit_request(request, actor)
+    return actor
