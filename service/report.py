@@ -140,11 +140,13 @@ def build(
     now: datetime | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    coach_id: str | None = None,
 ) -> Report:
     """The report at `now` (default: the runtime's clock), of the occurrences due in
     [since, until) when those are given (a week, for summaries and digests). Raises
     NotFound for a participant that does not exist, and for a plan that neither runs
-    nor has an enrollment."""
+    nor has an enrollment. With `coach_id`, only that coach's participants: another
+    coach's participant (or a plan only they are in) is NotFound as a missing one."""
     now = now or runtime.clock.now()
     with transaction(runtime.engine) as conn:
         enrolled = checkins.report_enrollments(
@@ -153,13 +155,14 @@ def build(
             plan_id=plan_id,
             enrollment_id=enrollment_id,
             statuses=statuses,
+            coach_id=coach_id,
         )
         # A plan that cannot be read still has its history; one never heard of is not.
         if (
             plan_id is not None
             and not enrolled
             and runtime.plans.get(plan_id) is None
-            and not enrollment_rows.list_enrollments(conn, plan_id=plan_id)
+            and not enrollment_rows.list_enrollments(conn, plan_id=plan_id, coach_id=coach_id)
         ):
             raise NotFound(f"no plan '{plan_id}' is published and no enrollments are in it")
         people = {p.id: p for p in _participants(conn, {e["participant_id"] for e in enrolled})}

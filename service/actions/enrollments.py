@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy import Connection
 
+from service.actions.access import visible_enrollment, visible_participant
+from service.actions.coaches import Actor
 from service.actions.errors import Conflict, Invalid, NotFound, action
 from service.core.diagnostics import did_you_mean
 from service.core.expand import resolve_plan_variables
@@ -56,18 +58,24 @@ def running_plan(runtime: Runtime, plan_id: str) -> Plan:
 
 @action
 def enroll(
-    runtime: Runtime, participant_id: str, plan: Plan, start: Start, overrides: dict[str, str]
+    runtime: Runtime,
+    participant_id: str,
+    plan: Plan,
+    start: Start,
+    overrides: dict[str, str],
+    *,
+    actor: Actor | None = None,
 ) -> Enrollment:
     """Enroll the participant in the plan from `start` (a date, or "today" in their own
     time zone) and materialise the first days of reminders. A participant already in
     the plan (active or paused) is refused: enrolling twice would send every reminder
     twice (a command run again after a time-out, say). `plan` is one the runtime runs
-    (`running_plan`)."""
+    (`running_plan`). A coach (`actor`) enrolls only their own participants."""
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:
         # The participant's row is held until the end, so that two requests enrolling
         # them at once (a client retrying) are checked one after the other.
-        participant = participant_rows.get_participant(conn, participant_id, lock=True)
+        participant = visible_participant(conn, actor, participant_id, lock=True)
         current = enrollment_rows.list_enrollments(
             conn, participant_id=participant_id, plan_id=plan.id, statuses=LIVE_STATUSES
         )
@@ -116,30 +124,33 @@ _VERBS = {
 }
 
 
-def pause(runtime: Runtime, enrollment_id: str) -> StatusChange:
+def pause(runtime: Runtime, enrollment_id: str, *, actor: Actor | None = None) -> StatusChange:
     """No reminders until resumed: every unsent one stops at once."""
-    return _set_status(runtime, enrollment_id, EnrollmentStatus.PAUSED)
+    return _set_status(runtime, enrollment_id, EnrollmentStatus.PAUSED, actor)
 
 
-def resume(runtime: Runtime, enrollment_id: str) -> StatusChange:
+def resume(runtime: Runtime, enrollment_id: str, *, actor: Actor | None = None) -> StatusChange:
     """Reminders still ahead come back, and the enrollment is materialised up to its
     horizon again, following its plan version."""
-    return _set_status(runtime, enrollment_id, EnrollmentStatus.ACTIVE)
+    return _set_status(runtime, enrollment_id, EnrollmentStatus.ACTIVE, actor)
 
 
-def cancel(runtime: Runtime, enrollment_id: str) -> StatusChange:
+def cancel(runtime: Runtime, enrollment_id: str, *, actor: Actor | None = None) -> StatusChange:
     """The end: nothing more is sent."""
-    return _set_status(runtime, enrollment_id, EnrollmentStatus.CANCELLED)
+    return _set_status(runtime, enrollment_id, EnrollmentStatus.CANCELLED, actor)
 
 
 @action
-def _set_status(runtime: Runtime, enrollment_id: str, status: EnrollmentStatus) -> StatusChange:
+def _set_status(
+    runtime: Runtime, enrollment_id: str, status: EnrollmentStatus, actor: Actor | None = None
+) -> StatusChange:
     """Asking for the status it has is no change and no error (a button pressed twice,
-    a request retried). One that cannot follow is refused, and nothing changes."""
+    a request retried). One that cannot follow is refused, and nothing changes. A coach
+    (`actor`) changes only their own participants' enrollments (another's: NotFound)."""
     verb = _VERBS[status]
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:
-        current = enrollment_rows.get_enrollment(conn, enrollment_id)
+        current = visible_enrollment(conn, actor, enrollment_id)
         if current.status == status:
             return StatusChange(current, changed=False)
         try:

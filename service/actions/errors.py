@@ -23,6 +23,7 @@ class Failure(enum.StrEnum):
     NOT_FOUND = "not_found"  # no such participant, enrollment or plan
     CONFLICT = "conflict"  # the present state does not allow it (consent included)
     UNAVAILABLE = "unavailable"  # a provider did not do its part; trying later may work
+    FORBIDDEN = "forbidden"  # only an admin may do it (a coach asked)
 
 
 HTTP_STATUS = {
@@ -30,6 +31,7 @@ HTTP_STATUS = {
     Failure.NOT_FOUND: 404,
     Failure.CONFLICT: 409,
     Failure.UNAVAILABLE: 502,
+    Failure.FORBIDDEN: 403,
 }
 
 
@@ -60,6 +62,13 @@ class Conflict(ActionError):
 
 class Unavailable(ActionError):
     failure = Failure.UNAVAILABLE
+
+
+class Forbidden(ActionError):
+    """Admins only: a coach asked for what only an admin may do (on something the
+    coach may see: what they may not see is NotFound)."""
+
+    failure = Failure.FORBIDDEN
 
 
 @contextmanager

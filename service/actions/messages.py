@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from service.actions import consent
+from service.actions.access import visible_participant
+from service.actions.coaches import Actor
 from service.actions.errors import Conflict, Invalid, Unavailable, action
 from service.channels.base import ChannelError, OutgoingMessage
 from service.channels.email import unsubscribe_link
@@ -22,7 +24,6 @@ from service.core.render import Person
 from service.core.sms import clean_for_sms
 from service.core.states import Channel
 from service.runtime import Runtime
-from service.storage import participants as participant_rows
 from service.storage.db import reading
 
 log = structlog.get_logger("tend.messages")
@@ -50,12 +51,18 @@ class TestSent:
 
 @action
 def send_test(
-    runtime: Runtime, participant_id: str, channel: str, text: str | None = None
+    runtime: Runtime,
+    participant_id: str,
+    channel: str,
+    text: str | None = None,
+    *,
+    actor: Actor | None = None,
 ) -> TestSent:
-    """Send a test message by `channel` ("sms" or "email"), `text` or a standard one."""
+    """Send a test message by `channel` ("sms" or "email"), `text` or a standard one.
+    A coach (`actor`) sends only to their own participants (another's: NotFound)."""
     now = runtime.clock.now()
     with reading(runtime.engine) as conn:
-        person = participant_rows.get_participant(conn, participant_id)
+        person = visible_participant(conn, actor, participant_id)
     try:
         chosen = Channel(channel)
     except ValueError:

@@ -10,13 +10,17 @@ from typing import Any
 import structlog
 
 from service.actions import links
+from service.actions.access import visible_participant
+from service.actions.coaches import Actor
 from service.actions.enrollments import replan_participant
-from service.actions.errors import Conflict, Invalid, action
+from service.actions.errors import Conflict, Forbidden, Invalid, action
 from service.core import validate
 from service.core.records import Participant
 from service.runtime import Runtime
+from service.storage import coaches as coach_rows
 from service.storage import participants as participant_rows
-from service.storage.db import reading, transaction
+from service.storage.db import Connection, reading, transaction
+from service.storage.db import NotFound as MissingRow
 
 log = structlog.get_logger("tend.participants")
 
@@ -49,6 +53,24 @@ def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _owner(conn: Connection, actor: Actor | None, coach: str | None) -> str | None:
+    """The coach a new participant belongs to: a coach's own; for an admin or the
+    operator, `coach` when it names an account that is not disabled (else Invalid)."""
+    if actor is not None and not actor.sees_all:
+        if coach is not None and coach != actor.id:
+            raise Forbidden("only an admin can give a participant to a coach")
+        return actor.id
+    if coach is None:
+        return None
+    try:
+        account = coach_rows.get_coach(conn, coach)
+    except MissingRow:
+        raise Invalid(f"no coach '{coach}'") from None
+    if account.disabled:
+        raise Invalid(f"the account of coach '{coach}' is disabled")
+    return account.id
+
+
 def _phone_taken(phone: str, other: str | None = None) -> Conflict:
     return Conflict(
         f"a participant with phone {phone} exists already" + (f" ({other})" if other else "")
@@ -64,13 +86,18 @@ def create(
     phone: str | None = None,
     email: str | None = None,
     variables: Mapping[str, str] | None = None,
+    actor: Actor | None = None,
+    coach: str | None = None,
 ) -> Participant:
-    """Add a participant. Conflict when another has the phone number."""
+    """Add a participant. Conflict when another has the phone number. Added by a
+    coach (`actor`), they are that coach's; an admin or the operator may name their
+    `coach` (a coach id), or leave them with none."""
     given = {"name": name, "timezone": timezone, "variables": dict(variables or {})}
     given.update({k: v for k, v in (("phone", phone), ("email", email)) if v})
     checked = _checked(given)
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:
+        owner = _owner(conn, actor, coach)
         number = checked.get("phone")
         if number and participant_rows.find_participant_by_phone(conn, number):
             raise _phone_taken(number)
@@ -83,6 +110,7 @@ def create(
                 timezone=checked["timezone"],
                 variables=checked["variables"],
                 now=now,
+                coach_id=owner,
             )
         except participant_rows.PhoneTaken:  # added meanwhile by another request
             raise _phone_taken(number or "") from None
@@ -91,19 +119,36 @@ def create(
 
 
 @action
-def update(runtime: Runtime, participant_id: str, changes: Mapping[str, Any]) -> Participant:
+def update(
+    runtime: Runtime,
+    participant_id: str,
+    changes: Mapping[str, Any],
+    *,
+    actor: Actor | None = None,
+) -> Participant:
     """Change only the fields given. A new time zone or new variables re-plan the
     reminders still ahead of the participant's active and paused enrollments in the same
-    transaction: when one cannot follow, nothing changes and the error says why."""
-    values = _checked(changes)
+    transaction: when one cannot follow, nothing changes and the error says why.
+    `changes` may hold `coach` (a coach id, or None for none): admins only. A coach
+    (`actor`) changes only their own participants (another's is NotFound)."""
+    given = dict(changes)
+    reassign = "coach" in given
+    coach = given.pop("coach", None)
+    values = _checked(given)
     now = runtime.clock.now()
     with transaction(runtime.engine) as conn:
-        before = participant_rows.get_participant(conn, participant_id, lock=True)
+        before = visible_participant(conn, actor, participant_id, lock=True)
+        if reassign:
+            if actor is not None and not actor.sees_all:
+                raise Forbidden("only an admin can give a participant to another coach")
+            values["coach_id"] = _owner(conn, actor, coach)
         phone = values.get("phone")
         if phone is not None and phone != before.phone:
             other = participant_rows.find_participant_by_phone(conn, phone)
             if other is not None:
-                raise _phone_taken(phone, other.id)
+                # Another coach's participant is not named (numbers are unique to all).
+                mine = actor is None or actor.coach_id in (None, other.coach_id)
+                raise _phone_taken(phone, other.id if mine else None)
         if values:
             try:
                 participant_rows.update_participant(conn, participant_id, **values)
@@ -128,19 +173,20 @@ class Feed:
 
 
 @action
-def feed(runtime: Runtime, participant_id: str) -> Feed:
+def feed(runtime: Runtime, participant_id: str, *, actor: Actor | None = None) -> Feed:
     """The participant's calendar subscription URL, as it stands."""
     with reading(runtime.engine) as conn:
-        person = participant_rows.get_participant(conn, participant_id)
+        person = visible_participant(conn, actor, participant_id)
     return Feed(
         person.id, person.feed_version, links.feed_link(runtime, person.id, person.feed_version)
     )
 
 
 @action
-def rotate_feed(runtime: Runtime, participant_id: str) -> Feed:
+def rotate_feed(runtime: Runtime, participant_id: str, *, actor: Actor | None = None) -> Feed:
     """A new calendar subscription URL; the old one stops working at once."""
     with transaction(runtime.engine) as conn:
+        visible_participant(conn, actor, participant_id, lock=True)
         version = participant_rows.rotate_feed(conn, participant_id)
     log.info("feed rotated", participant=participant_id, version=version)
     return Feed(participant_id, version, links.feed_link(runtime, participant_id, version))

@@ -1,5 +1,7 @@
 """Weekly messages: each participant's summary (when their plan asks for one) and the
-coach's digest (when TEND_COACH_EMAIL is set).
+coaches' digests: each coach account's, about their own participants, to their email;
+and TEND_COACH_EMAIL's (when set), about the participants with no coach (none, or a
+disabled account), as it was before there were accounts.
 
 The scheduler's maintenance makes the rows that fall due (`plan_weekly`) and claims
 them (`claim`); a worker sends each one (`send`), with the same care as a reminder:
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -33,6 +36,7 @@ from service.core.sms import clean_for_sms
 from service.core.states import Channel, EnrollmentStatus, SmsStatus, SummaryKind, SummaryState
 from service.core.summary import last_summary_moment, summary_context, summary_period
 from service.runtime import Runtime
+from service.storage import coaches as coach_rows
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage import summaries as store
@@ -48,6 +52,8 @@ SUMMARY_BACKOFF = Backoff(first=timedelta(seconds=30), ceiling=timedelta(minutes
 MIN_DAYS = 4  # a participant's first summary waits until it covers this many plan days
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ACTIVE = (EnrollmentStatus.ACTIVE,)
+# A digest row's subject: "coach:<id>" for a coach account's, else the fallback address.
+COACH_SUBJECT = "coach:"
 
 
 # --- making the rows -------------------------------------------------------------------
@@ -120,20 +126,24 @@ def digest_moment(runtime: Runtime, now: datetime) -> datetime:
 
 
 def _digests(runtime: Runtime, now: datetime) -> list[store.Wanted]:
-    addresses = runtime.settings.coach_addresses
-    if not addresses:
-        return []
+    """A digest for each enabled account that owns participants; and one to each
+    TEND_COACH_EMAIL address, unless every participant has a coach (with none at all, as
+    before accounts, it goes out)."""
     moment = digest_moment(runtime, now)
     if now - moment > SEND_WITHIN:
         return []
     zone = ZoneInfo(runtime.settings.digest_timezone)
     end = moment.astimezone(zone).date() - timedelta(days=1)  # the week before the digest
     with transaction(runtime.engine) as conn:
+        owning, orphans = participant_rows.owners(conn)
         made = store.existing(conn, SummaryKind.COACH, end)
+    subjects = [f"{COACH_SUBJECT}{coach_id}" for coach_id in sorted(owning)]
+    if orphans or not owning:
+        subjects += runtime.settings.coach_addresses
     return [
-        store.Wanted(SummaryKind.COACH, address, end, Channel.EMAIL, moment)
-        for address in addresses
-        if (address, end, Channel.EMAIL) not in made
+        store.Wanted(SummaryKind.COACH, subject, end, Channel.EMAIL, moment)
+        for subject in subjects
+        if (subject, end, Channel.EMAIL) not in made
     ]
 
 
@@ -249,18 +259,36 @@ def _figures(week: report.Report, overall: report.Report) -> dict[str, PracticeA
     return found
 
 
-def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMessage, None]:
+def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMessage, None] | str:
+    """A coach account's digest (about their own participants, to their email), or the
+    fallback's (about those with no enabled coach, to TEND_COACH_EMAIL's address); or
+    why it must not go."""
+    coach_id: str | None = None
+    recipient = job.subject
+    with transaction(runtime.engine) as conn:
+        if job.subject.startswith(COACH_SUBJECT):
+            coach_id = job.subject.removeprefix(COACH_SUBJECT)
+            try:
+                account = coach_rows.get_coach(conn, coach_id)
+            except LookupError:
+                return "the coach's account is gone"
+            if account.disabled:
+                return "the coach's account is disabled"
+            recipient = account.email
+            keep = None
+        else:
+            keep = participant_rows.owners(conn)[1]
     zone = ZoneInfo(runtime.settings.digest_timezone)
     start, end = summary_period(job.period_end)
     since = datetime.combine(start, time(), zone).astimezone(UTC)
     until = datetime.combine(end + timedelta(days=1), time(), zone).astimezone(UTC)
     now = runtime.clock.now()
     active = _ACTIVE
-    week = report.build(runtime, statuses=active, since=since, until=until, now=now)
-    before = report.build(
-        runtime, statuses=active, since=since - timedelta(days=7), until=since, now=now
-    )
-    overall = report.build(runtime, statuses=active, now=now)
+    scope = partial(report.build, runtime, statuses=active, now=now, coach_id=coach_id)
+    week = scope(since=since, until=until)
+    before = scope(since=since - timedelta(days=7), until=since)
+    overall = scope()
+    week_entries = [e for e in week.entries if keep is None or e.participant.id in keep]
     previous = {e.enrollment: e for e in before.entries}
     with transaction(runtime.engine) as conn:
         stopped = participant_rows.opted_out_between(conn, since, until)
@@ -279,13 +307,11 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
             last_week=_week(previous.get(e.enrollment)),
             streak=streaks.get(e.enrollment, 0),
         )
-        for e in week.entries
+        for e in week_entries
     ]
     context = digest_context(entries, (start, end), f"{runtime.settings.public_base}/dashboard")
     email = runtime.catalog.renderer.digest_email(context)
-    message = OutgoingMessage(
-        None, Channel.EMAIL, job.subject, email.text, email.subject, email.html
-    )
+    message = OutgoingMessage(None, Channel.EMAIL, recipient, email.text, email.subject, email.html)
     return message, None
 
 

@@ -451,12 +451,13 @@ def report_enrollments(
     plan_id: str | None = None,
     enrollment_id: str | None = None,
     statuses: tuple[str, ...] | None = None,
+    coach_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Enrollments with their participants, for the report: by participant name, then
     the enrollment's start, then the plan. Raises NotFound for a participant id that
-    does not exist."""
+    does not exist (or, with `coach_id`, is another coach's: the same words)."""
     if participant_id is not None:
-        get_participant(conn, participant_id)
+        get_participant(conn, participant_id, coach_id=coach_id)
     query = (
         select(
             enrollments.c.id.label("enrollment_id"),
@@ -486,4 +487,6 @@ def report_enrollments(
         query = query.where(enrollments.c.id == enrollment_id)
     if statuses is not None:
         query = query.where(enrollments.c.status.in_(statuses))
+    if coach_id is not None:
+        query = query.where(participants.c.coach_id == coach_id)
     return [dict(r) for r in conn.execute(query).mappings()]

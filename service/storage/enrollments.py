@@ -25,7 +25,12 @@ from service.core.states import (
     SmsState,
 )
 from service.storage.db import NotFound, fetch_page, new_id, record
-from service.storage.participants import OPTED_OUT_NOTE, get_participant, restore_deliveries
+from service.storage.participants import (
+    OPTED_OUT_NOTE,
+    coach_participant_ids,
+    get_participant,
+    restore_deliveries,
+)
 from service.storage.tables import deliveries, enrollments, occurrences
 
 PAUSED_NOTE = "enrollment paused"
@@ -84,12 +89,20 @@ def add_enrollment(
     return get_enrollment(conn, enrollment_id)
 
 
-def get_enrollment(conn: Connection, enrollment_id: str) -> Enrollment:
-    found = (
-        conn.execute(select(enrollments).where(enrollments.c.id == enrollment_id))
-        .mappings()
-        .first()
-    )
+def _of_coach(query: Any, coach_id: str | None) -> Any:
+    """`query` over enrollments narrowed to those of `coach_id`'s participants (None: all)."""
+    if coach_id is None:
+        return query
+    return query.where(enrollments.c.participant_id.in_(coach_participant_ids(coach_id)))
+
+
+def get_enrollment(
+    conn: Connection, enrollment_id: str, *, coach_id: str | None = None
+) -> Enrollment:
+    """The enrollment. With `coach_id`, one of another coach's participants is NotFound
+    with the very words a missing one gets."""
+    query = _of_coach(select(enrollments).where(enrollments.c.id == enrollment_id), coach_id)
+    found = conn.execute(query).mappings().first()
     if found is None:
         raise NotFound(f"no enrollment '{enrollment_id}'")
     return enrollment_from_row(found)
@@ -111,8 +124,9 @@ def list_enrollments(
     participant_id: str | None = None,
     plan_id: str | None = None,
     statuses: Sequence[str] | None = None,
+    coach_id: str | None = None,
 ) -> list[Enrollment]:
-    query = _oldest_first(participant_id, plan_id)
+    query = _of_coach(_oldest_first(participant_id, plan_id), coach_id)
     if statuses is not None:
         query = query.where(enrollments.c.status.in_(tuple(statuses)))
     return [enrollment_from_row(r) for r in conn.execute(query).mappings()]
@@ -126,10 +140,11 @@ def enrollment_page(
     participant_id: str | None = None,
     plan_id: str | None = None,
     status: str | None = None,
+    coach_id: str | None = None,
 ) -> tuple[list[Enrollment], int]:
-    """A page of enrollments, oldest first (of a participant, in a plan, in a status),
-    and how many match in all."""
-    query = _oldest_first(participant_id, plan_id)
+    """A page of enrollments, oldest first (of a participant, in a plan, in a status, of
+    `coach_id`'s participants), and how many match in all."""
+    query = _of_coach(_oldest_first(participant_id, plan_id), coach_id)
     if status is not None:
         query = query.where(enrollments.c.status == status)
     rows, total = fetch_page(conn, query, limit, offset)
@@ -151,12 +166,17 @@ def enrollment_briefs(conn: Connection, participant_ids: Sequence[str]) -> list[
     ]
 
 
-def status_counts_by_plan(conn: Connection) -> dict[str, dict[str, int]]:
-    """For each plan id that enrollments name, how many enrollments are in each status."""
-    rows = conn.execute(
+def status_counts_by_plan(
+    conn: Connection, *, coach_id: str | None = None
+) -> dict[str, dict[str, int]]:
+    """For each plan id that enrollments name, how many enrollments are in each status
+    (only those of `coach_id`'s participants, when given)."""
+    query = _of_coach(
         select(enrollments.c.plan_id, enrollments.c.status, func.count())
-        .group_by(enrollments.c.plan_id, enrollments.c.status)
-    ).all()  # fmt: skip
+        .group_by(enrollments.c.plan_id, enrollments.c.status),
+        coach_id,
+    )  # fmt: skip
+    rows = conn.execute(query).all()
     counts: dict[str, dict[str, int]] = {}
     for plan_id, status, count in rows:
         counts.setdefault(plan_id, {})[status] = int(count)

@@ -27,7 +27,14 @@ from service.core.states import (
     SmsStatus,
 )
 from service.storage.db import NotFound, fetch_page, new_id, record
-from service.storage.tables import consent_log, deliveries, enrollments, occurrences, participants
+from service.storage.tables import (
+    coaches,
+    consent_log,
+    deliveries,
+    enrollments,
+    occurrences,
+    participants,
+)
 
 # The notes on deliveries that consent stopped (restored by their note on opting back in).
 OPTED_OUT_NOTE = Refusal.OPTED_OUT.value
@@ -87,10 +94,24 @@ def add_participant(
     return get_participant(conn, participant_id)
 
 
-def get_participant(conn: Connection, participant_id: str, *, lock: bool = False) -> Participant:
+def owned_by(query: Any, coach_id: str | None) -> Any:
+    """`query` (over the participants table) narrowed to the participants of `coach_id`;
+    unchanged when it is None (an admin or the operator: everyone)."""
+    return query if coach_id is None else query.where(participants.c.coach_id == coach_id)
+
+
+def coach_participant_ids(coach_id: str) -> Any:
+    """A subquery: the ids of the coach's participants (for `column.in_(...)`)."""
+    return select(participants.c.id).where(participants.c.coach_id == coach_id)
+
+
+def get_participant(
+    conn: Connection, participant_id: str, *, lock: bool = False, coach_id: str | None = None
+) -> Participant:
     """The participant; `lock` holds their row to the end of the transaction (PostgreSQL;
-    SQLite's writers take turns anyway)."""
-    query = select(participants).where(participants.c.id == participant_id)
+    SQLite's writers take turns anyway). With `coach_id`, another coach's participant
+    is NotFound with the very words a missing one gets."""
+    query = owned_by(select(participants).where(participants.c.id == participant_id), coach_id)
     found = conn.execute(query.with_for_update() if lock else query).mappings().first()
     if found is None:
         raise NotFound(f"no participant '{participant_id}'")
@@ -115,8 +136,10 @@ def find_participant_by_phone(
     return participant_from_row(found) if found else None
 
 
-def list_participants(conn: Connection) -> list[Participant]:
-    rows = conn.execute(select(participants).order_by(participants.c.created_at, participants.c.id))
+def list_participants(conn: Connection, *, coach_id: str | None = None) -> list[Participant]:
+    """Participants, oldest first (only `coach_id`'s when given)."""
+    query = select(participants).order_by(participants.c.created_at, participants.c.id)
+    rows = conn.execute(owned_by(query, coach_id))
     return [participant_from_row(r) for r in rows.mappings()]
 
 
@@ -145,11 +168,14 @@ def participant_page(
     sms: str | None = None,
     plan_id: str | None = None,
     status: str | None = None,
+    coach_id: str | None = None,
 ) -> tuple[list[Participant], int]:
     """A page of participants, oldest first, and how many match in all. Filters: part of
     the name (any case); the SMS state at `now` ("subscribed", "paused", "opted_out");
-    an enrollment in `plan_id` and/or in `status`."""
-    query = select(participants).order_by(participants.c.created_at, participants.c.id)
+    an enrollment in `plan_id` and/or in `status`; the participants of `coach_id`."""
+    query = owned_by(
+        select(participants).order_by(participants.c.created_at, participants.c.id), coach_id
+    )
     if name:
         query = query.where(participants.c.name.icontains(name.strip(), autoescape=True))
     if sms == SmsStatus.OPTED_OUT:
@@ -167,6 +193,20 @@ def participant_page(
         query = query.where(exists(member))
     rows, total = fetch_page(conn, query, limit, offset)
     return [participant_from_row(r) for r in rows], total
+
+
+def owners(conn: Connection) -> tuple[set[str], set[str]]:
+    """(the enabled accounts that own participants, the ids of the participants who have
+    no enabled coach: none, or one whose account is disabled)."""
+    rows = conn.execute(
+        select(participants.c.id, participants.c.coach_id, coaches.c.disabled).select_from(
+            participants.outerjoin(coaches, coaches.c.id == participants.c.coach_id)
+        )
+    ).all()
+    coached = [r for r in rows if r.coach_id is not None and r.disabled is not None]
+    owning = {r.coach_id for r in coached if not r.disabled}
+    orphans = {r.id for r in rows} - {r.id for r in coached if not r.disabled}
+    return owning, orphans
 
 
 def participant_zones(conn: Connection, participant_ids: Sequence[str]) -> dict[str, str]:
@@ -215,9 +255,11 @@ def log_consent(
     )
 
 
-def opted_out_between(conn: Connection, since: datetime, until: datetime) -> set[str]:
-    """Participants who opted out of SMS in [since, until)."""
-    rows = conn.execute(
+def opted_out_between(
+    conn: Connection, since: datetime, until: datetime, *, coach_id: str | None = None
+) -> set[str]:
+    """Participants (of `coach_id`, when given) who opted out of SMS in [since, until)."""
+    query = (
         select(consent_log.c.participant_id)
         .where(consent_log.c.channel == Channel.SMS)
         .where(consent_log.c.action == ConsentAction.OPT_OUT)
@@ -225,24 +267,41 @@ def opted_out_between(conn: Connection, since: datetime, until: datetime) -> set
         .where(consent_log.c.at < until)
         .distinct()
     )
+    rows = conn.execute(_consent_of(query, coach_id))
     return {r[0] for r in rows}
 
 
-def consent_history(conn: Connection, participant_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
+def _consent_of(query: Any, coach_id: str | None) -> Any:
+    """`query` over the consent log narrowed to `coach_id`'s participants (None: all)."""
+    if coach_id is None:
+        return query
+    return query.where(consent_log.c.participant_id.in_(coach_participant_ids(coach_id)))
+
+
+def consent_history(
+    conn: Connection, participant_id: str, *, coach_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The participant's consent log, oldest first (empty for another coach's)."""
+    query = (
         select(consent_log)
         .where(consent_log.c.participant_id == participant_id)
         .order_by(consent_log.c.at, consent_log.c.id)
     )
+    rows = conn.execute(_consent_of(query, coach_id))
     return [dict(r) for r in rows.mappings()]
 
 
 def consent_page(
-    conn: Connection, *, limit: int, offset: int, participant_id: str | None = None
+    conn: Connection,
+    *,
+    limit: int,
+    offset: int,
+    participant_id: str | None = None,
+    coach_id: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """A page of the consent log (of one participant, or everyone's), oldest first, and
-    how many entries there are in all."""
-    query = select(consent_log).order_by(consent_log.c.at, consent_log.c.id)
+    """A page of the consent log (of one participant, or everyone's; only `coach_id`'s
+    participants when given), oldest first, and how many entries there are in all."""
+    query = _consent_of(select(consent_log).order_by(consent_log.c.at, consent_log.c.id), coach_id)
     if participant_id is not None:
         query = query.where(consent_log.c.participant_id == participant_id)
     rows, total = fetch_page(conn, query, limit, offset)

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from service.core.states import Channel
 from service.storage.db import fetch_page
+from service.storage.participants import coach_participant_ids
 from service.storage.tables import occurrences, replies
 from service.storage.types import UTCDateTime
 
@@ -173,10 +174,23 @@ def last_question(
     return dict(row.context)
 
 
+def _of_coach(query: Any, coach_id: str | None) -> Any:
+    """`query` over replies narrowed to those from `coach_id`'s participants (None: all,
+    those from unknown numbers included)."""
+    if coach_id is None:
+        return query
+    return query.where(replies.c.participant_id.in_(coach_participant_ids(coach_id)))
+
+
 def list_replies(
-    conn: Connection, *, participant_id: str | None = None, limit: int = 100
+    conn: Connection,
+    *,
+    participant_id: str | None = None,
+    limit: int = 100,
+    coach_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Replies, newest first, with the practice each one counted for."""
+    """Replies, newest first, with the practice each one counted for (only from
+    `coach_id`'s participants, when given)."""
     query = (
         select(
             replies,
@@ -189,7 +203,7 @@ def list_replies(
     )
     if participant_id is not None:
         query = query.where(replies.c.participant_id == participant_id)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [dict(r) for r in conn.execute(_of_coach(query, coach_id)).mappings()]
 
 
 def reply_page(
@@ -199,10 +213,12 @@ def reply_page(
     offset: int,
     participant_id: str | None = None,
     since: datetime | None = None,
+    coach_id: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of replies (of a participant, received at or after `since`), newest first,
     with the key and practice of the occurrence each one counted for
-    (`occurrence_key`, `occurrence_practice`), and how many match in all."""
+    (`occurrence_key`, `occurrence_practice`), and how many match in all. With
+    `coach_id`, only replies from that coach's participants."""
     query = (
         select(
             replies,
@@ -216,7 +232,7 @@ def reply_page(
         query = query.where(replies.c.participant_id == participant_id)
     if since is not None:
         query = query.where(replies.c.received_at >= since)
-    rows, total = fetch_page(conn, query, limit, offset)
+    rows, total = fetch_page(conn, _of_coach(query, coach_id), limit, offset)
     return [dict(r) for r in rows], total
 
 

@@ -115,31 +115,43 @@ def _audit_request(request: Request, actor: Actor) -> None:
     )
 
 
-def require_admin(request: Request) -> Actor:
-    """A FastAPI dependency: the operator or an admin account, or 401. The request
-    goes on the audit log."""
+def _request_actor(request: Request) -> Actor | None:
+    """Who sends the request, worked out (and put on the audit log) once per request,
+    however many dependencies ask."""
+    known = getattr(request.state, "actor", None)
+    if isinstance(known, Actor):
+        return known
     actor = resolve_actor(request)
-    if actor is None or not actor.sees_all:
+    if actor is not None:
+        request.state.actor = actor
+        _audit_request(request, actor)
+    return actor
+
+
+def require_admin(request: Request) -> Actor:
+    """A FastAPI dependency: the operator or an admin account; 401 without a valid
+    token, 403 for a coach's. The request goes on the audit log."""
+    actor = _request_actor(request)
+    if actor is None:
         raise HTTPException(
             status_code=401,
             detail="an admin bearer token is required (Authorization: Bearer <TEND_ADMIN_TOKEN>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    request.state.actor = actor
-    _audit_request(request, actor)
+    if not actor.sees_all:
+        raise HTTPException(status_code=403, detail="only an admin can do this")
     return actor
 
 
 def require_actor(request: Request) -> Actor:
     """A FastAPI dependency for routes that show each coach only their own people: any
     account's token, or the operator's, or 401. The request goes on the audit log."""
-    actor = resolve_actor(request)
+    actor = _request_actor(request)
     if actor is None:
         raise HTTPException(
             status_code=401,
-            detail="a bearer token is required (Authorization: Bearer <token>)",
+            detail="a bearer token is required (Authorization: Bearer <token>): an "
+            "account's API token, or the admin bearer token (TEND_ADMIN_TOKEN)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    request.state.actor = actor
-    _audit_request(request, actor)
     return actor

@@ -1,8 +1,18 @@
 """The coach dashboard: `/dashboard`, server-rendered pages behind a login.
 
-Logging in takes the admin token (TEND_ADMIN_TOKEN, compared in constant time). With
-none configured (development on a laptop), only this machine (loopback) may log in,
-with the field left empty, and only this machine may use the session.
+Coaches and admins sign in with their account's email and password (`actions.coaches`:
+throttled, one message for every refusal); an account's password is first set through
+the one-time link `tend coaches add` prints (`/dashboard/set-password/{secret}`, public:
+the link's secret is the credential). The operator signs in with the admin token
+(TEND_ADMIN_TOKEN, compared in constant time); with none configured (development on a
+laptop), only this machine (loopback) may, and only this machine may use that session.
+Logging out ends an account's every session (its session version moves on).
+
+A coach's session sees and acts on only their own participants, everywhere: the
+overview, participant and plan pages, the outbox, every action (another coach's
+participant or enrollment is the same 404 as a missing one). Admins and the operator
+see everyone, and have the accounts and audit-log pages (a coach gets a 404 there).
+Every sign-in and every POST is on the audit log.
 
 The session cookie, the CSRF tokens and the message shown once after a POST are
 `service.web.session`'s. Every form that changes something is a POST carrying the CSRF
@@ -18,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,6 +38,7 @@ from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from service.actions import coaches as accounts
 from service.actions import enrollments as enrolling
 from service.actions import messages
 from service.actions import participants as people
@@ -161,7 +172,7 @@ async def _posted(
     or wrong CSRF token (403)."""
     if not same_site(request):
         return _message(request, None, "Refused", "That request came from another site.", 403)
-    session = read_session(request)
+    session = await run_in_threadpool(read_session, request)
     if session is None:  # expired, say: log in again, then start from the overview
         return _to_login(request, "/dashboard")
     try:
@@ -180,21 +191,68 @@ async def _posted(
             "reload the page and try again.",
             403,
         )
+    account = form.get("account")  # the admin's forms about one account
+    await run_in_threadpool(
+        _audit, request, session, None, "coach" if account else None, account or None
+    )
     return session, form
 
 
 # --- logging in and out -----------------------------------------------------------------
 
 
+def _sentence(text: str) -> str:
+    """An action's message ("that email ...") as a sentence on a page."""
+    return f"{text[:1].upper()}{text[1:]}."
+
+
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _audit(
+    request: Request,
+    session: Session,
+    what: str | None = None,
+    target_kind: str | None = None,
+    target_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Put what the session's holder did on the audit log: by default the route as
+    written and the id it is about (`POST /dashboard/enrollments/{enrollment_id}/...`)."""
+    if what is None:
+        route = request.scope.get("route")
+        what = f"{request.method} {getattr(route, 'path', request.url.path)}"
+        found = next(
+            ((k, str(v)) for k, v in request.path_params.items() if k.endswith("_id")), None
+        )
+        if found is not None and target_kind is None:
+            target_kind, target_id = found[0].removesuffix("_id"), found[1]
+    accounts.record(
+        _runtime(request),
+        session.actor,
+        what[:64],
+        target_kind[:32] if target_kind else None,
+        target_id[:64] if target_id else None,
+        detail,
+    )
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "/dashboard") -> Response:
+def login_page(request: Request, next: str = "/dashboard", email: str = "") -> Response:
     if read_session(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return _login(request, _safe_next(next))
+    return _login(request, _safe_next(next), email=email.strip()[:320])
 
 
 def _login(
-    request: Request, target: str, error: str | None = None, status_code: int = 200
+    request: Request,
+    target: str,
+    error: str | None = None,
+    status_code: int = 200,
+    *,
+    token_error: str | None = None,
+    email: str = "",
 ) -> HTMLResponse:
     runtime = _runtime(request)
     return _render(
@@ -202,9 +260,11 @@ def _login(
         "dashboard/login.html",
         None,
         status_code,
-        title="Log in",
+        title="Sign in",
         target=target,
         error=error,
+        token_error=token_error,
+        email=email,
         token_set=runtime.settings.admin_token is not None,
         loopback=from_loopback(request),
     )
@@ -212,6 +272,9 @@ def _login(
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
+    """Signing in: by email and password (an account), or with the admin token (the
+    operator; with none configured, from this machine only). Every attempt is on the
+    audit log."""
     runtime = _runtime(request)
     if not same_site(request):
         return _message(request, None, "Refused", "That request came from another site.", 403)
@@ -221,6 +284,18 @@ async def login(request: Request) -> Response:
     except (TooLarge, UnicodeDecodeError):
         return _login(request, "/dashboard", "The form could not be read.", 400)
     target = _safe_next(form.get("next"))
+    address = _address(request)
+    if "email" in form:
+        email = form.get("email", "").strip()[:320]
+        try:
+            coach = await run_in_threadpool(
+                accounts.sign_in, runtime, email, form.get("password", ""), address
+            )
+        except accounts.SignInRefused as refused:
+            return _login(request, target, _sentence(refused.message), 401, email=email)
+        response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+        start_session(response, runtime, (coach.id, coach.session_version))
+        return response
     given = form.get("token", "").strip()
     if runtime.settings.admin_token is not None:
         allowed = token_valid(runtime, given)
@@ -233,7 +308,15 @@ async def login(request: Request) -> Response:
             else "No admin token is configured (TEND_ADMIN_TOKEN): only this machine may log in."
         )
     if not allowed:
-        return _login(request, target, refusal, 401)
+        stranger = accounts.Actor("unknown", "unknown", "coach", address)
+        await run_in_threadpool(
+            accounts.record, runtime, stranger, "sign_in.refused", None, None, "admin token"
+        )
+        return _login(request, target, None, 401, token_error=refusal)
+    await run_in_threadpool(
+        accounts.record, runtime, accounts.operator(address), "sign_in", None, None,
+        "admin token",
+    )  # fmt: skip
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     start_session(response, runtime)
     return response
@@ -241,12 +324,92 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout", response_class=HTMLResponse)
 async def logout(request: Request) -> Response:
+    """Signing out ends the session for good: an account's every session (its session
+    version moves on, so even a copied cookie stops working), and the cookie goes."""
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
+    session, _ = posted
+    runtime = _runtime(request)
+    if session.is_account:
+        await run_in_threadpool(
+            accounts.sign_out_everywhere, runtime, session.actor.id, _address(request)
+        )
     response = _redirect(request, "/dashboard/login", "You are logged out.")
-    end_session(response, _runtime(request))
+    end_session(response, runtime)
     return response
+
+
+# --- setting a password through a one-time link -------------------------------------------
+
+
+def _link_gone(request: Request) -> HTMLResponse:
+    return _message(
+        request,
+        None,
+        "This link no longer works",
+        "This link to set a password has been used or has expired (a link works once, "
+        f"for {int(accounts.LINK_LIFETIME.total_seconds() // 3600)} hours, and a newer "
+        "one replaces it). Ask an admin for a new one, or sign in if your password is set.",
+        410,
+    )
+
+
+def _set_password_form(
+    request: Request, secret: str, coach: Any, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    return _render(
+        request,
+        "dashboard/set_password.html",
+        None,
+        status_code,
+        title="Set your password",
+        account=coach,
+        action=f"/dashboard/set-password/{quote(secret, safe='')}",
+        error=error,
+        min_length=accounts.MIN_PASSWORD,
+        max_length=accounts.MAX_PASSWORD,
+    )
+
+
+@router.get("/set-password/{secret}", response_class=HTMLResponse)
+def set_password_page(request: Request, secret: str) -> Response:
+    """Public by design: the link's secret is the credential (one use, a few days)."""
+    coach = accounts.link_account(_runtime(request), secret)
+    if coach is None:
+        return _link_gone(request)
+    return _set_password_form(request, secret, coach)
+
+
+@router.post("/set-password/{secret}", response_class=HTMLResponse)
+async def set_password(request: Request, secret: str) -> Response:
+    if not same_site(request):
+        return _message(request, None, "Refused", "That request came from another site.", 403)
+    runtime = _runtime(request)
+    coach = await run_in_threadpool(accounts.link_account, runtime, secret)
+    if coach is None:
+        return _link_gone(request)
+    try:
+        body = await read_capped(request, MAX_FORM)
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except (TooLarge, UnicodeDecodeError):
+        return _set_password_form(request, secret, coach, "The form could not be read.", 400)
+    password = form.get("password", "")
+    if password != form.get("again", ""):
+        return _set_password_form(
+            request, secret, coach, "The two passwords are not the same: type them again.", 400
+        )
+    try:
+        await run_in_threadpool(accounts.set_password, runtime, secret, password, _address(request))
+    except ActionError as exc:
+        if await run_in_threadpool(accounts.link_account, runtime, secret) is None:
+            return _link_gone(request)
+        return _set_password_form(request, secret, coach, _sentence(exc.message), 400)
+    return _redirect(
+        request,
+        f"/dashboard/login?{urlencode({'email': coach.email})}",
+        "Your password is set. Sign in with your email and your new password.",
+    )
 
 
 # --- the script ---------------------------------------------------------------------------
@@ -344,7 +507,9 @@ def overview(request: Request, sort: str = "name", dir: str = "asc") -> Response
     now = runtime.clock.now()
     key = sort if sort in data.SORTS else "name"
     descending = dir == "desc"
-    rows = data.sort_rows(data.cohort(runtime, now), key, descending)
+    rows = data.sort_rows(
+        data.cohort(runtime, now, coach_id=session.actor.coach_id), key, descending
+    )
     columns = []
     for column, label in COLUMNS:
         if not column:
@@ -389,7 +554,7 @@ def participant_page(request: Request, participant_id: Id) -> Response:
     runtime = _runtime(request)
     now = runtime.clock.now()
     try:
-        view = data.participant_view(runtime, participant_id, now)
+        view = data.participant_view(runtime, participant_id, now, coach_id=session.actor.coach_id)
     except NotFound:
         return _not_found(request, session, "participant")
     return _render(
@@ -419,7 +584,7 @@ def plans_page(request: Request) -> Response:
         session,
         title="Plans",
         section="plans",
-        plans=data.plans_overview(runtime),
+        plans=data.plans_overview(runtime, coach_id=session.actor.coach_id),
     )
 
 
@@ -463,7 +628,7 @@ def plan_page(
     now = runtime.clock.now()
     plan = runtime.plans.get(plan_id)
     try:
-        rows = data.cohort(runtime, now, plan_id=plan_id)
+        rows = data.cohort(runtime, now, plan_id=plan_id, coach_id=session.actor.coach_id)
     except NotFound:  # neither running nor with an enrollment
         return _not_found(request, session, "plan")
     first, zone, zone_name, error = _preview_options(runtime, now, start, tz)
@@ -563,6 +728,7 @@ class Draft:
     preview: data.PlanPreview | None = None
     review: publishing.Published | None = None
     effect: list[data.EffectRow] = field(default_factory=list)
+    effect_text: str = ""  # the effect in counts (a coach's: on their own participants)
     # "HASH:N": the hash of the text reviewed, which a publish must match, and the
     # newest version then, which must still be the newest when it is published.
     reviewed: str = ""
@@ -706,6 +872,18 @@ def _taken(runtime: Runtime, text: str) -> Diagnostic | None:
     )
 
 
+async def _effect_text(runtime: Runtime, session: Session, published: Any) -> str:
+    """What a publish does, in counts: everyone's for an admin, a coach's own participants'
+    for a coach (other coaches' enrollments follow too, unseen)."""
+    coach_id = session.actor.coach_id
+    if coach_id is None:
+        return str(published.effect.summary())
+    found = await run_in_threadpool(
+        lambda: data.scoped_effect(runtime, published.lines, coach_id=coach_id)
+    )
+    return f"for your participants, {found.summary()}"
+
+
 async def _edited(request: Request, plan_id: str | None) -> Response:
     """The editor's buttons: check, preview, review (a dry run), publish. A text with
     errors comes back in the editor as it was typed, with its errors."""
@@ -759,17 +937,14 @@ async def _edited(request: Request, plan_id: str | None) -> Response:
         draft.errors = [taken]
         draft.reviewed = ""
         return again(422)
+    effect = await _effect_text(runtime, session, published)
+    draft.effect_text = effect
     if action == "publish":
         target = f"/dashboard/plans/{quote(published.plan.id)}"
         if not published.created:
             return _redirect(request, target, f"Nothing published: version "
                              f"{published.version} has this text already.")  # fmt: skip
-        return _redirect(
-            request,
-            target,
-            f"Version {published.version} published: {published.effect.summary()}.",
-        )
-    effect = published.effect.summary()
+        return _redirect(request, target, f"Version {published.version} published: {effect}.")
     if action == "preview":
         if zone_error:
             draft.notice = zone_error
@@ -777,7 +952,9 @@ async def _edited(request: Request, plan_id: str | None) -> Response:
         draft.preview = await run_in_threadpool(data.draft_preview, runtime, text, first, zone)
     elif action == "review":
         draft.review = published
-        draft.effect = await run_in_threadpool(data.effect_rows, runtime, published.lines)
+        draft.effect = await run_in_threadpool(
+            lambda: data.effect_rows(runtime, published.lines, coach_id=session.actor.coach_id)
+        )
         draft.reviewed = f"{_text_hash(text)}:{published.version - 1}" if published.created else ""
     else:
         count = len(draft.warnings)
@@ -803,8 +980,257 @@ def outbox_page(request: Request) -> Response:
         session,
         title="Development outbox",
         section="outbox",
-        messages=data.outbox_messages(runtime),
+        messages=data.outbox_messages(runtime, coach_id=session.actor.coach_id),
         unconfigured=unconfigured,
+    )
+
+
+# --- accounts and the audit log (admins and the operator) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A secret shown once, on the page that made it: a set-password link or a token."""
+
+    title: str
+    value: str
+    note: str
+
+
+def _admin_session(request: Request, session: Session | None) -> Response | None:
+    """None when `session` may use the admin pages; else the answer: to the login page,
+    or for a coach the same 404 as a page that does not exist."""
+    if session is None:
+        return _to_login(request)
+    if not session.sees_all:
+        return _not_found(request, session, "page")
+    return None
+
+
+def _accounts_page(
+    request: Request, session: Session, shown: Shown | None = None, error: str | None = None,
+    status_code: int = 200, form: dict[str, str] | None = None,
+) -> HTMLResponse:  # fmt: skip
+    runtime = _runtime(request)
+    found = accounts.accounts(runtime)
+    tokens = {a.id: accounts.tokens(runtime, session.actor, a.email) for a in found}
+    return _render(
+        request,
+        "dashboard/accounts.html",
+        session,
+        status_code,
+        title="Accounts",
+        section="accounts",
+        accounts=found,
+        tokens=tokens,
+        shown=shown,
+        error=error,
+        form=form or {},
+        roles=accounts.ROLES,
+    )
+
+
+def _account_by_id(runtime: Runtime, coach_id: str) -> Any:
+    return next((a for a in accounts.accounts(runtime) if a.id == coach_id), None)
+
+
+@router.get("/accounts", response_class=HTMLResponse)
+def accounts_page(request: Request) -> Response:
+    session = read_session(request)
+    refused = _admin_session(request, session)
+    if refused is not None or session is None:
+        return refused or _to_login(request)
+    return _accounts_page(request, session)
+
+
+async def _admin_posted(request: Request) -> tuple[Session, dict[str, str]] | Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    if not posted[0].sees_all:
+        return _not_found(request, posted[0], "page")
+    return posted
+
+
+@router.post("/accounts", response_class=HTMLResponse)
+async def add_account(request: Request) -> Response:
+    posted = await _admin_posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
+    runtime = _runtime(request)
+    try:
+        made = await run_in_threadpool(
+            lambda: accounts.add(
+                runtime, session.actor, email=form.get("email", ""), name=form.get("name", ""),
+                role=form.get("role", "coach"),
+            )
+        )  # fmt: skip
+    except ActionError as exc:
+        return await run_in_threadpool(
+            _accounts_page, request, session, None, f"No account added: {exc.message}.", 400,
+            form,
+        )  # fmt: skip
+    shown = Shown(
+        f"Account added: {made.coach.name} ({made.coach.role})",
+        made.link,
+        f"Send this link to {made.coach.email}: it sets the password, works once and "
+        f"expires in {int(accounts.LINK_LIFETIME.total_seconds() // 3600)} hours. It is "
+        "shown only now.",
+    )
+    return await run_in_threadpool(_accounts_page, request, session, shown)
+
+
+async def _account_posted(
+    request: Request,
+) -> tuple[Session, dict[str, str], Any] | Response:
+    """An admin's form about one account (its id in the form's `account` field)."""
+    posted = await _admin_posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
+    account = await run_in_threadpool(_account_by_id, _runtime(request), form.get("account", ""))
+    if account is None:
+        return _not_found(request, session, "account")
+    return session, form, account
+
+
+def _hours(span: Any) -> int:
+    return int(span.total_seconds() // 3600)
+
+
+@router.post("/accounts/link", response_class=HTMLResponse)
+async def account_link(request: Request) -> Response:
+    """A new one-time link to set the account's password (older ones stop working)."""
+    posted = await _account_posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, _, account = posted
+    runtime = _runtime(request)
+    try:
+        link = await run_in_threadpool(accounts.new_link, runtime, session.actor, account.email)
+    except ActionError as exc:
+        return _redirect(request, "/dashboard/accounts", f"Nothing changed: {exc.message}.",
+                         "error")  # fmt: skip
+    shown = Shown(
+        f"A new set-password link for {account.name}",
+        link,
+        f"Send it to {account.email}. Earlier links no longer work; this one works once, "
+        f"for {_hours(accounts.LINK_LIFETIME)} hours. It is shown only now.",
+    )
+    return await run_in_threadpool(_accounts_page, request, session, shown)
+
+
+@router.post("/accounts/token", response_class=HTMLResponse)
+async def account_token(request: Request) -> Response:
+    """A new API token for the account, with the form's `label`: shown once."""
+    posted = await _account_posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, form, account = posted
+    runtime = _runtime(request)
+    try:
+        made = await run_in_threadpool(
+            accounts.create_token, runtime, session.actor, account.email, form.get("label", "")
+        )
+    except ActionError as exc:
+        return _redirect(request, "/dashboard/accounts", f"No token made: {exc.message}.",
+                         "error")  # fmt: skip
+    shown = Shown(
+        f"A new API token for {account.name}: {made.token.label}",
+        made.secret,
+        "Use it as Authorization: Bearer <token>. It is shown only now: copy it somewhere "
+        "safe. Revoke it below when it is no longer needed.",
+    )
+    return await run_in_threadpool(_accounts_page, request, session, shown)
+
+
+@router.post("/accounts/disable", response_class=HTMLResponse)
+async def account_disable(request: Request) -> Response:
+    posted = await _account_posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, _, account = posted
+    try:
+        await run_in_threadpool(accounts.disable, _runtime(request), session.actor, account.email)
+    except ActionError as exc:
+        return _redirect(request, "/dashboard/accounts", f"Nothing changed: {exc.message}.",
+                         "error")  # fmt: skip
+    return _redirect(
+        request,
+        "/dashboard/accounts",
+        f"{account.name}'s account is disabled: it can no longer sign in or use its tokens, "
+        "and its sessions have ended.",
+    )
+
+
+@router.post("/accounts/revoke", response_class=HTMLResponse)
+async def account_revoke(request: Request) -> Response:
+    """Revoke one of the account's API tokens (the form's `token_id`)."""
+    posted = await _account_posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, form, account = posted
+    token_id = form.get("token_id", "")[:64]
+    try:
+        await run_in_threadpool(
+            accounts.revoke_token, _runtime(request), session.actor, account.email, token_id
+        )
+    except ActionError:
+        return _not_found(request, session, "token")
+    return _redirect(request, "/dashboard/accounts", f"The token is revoked: it no longer "
+                     f"works for {account.name}.")  # fmt: skip
+
+
+AUDIT_ACTIONS = (
+    "sign_in", "sign_in.refused", "sign_in.throttled", "sign_out", "account.add",
+    "account.link", "account.set_password", "account.disable", "token.create",
+    "token.revoke",
+)  # fmt: skip
+AUDIT_LIMIT = 200
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, account: str = "", action: str = "", since: str = "") -> Response:
+    session = read_session(request)
+    refused = _admin_session(request, session)
+    if refused is not None or session is None:
+        return refused or _to_login(request)
+    runtime = _runtime(request)
+    found = accounts.accounts(runtime)
+    names = {a.id: a for a in found}
+    error = None
+    start = None
+    if since.strip():
+        try:
+            start = datetime.combine(date.fromisoformat(since.strip()), time(0), UTC)
+        except ValueError:
+            error = f"'{since[:40]}' is not a date (YYYY-MM-DD)."
+    email = account.strip().lower()
+    if email and not any(a.email == email for a in found):
+        error = f"There is no account with the email {email[:320]}."
+    entries = []
+    if error is None:
+        entries = accounts.audit(
+            runtime, coach_email=email or None, since=start,
+            action_name=action.strip()[:64] or None, limit=AUDIT_LIMIT,
+        )  # fmt: skip
+    return _render(
+        request,
+        "dashboard/audit.html",
+        session,
+        400 if error else 200,
+        title="Audit log",
+        section="audit",
+        entries=entries,
+        names=names,
+        accounts=found,
+        account=email,
+        action=action.strip()[:64],
+        since=since.strip()[:40],
+        actions=AUDIT_ACTIONS,
+        error=error,
+        limit=AUDIT_LIMIT,
     )
 
 
@@ -850,11 +1276,13 @@ async def enrollment_action(request: Request, enrollment_id: Id, action: Id) -> 
         return _not_found(request, session, "action")
     act, done, unchanged = _ENROLLMENT_ACTIONS[action]
     try:
-        change = await run_in_threadpool(act, runtime, enrollment_id)
+        change = await run_in_threadpool(lambda: act(runtime, enrollment_id, actor=session.actor))
     except NotFound:
         return _not_found(request, session, "enrollment")
     except ActionError as exc:
-        owner = await run_in_threadpool(data.enrollment_owner, runtime, enrollment_id)
+        owner = await run_in_threadpool(
+            lambda: data.enrollment_owner(runtime, enrollment_id, coach_id=session.actor.coach_id)
+        )
         back = _back(form, f"/dashboard/participants/{quote(owner)}")
         return _redirect(request, back, f"Nothing changed: {exc}.", "error")
     enrollment = change.enrollment
@@ -870,7 +1298,9 @@ async def rotate_feed(request: Request, participant_id: Id) -> Response:
         return posted
     session, form = posted
     try:
-        await run_in_threadpool(people.rotate_feed, _runtime(request), participant_id)
+        await run_in_threadpool(
+            lambda: people.rotate_feed(_runtime(request), participant_id, actor=session.actor)
+        )
     except NotFound:
         return _not_found(request, session, "participant")
     back = _back(form, f"/dashboard/participants/{quote(participant_id)}")
@@ -891,7 +1321,9 @@ async def test_message(request: Request, participant_id: Id) -> Response:
     back = _back(form, f"/dashboard/participants/{quote(participant_id)}")
     try:
         sent = await run_in_threadpool(
-            messages.send_test, _runtime(request), participant_id, form.get("channel", "")
+            lambda: messages.send_test(
+                _runtime(request), participant_id, form.get("channel", ""), actor=session.actor
+            )
         )
     except NotFound:
         return _not_found(request, session, "participant")

@@ -28,7 +28,7 @@ import structlog
 
 from service import report
 from service.actions import links
-from service.actions.plans import SyncLine
+from service.actions.plans import Effect, SyncLine
 from service.catalog import version_renderer
 from service.channels.outbox import OutboxChannel
 from service.core.digest import CohortEntry, Week, slip_reason
@@ -142,15 +142,20 @@ def _weekly(
     return {key: [Week(done, decided) for done, decided in value] for key, value in counts.items()}
 
 
-def cohort(runtime: Runtime, now: datetime, *, plan_id: str | None = None) -> list[CohortRow]:
-    """Every enrollment with its figures (of one plan, with `plan_id`); without a plan,
-    also the participants enrolled in nothing."""
-    built = report.build(runtime, plan_id=plan_id, now=now)
+def cohort(
+    runtime: Runtime, now: datetime, *, plan_id: str | None = None, coach_id: str | None = None
+) -> list[CohortRow]:
+    """Every enrollment with its figures (of one plan, with `plan_id`; of one coach's
+    participants, with `coach_id`); without a plan, also the participants enrolled in
+    nothing."""
+    built = report.build(runtime, plan_id=plan_id, now=now, coach_id=coach_id)
     ids = [e.enrollment for e in built.entries]
     with transaction(runtime.engine) as conn:
         weekly = _weekly(conn, ids, now)
-        stopped = participant_rows.opted_out_between(conn, now - WEEK, now)
-        everyone = participant_rows.list_participants(conn) if plan_id is None else []
+        stopped = participant_rows.opted_out_between(conn, now - WEEK, now, coach_id=coach_id)
+        everyone = (
+            participant_rows.list_participants(conn, coach_id=coach_id) if plan_id is None else []
+        )
     rows = []
     for entry in built.entries:
         plan = runtime.plans.get(entry.plan)
@@ -281,16 +286,21 @@ def _cells(
     return found
 
 
-def participant_view(runtime: Runtime, participant_id: str, now: datetime) -> ParticipantView:
-    """Raises NotFound for a participant that does not exist."""
-    built = report.build(runtime, participant_id=participant_id, now=now)
+def participant_view(
+    runtime: Runtime, participant_id: str, now: datetime, *, coach_id: str | None = None
+) -> ParticipantView:
+    """Raises NotFound for a participant that does not exist, or (with `coach_id`) is
+    not that coach's: the same NotFound."""
+    built = report.build(runtime, participant_id=participant_id, now=now, coach_id=coach_id)
     with transaction(runtime.engine) as conn:
-        person = participant_rows.get_participant(conn, participant_id)
+        person = participant_rows.get_participant(conn, participant_id, coach_id=coach_id)
         today = local_today(person, now)
         first = today - timedelta(days=today.weekday()) - (HEATMAP_WEEKS - 1) * WEEK
         cells = _cells(conn, [e.enrollment for e in built.entries], now, first)
-        replies = reply_rows.list_replies(conn, participant_id=participant_id, limit=REPLIES_SHOWN)
-        consent = participant_rows.consent_history(conn, participant_id)
+        replies = reply_rows.list_replies(
+            conn, participant_id=participant_id, limit=REPLIES_SHOWN, coach_id=coach_id
+        )
+        consent = participant_rows.consent_history(conn, participant_id, coach_id=coach_id)
     views = []
     for entry in built.entries:
         plan = runtime.plans.get(entry.plan)
@@ -335,12 +345,13 @@ class PlanSummary:
     version: int | None = None  # the newest published version
 
 
-def plans_overview(runtime: Runtime) -> list[PlanSummary]:
+def plans_overview(runtime: Runtime, *, coach_id: str | None = None) -> list[PlanSummary]:
     """Every published plan (its newest version), and any plan enrollments name that has
-    no published version, with their enrollments counted by status."""
+    no published version, with their enrollments (of `coach_id`'s participants, when
+    given) counted by status."""
     plans = runtime.plans.refresh()
     with transaction(runtime.engine) as conn:
-        counts = enrollment_rows.status_counts_by_plan(conn)
+        counts = enrollment_rows.status_counts_by_plan(conn, coach_id=coach_id)
     found = [
         PlanSummary(p.id, p.title, p.weeks, len(p.practices), counts.get(p.id, {}), True, p.version)
         for p in plans.values()
@@ -512,12 +523,15 @@ class EffectRow:
     error: str | None
 
 
-def effect_rows(runtime: Runtime, lines: Sequence[SyncLine]) -> list[EffectRow]:
+def effect_rows(
+    runtime: Runtime, lines: Sequence[SyncLine], *, coach_id: str | None = None
+) -> list[EffectRow]:
+    """What a publish does to each enrollment (only those of `coach_id`'s participants,
+    when given)."""
     with reading(runtime.engine) as conn:
-        names = {
-            line.participant_id: participant_rows.get_participant(conn, line.participant_id).name
-            for line in lines
-        }
+        people = participant_rows.list_participants(conn, coach_id=coach_id)
+    names = {p.id: p.name for p in people}
+    lines = [line for line in lines if line.participant_id in names]
     rows = [
         EffectRow(
             line.enrollment_id,
@@ -532,6 +546,17 @@ def effect_rows(runtime: Runtime, lines: Sequence[SyncLine]) -> list[EffectRow]:
         if line.changes or line.error
     ]
     return sorted(rows, key=lambda r: (r.error is None, r.name.casefold()))
+
+
+def scoped_effect(
+    runtime: Runtime, lines: Sequence[SyncLine], *, coach_id: str | None = None
+) -> Effect:
+    """A publish's effect in counts, on `coach_id`'s participants only (when given)."""
+    if coach_id is None:
+        return Effect.of(lines)
+    with reading(runtime.engine) as conn:
+        theirs = {p.id for p in participant_rows.list_participants(conn, coach_id=coach_id)}
+    return Effect.of([line for line in lines if line.participant_id in theirs])
 
 
 _PLAN_LINE = re.compile(r"^(plan[ \t]*:[ \t]*)([^#\n]*?)([ \t]*(?:#.*)?)$", re.MULTILINE)
@@ -560,17 +585,21 @@ def outbox_in_use(runtime: Runtime) -> bool:
     return any(isinstance(c, OutboxChannel) for c in runtime.channels.values())
 
 
-def outbox_messages(runtime: Runtime, limit: int = 100) -> list[dict[str, Any]]:
+def outbox_messages(
+    runtime: Runtime, limit: int = 100, *, coach_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest messages (only those to `coach_id`'s participants, when given)."""
     with transaction(runtime.engine) as conn:
-        return outbox_rows.outbox_list(conn, limit=limit)
+        return outbox_rows.outbox_list(conn, limit=limit, coach_id=coach_id)
 
 
-def outbox_count(runtime: Runtime) -> int:
+def outbox_count(runtime: Runtime, *, coach_id: str | None = None) -> int:
     with transaction(runtime.engine) as conn:
-        return outbox_rows.outbox_count(conn)
+        return outbox_rows.outbox_count(conn, coach_id=coach_id)
 
 
-def enrollment_owner(runtime: Runtime, enrollment_id: str) -> str:
-    """The id of the participant an enrollment belongs to."""
+def enrollment_owner(runtime: Runtime, enrollment_id: str, *, coach_id: str | None = None) -> str:
+    """The id of the participant an enrollment belongs to (NotFound, with `coach_id`,
+    when that is not one of the coach's participants)."""
     with reading(runtime.engine) as conn:
-        return enrollment_rows.get_enrollment(conn, enrollment_id).participant_id
+        return enrollment_rows.get_enrollment(conn, enrollment_id, coach_id=coach_id).participant_id

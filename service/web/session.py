@@ -2,11 +2,17 @@
 
 The session is a cookie signed with the installation's secret (HMAC, see
 `core.tokens`): its payload is the moment it expires (12 hours on) and a random
-session id; the signature also covers a digest of the admin token, so changing the
-token ends every session. It is HttpOnly, SameSite=Strict, limited to /dashboard, and
-Secure when TEND_PUBLIC_URL is https. Logging out deletes it (the cookie is all there
-is: nothing is kept on the server). With no admin token configured, only this machine
-(loopback) may use a session.
+session id, and for an account (a coach or an admin, signed in by email and password)
+the account's id and its `session_version`. It is HttpOnly, SameSite=Strict, limited
+to /dashboard, and Secure when TEND_PUBLIC_URL is https.
+
+An account's session is good only while the account is enabled and its session
+version is the one the cookie carries: signing out (`accounts.sign_out_everywhere`), a
+new password and disabling the account bump the version, so every older cookie of it
+stops working, even one kept and replayed. The operator's session (signed in with
+TEND_ADMIN_TOKEN) is signed over a digest of that token, so changing the token ends
+every such session; with no admin token configured, only this machine (loopback) may
+use an operator session.
 
 Every form that changes something carries a CSRF token derived from the session id (an
 HMAC), and a request is refused when the browser says it comes from another site (an
@@ -35,9 +41,11 @@ from typing import cast
 from fastapi import Request
 from fastapi.responses import Response
 
+from service.actions import coaches as accounts
+from service.actions.coaches import Actor
 from service.core.tokens import sign, verify
 from service.runtime import Runtime
-from service.web.auth import from_loopback, host_allowed, origin_allowed
+from service.web.auth import address_of, from_loopback, host_allowed, origin_allowed
 
 SESSION_COOKIE = "tend_dashboard"
 FLASH_COOKIE = "tend_dashboard_flash"
@@ -46,11 +54,24 @@ SESSION_LENGTH = timedelta(hours=12)
 FLASH_LENGTH = 120  # seconds: enough to follow one redirect
 
 
+ACCOUNT_PURPOSE = "dashboard-session:account"
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     sid: str
     expires: datetime
     csrf: str
+    actor: Actor  # who is signed in: an account, or the operator
+
+    @property
+    def is_account(self) -> bool:
+        return self.actor.id != "operator"
+
+    @property
+    def sees_all(self) -> bool:
+        """An admin account or the operator: every participant, and the admin pages."""
+        return self.actor.sees_all
 
 
 def _runtime(request: Request) -> Runtime:
@@ -77,40 +98,69 @@ def _csrf(runtime: Runtime, sid: str) -> str:
     return sign(runtime.secret, "dashboard-csrf", sid).rpartition(".")[2]
 
 
-def new_session(runtime: Runtime, now: datetime) -> str:
-    """A session cookie's value, good for SESSION_LENGTH from `now`."""
+def new_session(runtime: Runtime, now: datetime, account: tuple[str, int] | None = None) -> str:
+    """A session cookie's value, good for SESSION_LENGTH from `now`: the operator's, or
+    with `account` (its id and session version) an account's."""
     expires = int((now + SESSION_LENGTH).timestamp())
-    return sign(runtime.secret, _purpose(runtime), f"{expires}.{secrets.token_urlsafe(16)}")
+    sid = secrets.token_urlsafe(16)
+    if account is None:
+        return sign(runtime.secret, _purpose(runtime), f"{expires}.{sid}")
+    coach_id, version = account
+    return sign(runtime.secret, ACCOUNT_PURPOSE, f"{expires}.{sid}.{coach_id}.{version}")
+
+
+def _expiry(stamp: str) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(stamp), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def read_session(request: Request) -> Session | None:
-    """The request's session, when it has a valid, unexpired one it may use."""
+    """The request's session, when it has a valid, unexpired one it may use. For an
+    account, this reads the database: the account must be enabled and the session
+    version the cookie's."""
     runtime = _runtime(request)
     raw = request.cookies.get(SESSION_COOKIE)
-    if not raw:
+    if not raw or len(raw) > 400:
         return None
+    now = runtime.clock.now()
+    address = address_of(request)
     payload = verify(runtime.secret, _purpose(runtime), raw)
+    if payload is not None:  # the operator's
+        stamp, _, sid = payload.partition(".")
+        expires = _expiry(stamp)
+        if expires is None or not sid or "." in sid or now >= expires:
+            return None
+        if runtime.settings.admin_token is None and not (
+            from_loopback(request) and host_allowed(request)
+        ):
+            return None
+        return Session(sid, expires, _csrf(runtime, sid), accounts.operator(address))
+    payload = verify(runtime.secret, ACCOUNT_PURPOSE, raw)
     if payload is None:
         return None
-    stamp, _, sid = payload.partition(".")
-    try:
-        expires = datetime.fromtimestamp(int(stamp), UTC)
-    except (ValueError, OverflowError, OSError):
+    parts = payload.split(".")
+    if len(parts) != 4 or not parts[1] or not parts[2] or not parts[3].isdigit():
         return None
-    if not sid or runtime.clock.now() >= expires:
+    stamp, sid, coach_id, version = parts
+    expires = _expiry(stamp)
+    if expires is None or now >= expires:
         return None
-    if runtime.settings.admin_token is None and not (
-        from_loopback(request) and host_allowed(request)
-    ):
+    coach = accounts.session_account(runtime, coach_id, int(version))
+    if coach is None:  # disabled, signed out, a new password
         return None
-    return Session(sid, expires, _csrf(runtime, sid))
+    return Session(sid, expires, _csrf(runtime, sid), Actor.of(coach, address))
 
 
-def start_session(response: Response, runtime: Runtime) -> None:
-    """Log in: give `response` a new session cookie, from the runtime's clock."""
+def start_session(
+    response: Response, runtime: Runtime, account: tuple[str, int] | None = None
+) -> None:
+    """Log in: give `response` a new session cookie, from the runtime's clock (the
+    operator's, or with `account`, its id and session version, an account's)."""
     response.set_cookie(
         SESSION_COOKIE,
-        new_session(runtime, runtime.clock.now()),
+        new_session(runtime, runtime.clock.now(), account),
         max_age=int(SESSION_LENGTH.total_seconds()),
         path=COOKIE_PATH,
         httponly=True,

@@ -25,7 +25,7 @@ Shoot = Callable[[str], Path]
 def log_in(page: Page, served: Served, path: str = "/dashboard") -> None:
     page.goto(served.base + path)
     page.get_by_label("Admin token").fill(TOKEN)
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Sign in with the token").click()
     page.wait_for_url(re.compile(re.escape(served.base + path) + r"(\?.*)?$"))
 
 
@@ -36,10 +36,10 @@ def test_the_login_refuses_a_wrong_token_and_lets_the_coach_in(
     page.wait_for_url(re.compile(r"/dashboard/login\?next="))
     shoot("login")
     page.get_by_label("Admin token").fill("not-the-token")
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Sign in with the token").click()
     expect(page.get_by_role("alert")).to_contain_text("not the admin token")
     page.get_by_label("Admin token").fill(TOKEN)
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Sign in with the token").click()
     page.wait_for_url(served.base + "/dashboard")
     expect(page.get_by_role("heading", level=1)).to_have_text("Participants")
     cookie = next(c for c in page.context.cookies() if c["name"] == "tend_dashboard")

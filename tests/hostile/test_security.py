@@ -266,6 +266,11 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/dashboard/login"): "where the admin token is given",
     ("POST", "/dashboard/login"): "where the admin token is given",
     ("GET", "/dashboard/static/dashboard.js"): "the dashboard's own script, no data",
+    # Public by design: an account's one-time link (section 5.2) is how its password is
+    # set before it can sign in. The link's 256-bit secret is the credential (kept only as
+    # its SHA-256, one use, 72 hours); a used, expired or unknown one is a 410 page.
+    ("GET", "/dashboard/set-password/{secret}"): "the one-time link's secret is the credential",
+    ("POST", "/dashboard/set-password/{secret}"): "the one-time link's secret is the credential",
 }
 
 
@@ -557,8 +562,8 @@ def test_every_admin_route_refuses_every_wrong_credential_and_changes_nothing(
     world: World,
 ) -> None:
     valid = login(world)
+    clients = clients_for(world, world.app, valid)  # signs in with the token: audited
     before = world.snapshot()
-    clients = clients_for(world, world.app, valid)
     problems = audit(world, admin_endpoints(world.app), clients, valid)
     assert problems == [], "\n".join(problems)
     assert world.snapshot() == before  # not one refused request changed anything

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from service.actions import coaches as accounts
 from service.clock import ManualClock
 from service.engine import summaries as weekly
 from service.storage import checkins
@@ -256,6 +257,64 @@ def test_the_digest_names_who_slipped(coached: Harness) -> None:
         date(2026, 3, 8),
         "sent",
     )
+
+
+def _run_digest(h: Harness) -> None:
+    monday_8am = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)  # 08:00 EDT
+    for day in range(7):
+        h.at(evening(day) - timedelta(minutes=30))
+    h.clock.set(monday_8am)
+    h.maintain()
+    h.clock.set(monday_8am + timedelta(minutes=1))
+    h.maintain()
+
+
+def test_each_coach_gets_a_digest_of_their_own_people(coached: Harness) -> None:
+    """Issue 16: a coach account's digest goes to them, about their own participants;
+    TEND_COACH_EMAIL's is about the participants with no coach (or a disabled one)."""
+    h = coached
+    by = accounts.operator()
+    ana = accounts.add(h.runtime, by, email="ana@example.org", name="Ana").coach
+    ben = accounts.add(h.runtime, by, email="ben@example.org", name="Ben").coach
+    gone = accounts.add(h.runtime, by, email="gone@example.org", name="Gone").coach
+    people = {
+        "Rae Ana": ("+14155550123", ana.id),
+        "Sam Ben": ("+14155550124", ben.id),
+        "Kim Nobody": ("+14155550125", None),
+        "Lou Gone": ("+14155550126", gone.id),
+    }
+    for name, (phone, coach_id) in people.items():
+        pid = h.participant(name, phone=phone, email=None)
+        with transaction(h.runtime.engine) as conn:
+            participant_rows.update_participant(conn, pid, coach_id=coach_id)
+        h.enroll(pid, "evenings", MONDAY)
+    accounts.disable(h.runtime, by, "gone@example.org")
+    _run_digest(h)
+    got = {m.to: m.body for m in h.email.sent if m.delivery_id is None}
+    assert sorted(got) == ["ana@example.org", "ben@example.org", "coach@example.org"]
+    named = {
+        to: sorted(name for name in people if f"{name} (evenings)" in body)
+        for to, body in got.items()
+    }
+    assert named == {
+        "ana@example.org": ["Rae Ana"],
+        "ben@example.org": ["Sam Ben"],
+        "coach@example.org": ["Kim Nobody", "Lou Gone"],
+    }
+    subjects = sorted(str(r["subject"]) for r in rows(h, "coach"))
+    assert subjects == sorted([f"coach:{ana.id}", f"coach:{ben.id}", "coach@example.org"])
+    assert {r["state"] for r in rows(h, "coach")} == {"sent"}
+
+
+def test_no_fallback_digest_when_everyone_has_a_coach(coached: Harness) -> None:
+    h = coached
+    ana = accounts.add(h.runtime, accounts.operator(), email="ana@example.org", name="Ana").coach
+    pid = h.participant("Rae Ana", phone="+14155550123", email=None)
+    with transaction(h.runtime.engine) as conn:
+        participant_rows.update_participant(conn, pid, coach_id=ana.id)
+    h.enroll(pid, "evenings", MONDAY)
+    _run_digest(h)
+    assert [m.to for m in h.email.sent if m.delivery_id is None] == ["ana@example.org"]
 
 
 def test_no_digest_without_a_coach_address(evenings: Folders, harness: Harness) -> None:

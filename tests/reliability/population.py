@@ -230,6 +230,7 @@ def _populate_batch(
             "email_unsubscribed": False,
             "feed_version": 1,
             "created_at": now,
+            "coach_id": None,
         }
         participant = participant_rows.participant_from_row({**prow, "paused_until": None})  # type: ignore[arg-type]
         # enroll's check of the variables, then enrollment_rows.add_enrollment's row.

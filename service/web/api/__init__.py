@@ -1,5 +1,12 @@
-"""The JSON API under `/api` (admin bearer token): what the coach's dashboard does, for
-other programs.
+"""The JSON API under `/api`: what the coach's dashboard does, for other programs.
+
+Any account's API token (`tend coaches token`) or TEND_ADMIN_TOKEN, as a bearer token
+(`auth.require_actor`). A coach's token sees and acts on only that coach's participants
+and what hangs off them: lists, filters and totals leave the others out, and another
+coach's participant or enrollment is a 404 with the very words a missing one gets
+(`service.actions.access`). Admin accounts and the operator see everyone; publishing a
+plan (it moves every coach's enrollments) and handing a participant to a coach are
+theirs only (403 for a coach).
 
 Participants (create, read, update, list with filters; their calendar feed URL, a new
 one, a test message, their consent log), enrollments (create, pause, resume, cancel),

@@ -12,11 +12,12 @@ from fastapi import Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
+from service.actions.coaches import Actor
 from service.actions.errors import HTTP_STATUS, ActionError
 from service.core.plan import ID_PATTERN
 from service.runtime import Runtime
 from service.storage.db import NotFound
-from service.web.auth import require_admin
+from service.web.auth import require_actor, require_admin
 
 
 class Problem(BaseModel):
@@ -29,6 +30,7 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     words = {
         400: "A body that is not JSON, or a value that cannot be used (the message says why).",
         404: "No such participant, enrollment or plan.",
+        403: "Admins only: a coach's token may not do this.",
         409: "The current state does not allow it (the message says why).",
         502: "The channel could not send the message.",
     }
@@ -56,10 +58,12 @@ def answering() -> Iterator[None]:
 
 
 # Declares the bearer scheme in the OpenAPI document (it refuses nothing itself:
-# `require_admin` decides, the same way for the API and the dashboard).
+# `require_actor` and `require_admin` decide).
 _bearer = HTTPBearer(
     scheme_name="AdminToken",
-    description="TEND_ADMIN_TOKEN, as `Authorization: Bearer <token>`.",
+    description="A coach's or admin's API token (`tend coaches token`), or "
+    "TEND_ADMIN_TOKEN, as `Authorization: Bearer <token>`. A coach's token sees and "
+    "acts on only that coach's participants: another coach's are 404, like missing ones.",
     auto_error=False,
 )
 
@@ -69,13 +73,18 @@ def _no_store(response: Response) -> None:
     response.headers["Cache-Control"] = "no-store"
 
 
-DEPENDENCIES = [Depends(_bearer), Depends(require_admin), Depends(_no_store)]
+DEPENDENCIES = [Depends(_bearer), Depends(require_actor), Depends(_no_store)]
 UNAUTHORISED: dict[int | str, dict[str, Any]] = {
     401: {
         "model": Problem,
-        "description": "No admin bearer token, or a wrong one (Authorization: Bearer ...).",
+        "description": "No bearer token, or a wrong one (Authorization: Bearer ...).",
     }
 }
+# For the routes only an admin (or the operator) may use: a coach's token gets 403.
+ADMIN_ONLY = [Depends(require_admin)]
+
+# Who asks (set by the router's `require_actor`): a coach sees only their own people.
+ActorDep = Annotated[Actor, Depends(require_actor)]
 
 
 def _runtime(request: Request) -> Runtime:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 
 from service.actions import enrollments as enrolling
+from service.actions.access import visible_enrollment
+from service.actions.coaches import Actor
 from service.core.records import Enrollment
 from service.runtime import Runtime
 from service.storage import enrollments as enrollment_rows
@@ -18,6 +20,7 @@ from service.storage import occurrences as occurrence_rows
 from service.storage import participants as participant_rows
 from service.storage.db import Connection, reading
 from service.web.api.common import (
+    ActorDep,
     EnrollmentId,
     Limit,
     Offset,
@@ -78,13 +81,15 @@ def _one(runtime: Runtime, enrollment: Enrollment) -> EnrollmentOut:
 )
 def list_enrollments(
     runtime: RuntimeDep,
+    actor: ActorDep,
     participant: ParticipantFilter = None,
     plan: PlanFilter = None,
     status: Annotated[EnrollmentStatus | None, Query(description="Only in this status.")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Any:
-    """Enrollments, oldest first, with each one's next reminder."""
+    """Enrollments, oldest first, with each one's next reminder (a coach's token: of
+    their own participants only)."""
     with reading(runtime.engine) as conn:
         found, total = enrollment_rows.enrollment_page(
             conn,
@@ -93,6 +98,7 @@ def list_enrollments(
             participant_id=participant,
             plan_id=plan,
             status=status,
+            coach_id=actor.coach_id,
         )
         items = _enrollments_out(conn, found)
     return EnrollmentPage(items=items, total=total, limit=limit, offset=offset)
@@ -106,13 +112,15 @@ def list_enrollments(
     summary="Enroll a participant in a plan",
     responses=responses(400, 404, 409),
 )
-def create_enrollment(body: EnrollmentCreate, runtime: RuntimeDep) -> Any:
+def create_enrollment(body: EnrollmentCreate, runtime: RuntimeDep, actor: ActorDep) -> Any:
     """As `tend enroll`. 409 when the participant is already in the plan (active or
     paused): cancel that enrollment first to start again."""
     start: enrolling.Start = "today" if body.start == "today" else date.fromisoformat(body.start)
     with answering():
         plan = enrolling.running_plan(runtime, body.plan)
-        made = enrolling.enroll(runtime, body.participant, plan, start, dict(body.variables))
+        made = enrolling.enroll(
+            runtime, body.participant, plan, start, dict(body.variables), actor=actor
+        )
     return _one(runtime, made)
 
 
@@ -123,13 +131,18 @@ def create_enrollment(body: EnrollmentCreate, runtime: RuntimeDep) -> Any:
     summary="Read an enrollment",
     responses=responses(404),
 )
-def get_enrollment(enrollment_id: EnrollmentId, runtime: RuntimeDep) -> Any:
+def get_enrollment(enrollment_id: EnrollmentId, runtime: RuntimeDep, actor: ActorDep) -> Any:
     with reading(runtime.engine) as conn, answering():
-        return _enrollments_out(conn, [enrollment_rows.get_enrollment(conn, enrollment_id)])[0]
+        return _enrollments_out(conn, [visible_enrollment(conn, actor, enrollment_id)])[0]
 
 
 # Pause, resume and cancel: the same route each, around its own action.
-_Change = Callable[[Runtime, str], enrolling.StatusChange]
+class _Change(Protocol):
+    def __call__(
+        self, runtime: Runtime, enrollment_id: str, *, actor: Actor | None = None
+    ) -> enrolling.StatusChange: ...
+
+
 _STATUS_CHANGES: list[tuple[str, str, str, _Change]] = [
     (
         "pause",
@@ -153,9 +166,9 @@ _STATUS_CHANGES: list[tuple[str, str, str, _Change]] = [
 
 
 def _status_route(change: _Change, doc: str) -> Callable[..., Any]:
-    def route(enrollment_id: EnrollmentId, runtime: RuntimeDep) -> Any:
+    def route(enrollment_id: EnrollmentId, runtime: RuntimeDep, actor: ActorDep) -> Any:
         with answering():
-            return _one(runtime, change(runtime, enrollment_id).enrollment)
+            return _one(runtime, change(runtime, enrollment_id, actor=actor).enrollment)
 
     route.__doc__ = doc
     return route

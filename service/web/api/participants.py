@@ -11,11 +11,14 @@ from fastapi import APIRouter, Query
 
 from service.actions import messages
 from service.actions import participants as people
+from service.actions.access import visible_participant
+from service.actions.coaches import Actor
 from service.core.records import Participant
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import Connection, reading
 from service.web.api.common import (
+    ActorDep,
     Limit,
     Offset,
     ParticipantId,
@@ -55,6 +58,7 @@ def participant_out(person: Participant, briefs: list[EnrollmentBrief], now: dat
         sms_paused_until=person.paused_until if person.sms_paused(now) else None,
         email_unsubscribed=person.email_unsubscribed,
         created_at=person.created_at,
+        coach=person.coach_id,
         enrollments=briefs,
     )
 
@@ -68,8 +72,8 @@ def _briefs(conn: Connection, participant_ids: Sequence[str]) -> dict[str, list[
     return out
 
 
-def _one(conn: Connection, participant_id: str, now: datetime) -> Any:
-    person = participant_rows.get_participant(conn, participant_id)
+def _one(conn: Connection, actor: Actor, participant_id: str, now: datetime) -> Any:
+    person = visible_participant(conn, actor, participant_id)
     return participant_out(person, _briefs(conn, [person.id])[person.id], now)
 
 
@@ -81,6 +85,7 @@ def _one(conn: Connection, participant_id: str, now: datetime) -> Any:
 )
 def list_participants(
     runtime: RuntimeDep,
+    actor: ActorDep,
     limit: Limit = 100,
     offset: Offset = 0,
     plan: PlanFilter = None,
@@ -95,7 +100,7 @@ def list_participants(
     ] = None,
 ) -> Any:
     """Participants, oldest first, with their enrollments; filtered by plan, enrollment
-    status, SMS state and part of the name."""
+    status, SMS state and part of the name. A coach's token lists only their own."""
     now = runtime.clock.now()
     with reading(runtime.engine) as conn:
         found, total = participant_rows.participant_page(
@@ -107,6 +112,7 @@ def list_participants(
             sms=sms,
             plan_id=plan,
             status=status,
+            coach_id=actor.coach_id,
         )
         briefs = _briefs(conn, [p.id for p in found])
     items = [participant_out(p, briefs[p.id], now) for p in found]
@@ -119,10 +125,12 @@ def list_participants(
     status_code=201,
     tags=["participants"],
     summary="Add a participant",
-    responses=responses(400, 409),
+    responses=responses(400, 403, 409),
 )
-def create_participant(body: ParticipantCreate, runtime: RuntimeDep) -> Any:
-    """As `tend participants add`. 409 when another participant has the phone number."""
+def create_participant(body: ParticipantCreate, runtime: RuntimeDep, actor: ActorDep) -> Any:
+    """As `tend participants add`. 409 when another participant has the phone number.
+    Added with a coach's token, the participant is that coach's; an admin may name
+    their `coach` (403 for a coach naming another; 400 for an unknown or disabled one)."""
     with answering():
         person = people.create(
             runtime,
@@ -131,6 +139,8 @@ def create_participant(body: ParticipantCreate, runtime: RuntimeDep) -> Any:
             phone=body.phone,
             email=body.email,
             variables=body.variables,
+            actor=actor,
+            coach=body.coach,
         )
     return participant_out(person, [], runtime.clock.now())
 
@@ -142,10 +152,10 @@ def create_participant(body: ParticipantCreate, runtime: RuntimeDep) -> Any:
     summary="Read a participant",
     responses=responses(404),
 )
-def get_participant(participant_id: ParticipantId, runtime: RuntimeDep) -> Any:
+def get_participant(participant_id: ParticipantId, runtime: RuntimeDep, actor: ActorDep) -> Any:
     now = runtime.clock.now()
     with reading(runtime.engine) as conn, answering():
-        return _one(conn, participant_id, now)
+        return _one(conn, actor, participant_id, now)
 
 
 @router.patch(
@@ -153,20 +163,22 @@ def get_participant(participant_id: ParticipantId, runtime: RuntimeDep) -> Any:
     response_model=ParticipantOut,
     tags=["participants"],
     summary="Change a participant",
-    responses=responses(400, 404, 409),
+    responses=responses(400, 403, 404, 409),
 )
 def update_participant(
-    participant_id: ParticipantId, body: ParticipantUpdate, runtime: RuntimeDep
+    participant_id: ParticipantId, body: ParticipantUpdate, runtime: RuntimeDep, actor: ActorDep
 ) -> Any:
     """Only the fields given change. A new time zone or new variables re-plan the
     reminders still ahead of the participant's active and paused enrollments, in the
     same transaction: when one of them cannot follow (its plan file is gone, or the
-    new variables do not fit its plan), nothing changes and the answer says why."""
-    changes = {key: getattr(body, key) for key in people.FIELDS if key in body.model_fields_set}
+    new variables do not fit its plan), nothing changes and the answer says why.
+    `coach` hands the participant to another coach: admins only (403 for a coach)."""
+    fields = (*people.FIELDS, "coach")
+    changes = {key: getattr(body, key) for key in fields if key in body.model_fields_set}
     with answering():
-        people.update(runtime, participant_id, changes)
+        people.update(runtime, participant_id, changes, actor=actor)
     with reading(runtime.engine) as conn, answering():
-        return _one(conn, participant_id, runtime.clock.now())
+        return _one(conn, actor, participant_id, runtime.clock.now())
 
 
 def _feed_out(feed: people.Feed) -> FeedOut:
@@ -182,9 +194,9 @@ def _feed_out(feed: people.Feed) -> FeedOut:
     summary="The participant's calendar feed URL",
     responses=responses(404),
 )
-def get_feed(participant_id: ParticipantId, runtime: RuntimeDep) -> Any:
+def get_feed(participant_id: ParticipantId, runtime: RuntimeDep, actor: ActorDep) -> Any:
     with answering():
-        return _feed_out(people.feed(runtime, participant_id))
+        return _feed_out(people.feed(runtime, participant_id, actor=actor))
 
 
 @router.post(
@@ -194,9 +206,9 @@ def get_feed(participant_id: ParticipantId, runtime: RuntimeDep) -> Any:
     summary="A new calendar feed URL (the old one stops working)",
     responses=responses(404),
 )
-def rotate_feed(participant_id: ParticipantId, runtime: RuntimeDep) -> Any:
+def rotate_feed(participant_id: ParticipantId, runtime: RuntimeDep, actor: ActorDep) -> Any:
     with answering():
-        return _feed_out(people.rotate_feed(runtime, participant_id))
+        return _feed_out(people.rotate_feed(runtime, participant_id, actor=actor))
 
 
 @router.post(
@@ -207,14 +219,14 @@ def rotate_feed(participant_id: ParticipantId, runtime: RuntimeDep) -> Any:
     responses=responses(400, 404, 409, 502),
 )
 def send_test_message(
-    participant_id: ParticipantId, body: TestMessageCreate, runtime: RuntimeDep
+    participant_id: ParticipantId, body: TestMessageCreate, runtime: RuntimeDep, actor: ActorDep
 ) -> Any:
     """Sent now, through the same channel as reminders. Refused (409) when the
     participant has no number or address for it, opted out of SMS, paused SMS, or
     unsubscribed from email: consent holds for test messages too. A carrier's refusal
     because the number opted out is recorded as the participant's opt-out (409)."""
     with answering():
-        sent = messages.send_test(runtime, participant_id, body.channel, body.text)
+        sent = messages.send_test(runtime, participant_id, body.channel, body.text, actor=actor)
     return TestMessageOut(
         participant=sent.participant_id,
         channel=body.channel,
@@ -232,17 +244,24 @@ def send_test_message(
     responses=responses(404),
 )
 def participant_consent(
-    participant_id: ParticipantId, runtime: RuntimeDep, limit: Limit = 100, offset: Offset = 0
+    participant_id: ParticipantId,
+    runtime: RuntimeDep,
+    actor: ActorDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Any:
     """Opt-outs, opt-ins, pauses and resumes, oldest first."""
     with reading(runtime.engine) as conn, answering():
-        participant_rows.get_participant(conn, participant_id)
-        return consent_page(conn, participant_id, limit, offset)
+        visible_participant(conn, actor, participant_id)
+        return consent_page(conn, actor, participant_id, limit, offset)
 
 
-def consent_page(conn: Connection, participant_id: str | None, limit: int, offset: int) -> Any:
+def consent_page(
+    conn: Connection, actor: Actor, participant_id: str | None, limit: int, offset: int
+) -> Any:
+    """A page of the consent log: only the participants `actor` sees."""
     rows, total = participant_rows.consent_page(
-        conn, limit=limit, offset=offset, participant_id=participant_id
+        conn, limit=limit, offset=offset, participant_id=participant_id, coach_id=actor.coach_id
     )
     items = [from_row(ConsentOut, r, participant="participant_id") for r in rows]
     return ConsentPage(items=items, total=total, limit=limit, offset=offset)

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from service.actions import enrollments as enrolling
 from service.actions import plans as publishing
+from service.actions.access import visible_participant
 from service.core import validate
 from service.core.diagnostics import Diagnostic
 from service.core.plan import WEEKDAYS, Plan
@@ -24,11 +25,12 @@ from service.core.preview import as_json, build_preview
 from service.core.render import SAMPLE_PERSON, Person, RenderError
 from service.core.states import LIVE_STATUSES
 from service.storage import enrollments as enrollment_rows
-from service.storage import participants as participant_rows
 from service.storage.db import reading
 from service.storage.plan_versions import PlanVersion, VersionBrief
 from service.web.api.common import (
+    ADMIN_ONLY,
     ID_TEXT,
+    ActorDep,
     Limit,
     Offset,
     PlanId,
@@ -136,8 +138,9 @@ def _problems(diagnostics: Sequence[Diagnostic]) -> list[PlanProblem]:
     response_model=PublishOut,
     tags=["plans"],
     summary="Publish a plan's next version",
+    dependencies=ADMIN_ONLY,
     responses={
-        **responses(400, 409),
+        **responses(400, 403, 409),
         413: {"model": Problem, "description": "The body is larger than a plan may be."},
         415: {"model": Problem, "description": "The body is not YAML or plain text."},
         422: {
@@ -285,6 +288,7 @@ _VAR_PAIR = r"^[a-z_][a-z0-9_]{0,62}=[^\x00]{1,64}$"
 def preview_plan(
     plan_id: PlanId,
     runtime: RuntimeDep,
+    actor: ActorDep,
     start: Annotated[
         date | None,
         Query(description="The first day; default: the participant's enrollment's, or today."),
@@ -316,7 +320,7 @@ def preview_plan(
     first: date | None = start
     if participant is not None:
         with reading(runtime.engine) as conn, answering():
-            someone = participant_rows.get_participant(conn, participant)
+            someone = visible_participant(conn, actor, participant)
             current = enrollment_rows.list_enrollments(
                 conn, participant_id=someone.id, plan_id=plan.id, statuses=LIVE_STATUSES
             )

@@ -95,6 +95,11 @@ class Page(BaseModel, Generic[Item]):
 # --- bodies --------------------------------------------------------------------------
 
 
+CoachId = Annotated[
+    str, Field(pattern=ID_TEXT, description="A coach's id.", examples=["c_k3m9x2q7hv4d"])
+]
+
+
 class ParticipantCreate(BaseModel):
     """A new participant (as `tend participants add`)."""
 
@@ -105,6 +110,11 @@ class ParticipantCreate(BaseModel):
     email: Email | None = None
     timezone: TimeZone
     variables: Variables = Field(default_factory=dict)
+    coach: CoachId | None = Field(
+        None,
+        description="Admins only: the coach who owns the participant (a coach's own "
+        "token always makes them that coach's).",
+    )
 
 
 class ParticipantUpdate(BaseModel):
@@ -120,6 +130,11 @@ class ParticipantUpdate(BaseModel):
     timezone: TimeZone | SkipJsonSchema[None] = None
     variables: Variables | SkipJsonSchema[None] = Field(
         None, description="Replaces all of the participant's variables."
+    )
+    coach: CoachId | None = Field(
+        None,
+        description="Admins only (403 for a coach): hand the participant to this coach "
+        "(a coach id; null: to no coach). An unknown or disabled coach is a 400.",
     )
 
     @model_validator(mode="after")
@@ -183,6 +198,7 @@ class ParticipantOut(BaseModel):
     )
     email_unsubscribed: bool
     created_at: datetime | None
+    coach: str | None = Field(description="The id of the coach who owns them (null: none).")
     enrollments: list[EnrollmentBrief]
 
 
