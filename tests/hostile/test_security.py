@@ -52,14 +52,12 @@ import phonenumbers
 import pytest
 import structlog
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import select
-from starlette.routing import Mount, Route
 
 from service import report
 from service.actions.links import CHECK_IN_LINK_DAYS, check_in_link, feed_link
@@ -97,6 +95,7 @@ from tests.support.engine import (
     sqlite_url,
 )
 from tests.support.fake_twilio import FakeTwilio
+from tests.support.routes import Endpoint, served
 from tests.support.twilio_signing import twilio_signature
 
 folders = engine.folders  # the engine's fixture (plan and template folders), reused
@@ -272,35 +271,6 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/dashboard/set-password/{secret}"): "the one-time link's secret is the credential",
     ("POST", "/dashboard/set-password/{secret}"): "the one-time link's secret is the credential",
 }
-
-
-@dataclass(frozen=True, order=True)
-class Endpoint:
-    method: str
-    path: str  # the route's path template, prefixes included
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.method, self.path)
-
-    @property
-    def dashboard(self) -> bool:
-        return self.path == "/dashboard" or self.path.startswith("/dashboard/")
-
-
-def served(app: FastAPI) -> list[Endpoint]:
-    """Every method and path the app serves, found by walking its routes."""
-    found: list[Endpoint] = []
-    for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        path = str(context.path)
-        if isinstance(route, Mount):  # a mounted app answers any method under its path
-            found.extend(Endpoint(m, f"{path}/{{rest}}") for m in ("GET", "POST"))
-        elif isinstance(route, APIRoute | Route):
-            found.extend(Endpoint(method, path) for method in sorted(context.methods or ()))
-        else:
-            raise AssertionError(f"a route of a kind this audit does not know: {route!r}")
-    return sorted(set(found))
 
 
 def admin_endpoints(app: FastAPI) -> list[Endpoint]:
