@@ -19,12 +19,9 @@ What this file proves:
    coach (a coach gets 403; an unknown or disabled coach is a 400).
 
 Not probed here, listed explicitly below (`NOT_PROBED`, each with its reason):
-- the dashboard's routes (`/dashboard...`): a coach's bearer token does not open them
-  (they take a session), so probing them with one would prove nothing about scoping.
-  Their scoping is tested with coach sessions in tests/integration/test_dashboard_accounts.py
-  and tests/browser/test_two_coaches.py; a walk over them with a coach's session, as this
-  file walks the API, is still to come. Every dashboard route the app serves must be in
-  `DASHBOARD_ROUTES`, so that a new one is a conscious edit.
+- the dashboard's routes (`/dashboard...`) with a bearer token: they take a session, so
+  they are walked apart, signed in as coach A (section 3: every GET page, and every
+  action that takes an id).
 - the public routes whose credential is a signed token in the URL (a calendar feed,
   a check-in, an unsubscribe link) or a provider's signature (Twilio): a coach's
   bearer token neither opens nor closes them (`test_security.py` covers them).
@@ -129,8 +126,8 @@ NOT_PROBED: dict[tuple[str, str], str] = {
     ("POST", "/unsubscribe/{token}"): PUBLIC_CREDENTIAL,
 }
 DASHBOARD_NOT_SCOPED_YET = (
-    "the dashboard takes a session, not a bearer token: its scoping is tested in "
-    "tests/integration/test_dashboard_accounts.py and tests/browser/test_two_coaches.py"
+    "the dashboard takes a session, not a bearer token: walked signed in as coach A in "
+    "test_coach_a_s_dashboard_shows_nothing_of_coach_b"
 )
 
 
@@ -623,3 +620,81 @@ def test_the_storage_reads_narrow_to_a_coach(world: World) -> None:
             visible_enrollment(conn, actor_a, world.bea.enrollment)
     built = report.build(world.runtime, coach_id=a)
     assert {e.participant.id for e in built.entries} == {ada}
+
+
+# --- 3. the dashboard, with coach A's session ----------------------------------------------
+
+PASSWORD = "a long enough password"
+# Dashboard routes that take an id, with the form a browser would send.
+DASHBOARD_POSTS: dict[str, dict[str, str]] = {
+    "/dashboard/enrollments/{enrollment_id}/pause": {},
+    "/dashboard/enrollments/{enrollment_id}/resume": {},
+    "/dashboard/enrollments/{enrollment_id}/cancel": {},
+    "/dashboard/participants/{participant_id}/rotate-feed": {},
+    "/dashboard/participants/{participant_id}/test-message": {"channel": "sms", "text": "hi"},
+}
+
+
+def _signed_in(world: World, email: str) -> tuple[TestClient, str]:
+    """A browser signed in to the dashboard as the account, and its CSRF token."""
+    link = accounts.new_link(world.runtime, accounts.operator(), email)
+    accounts.set_password(world.runtime, link.rpartition("/")[2], PASSWORD, None)
+    client = TestClient(world.app, base_url=BASE, headers={"Origin": BASE})
+    signed = client.post(
+        "/dashboard/login",
+        data={"email": email, "password": PASSWORD, "next": "/dashboard"},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303, signed.text
+    page = client.get("/dashboard")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found is not None, page.text
+    return client, found.group(1)
+
+
+def _dashboard_path(path: str, ids: Ids) -> str:
+    return path.replace("{participant_id}", ids.participant).replace(
+        "{enrollment_id}", ids.enrollment
+    )
+
+
+def test_coach_a_s_dashboard_shows_nothing_of_coach_b(world: World) -> None:
+    """Every dashboard page a GET can reach, as coach A: nothing of B's anywhere; a page
+    about B's participant answers as one about a missing participant does. Every
+    dashboard action on B's ids answers as on missing ids and changes nothing of B's."""
+    a, csrf = _signed_in(world, "coach.a@example.com")
+    missing = Ids(MISSING_PARTICIPANT, MISSING_ENROLLMENT)
+    problems: list[str] = []
+    gets = [e for e in served(world.app) if e.dashboard and e.method == "GET"]
+    for endpoint in gets:
+        if "{secret}" in endpoint.path:
+            continue  # a set-password link: its secret is the credential, not a session
+        path = endpoint.path.replace("{plan_id}", "guard").replace("{number}", "1")
+        theirs = a.get(_dashboard_path(path, world.bea))
+        nobody = a.get(_dashboard_path(path, missing))
+        if theirs.status_code != nobody.status_code:
+            problems.append(f"GET {endpoint.path}: {theirs.status_code} vs {nobody.status_code}")
+        if found := leaks(theirs, world.bea, world):
+            problems.append(f"GET {endpoint.path}: shows {found}")
+        assert theirs.status_code < 500, (endpoint.path, theirs.text)
+    posts = {e.path for e in served(world.app) if e.dashboard and e.method == "POST"}
+    assert {p.rsplit("/", 1)[0] + "/{action}" for p in DASHBOARD_POSTS if "enrollments" in p} <= (
+        posts
+    )
+    for path, form in DASHBOARD_POSTS.items():
+        before, sent_before = world.b_rows(), world.sent_to_b()
+        theirs = a.post(_dashboard_path(path, world.bea), data={**form, "csrf": csrf})
+        nobody = a.post(_dashboard_path(path, missing), data={**form, "csrf": csrf})
+        if theirs.status_code != nobody.status_code:
+            problems.append(f"POST {path}: {theirs.status_code} vs {nobody.status_code}")
+        if found := leaks(theirs, world.bea, world):
+            problems.append(f"POST {path}: shows {found}")
+        if world.b_rows() != before:
+            problems.append(f"POST {path}: changed B's rows")
+        if world.sent_to_b() != sent_before:
+            problems.append(f"POST {path}: sent B a message")
+    assert not problems, "\n".join(problems)
+    # And A's own page is there: the walk was signed in.
+    own = a.get(f"/dashboard/participants/{world.ada.participant}")
+    assert own.status_code == 200
+    assert ADA["name"] in own.text
