@@ -345,12 +345,10 @@ def token_account(runtime: Runtime, secret: str) -> Coach | None:
         found = coach_rows.coach_by_token(conn, _digest(secret))
     if found is None or found[0].disabled:
         return None
-    coach, token_id = found
-    with reading(runtime.engine) as conn:
-        used = next(t.last_used_at for t in coach_rows.tokens_of(conn, coach.id, token_id=token_id))
-    if used is None or now - used >= LAST_USED_EVERY:
+    coach, token = found
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
         with transaction(runtime.engine) as conn:
-            coach_rows.token_used(conn, token_id, now)
+            coach_rows.token_used(conn, token.id, now)
     return coach
 
 

@@ -126,11 +126,17 @@ def tokens_of(conn: Connection, coach_id: str, *, token_id: str | None = None) -
     return [record(Token, r) for r in conn.execute(query).mappings()]
 
 
-def coach_by_token(conn: Connection, token_hash: str) -> tuple[Coach, str] | None:
-    """The account a live token belongs to, and the token's id."""
+def coach_by_token(conn: Connection, token_hash: str) -> tuple[Coach, Token] | None:
+    """The account a live token belongs to, and the token."""
     found = (
         conn.execute(
-            select(coaches, coach_tokens.c.id.label("token_id"))
+            select(
+                coaches,
+                coach_tokens.c.id.label("token_id"),
+                coach_tokens.c.label,
+                coach_tokens.c.created_at.label("token_created_at"),
+                coach_tokens.c.last_used_at,
+            )
             .join(coach_tokens, coach_tokens.c.coach_id == coaches.c.id)
             .where(coach_tokens.c.token_hash == token_hash)
             .where(coach_tokens.c.revoked_at.is_(None))
@@ -138,7 +144,17 @@ def coach_by_token(conn: Connection, token_hash: str) -> tuple[Coach, str] | Non
         .mappings()
         .first()
     )
-    return None if found is None else (_coach(found), str(found["token_id"]))
+    if found is None:
+        return None
+    token = Token(
+        id=found["token_id"],
+        coach_id=found["id"],
+        label=found["label"],
+        created_at=found["token_created_at"],
+        last_used_at=found["last_used_at"],
+        revoked_at=None,
+    )
+    return _coach(found), token
 
 
 def token_used(conn: Connection, token_id: str, now: datetime) -> None:
