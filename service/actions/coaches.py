@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 from service.actions.errors import Conflict, Invalid, NotFound, action
 from service.core import validate
 from service.runtime import Runtime
+from service.storage import app_state
 from service.storage import audit as audit_rows
 from service.storage import coaches as coach_rows
 from service.storage.audit import AuditEntry
@@ -77,6 +78,13 @@ def operator(address: str | None = None) -> Actor:
 class SignInRefused(Invalid):
     """Wrong email or password, a disabled account, or too many attempts: one message
     for all, so that it tells nobody which accounts exist."""
+
+
+class SignInThrottled(SignInRefused):
+    """Too many failed attempts lately, from this address or for this account."""
+
+
+THROTTLED = "too many attempts to sign in; wait a quarter of an hour and try again"
 
 
 def record(
@@ -252,7 +260,7 @@ def sign_in(runtime: Runtime, email: str, password: str, address: str | None) ->
         found = coach_rows.find_coach_by_email(conn, address_key)
     if throttled:
         _failed(runtime, subjects, found, address, "throttled", now)
-        raise SignInRefused("too many attempts to sign in; wait a quarter of an hour and try again")
+        raise SignInThrottled(THROTTLED)
     ok = _verify(found.password_hash if found else None, password[:MAX_PASSWORD])
     if found is None or not ok or found.disabled:
         _failed(runtime, subjects, found, address, "refused", now)
@@ -264,6 +272,50 @@ def sign_in(runtime: Runtime, email: str, password: str, address: str | None) ->
             coach_rows.update_coach(conn, found.id, now, password_hash=_HASHER.hash(password))
     record(runtime, Actor.of(found, address), "sign_in", "coach", found.id)
     return found
+
+
+OPERATOR_SESSIONS = "operator_session_version"
+
+
+def operator_sign_in(runtime: Runtime, allowed: bool, address: str | None) -> Actor:
+    """The operator signing in to the dashboard, `allowed` when they gave the admin token
+    (or, with none configured, came from this machine): throttled per address like an
+    account's sign-in (not per account, so that nobody can lock the operator out), and
+    on the audit log either way."""
+    now = runtime.clock.now()
+    subjects = [f"address:{address}"] if address else []
+    with reading(runtime.engine) as conn:
+        throttled = bool(subjects) and (
+            coach_rows.failures_since(conn, subjects[0], now - THROTTLE_WINDOW)
+            >= MAX_ADDRESS_FAILURES
+        )
+    who = operator(address)
+    if throttled or not allowed:
+        why = "throttled" if throttled else "refused"
+        with transaction(runtime.engine) as conn:
+            coach_rows.add_failure(conn, subjects, now)
+        record(runtime, Actor("unknown", "unknown", "coach", address), f"sign_in.{why}",
+               None, None, "admin token")  # fmt: skip
+        if throttled:
+            raise SignInThrottled(THROTTLED)
+        raise SignInRefused("that is not the admin token")
+    record(runtime, who, "sign_in", None, None, "admin token")
+    return who
+
+
+def operator_session_version(runtime: Runtime) -> int:
+    """The operator's session version: dashboard sessions signed in with the admin token
+    carry it, and work only while it is current."""
+    with reading(runtime.engine) as conn:
+        return int(app_state.get_state(conn, OPERATOR_SESSIONS) or 0)
+
+
+def operator_sign_out(runtime: Runtime, address: str | None) -> None:
+    """End every operator session (they share one credential, so signing out is
+    everywhere, as for an account)."""
+    with transaction(runtime.engine) as conn:
+        app_state.next_count(conn, OPERATOR_SESSIONS)
+    record(runtime, operator(address), "sign_out", None, None, "admin token")
 
 
 def _verify(hashed: str | None, password: str) -> bool:

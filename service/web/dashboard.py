@@ -12,7 +12,7 @@ A coach's session sees and acts on only their own participants, everywhere: the
 overview, participant and plan pages, the outbox, every action (another coach's
 participant or enrollment is the same 404 as a missing one). Admins and the operator
 see everyone, and have the accounts and audit-log pages (a coach gets a 404 there).
-Every sign-in and every POST is on the audit log.
+Every sign-in, every page read and every POST is on the audit log.
 
 The session cookie, the CSRF tokens and the message shown once after a POST are
 `service.web.session`'s. Every form that changes something is a POST carrying the CSRF
@@ -164,12 +164,22 @@ def _message(
                    title=title, text=text)  # fmt: skip
 
 
+def _viewer(request: Request) -> Session | None:
+    """The session of a request for a page, put on the audit log (what was read, and the
+    id it is about), or None: then the page sends the browser to sign in."""
+    session = read_session(request)
+    if session is not None:
+        _audit(request, session)
+    return session
+
+
 async def _posted(
-    request: Request, limit: int = MAX_FORM
+    request: Request, limit: int = MAX_FORM, *, audit: bool = True
 ) -> tuple[Session, dict[str, str]] | Response:
     """The session and form of a POST that may change something, or the response that
     refuses it: another site's request (403), no session (to the login page), a missing
-    or wrong CSRF token (403)."""
+    or wrong CSRF token (403). The POST goes on the audit log, unless `audit` is False
+    (the action it calls writes its own, more telling entry)."""
     if not same_site(request):
         return _message(request, None, "Refused", "That request came from another site.", 403)
     session = await run_in_threadpool(read_session, request)
@@ -191,10 +201,8 @@ async def _posted(
             "reload the page and try again.",
             403,
         )
-    account = form.get("account")  # the admin's forms about one account
-    await run_in_threadpool(
-        _audit, request, session, None, "coach" if account else None, account or None
-    )
+    if audit:
+        await run_in_threadpool(_audit, request, session)
     return session, form
 
 
@@ -292,7 +300,8 @@ async def login(request: Request) -> Response:
                 accounts.sign_in, runtime, email, form.get("password", ""), address
             )
         except accounts.SignInRefused as refused:
-            return _login(request, target, _sentence(refused.message), 401, email=email)
+            status = 429 if isinstance(refused, accounts.SignInThrottled) else 401
+            return _login(request, target, _sentence(refused.message), status, email=email)
         response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
         start_session(response, runtime, (coach.id, coach.session_version))
         return response
@@ -307,18 +316,14 @@ async def login(request: Request) -> Response:
             if from_loopback(request)
             else "No admin token is configured (TEND_ADMIN_TOKEN): only this machine may log in."
         )
-    if not allowed:
-        stranger = accounts.Actor("unknown", "unknown", "coach", address)
-        await run_in_threadpool(
-            accounts.record, runtime, stranger, "sign_in.refused", None, None, "admin token"
-        )
+    try:
+        await run_in_threadpool(accounts.operator_sign_in, runtime, allowed, address)
+    except accounts.SignInThrottled as throttled:
+        return _login(request, target, None, 429, token_error=_sentence(throttled.message))
+    except accounts.SignInRefused:
         return _login(request, target, None, 401, token_error=refusal)
-    await run_in_threadpool(
-        accounts.record, runtime, accounts.operator(address), "sign_in", None, None,
-        "admin token",
-    )  # fmt: skip
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
-    start_session(response, runtime)
+    await run_in_threadpool(start_session, response, runtime)
     return response
 
 
@@ -326,7 +331,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """Signing out ends the session for good: an account's every session (its session
     version moves on, so even a copied cookie stops working), and the cookie goes."""
-    posted = await _posted(request)
+    posted = await _posted(request, audit=False)  # sign_out is on the audit log
     if isinstance(posted, Response):
         return posted
     session, _ = posted
@@ -335,6 +340,8 @@ async def logout(request: Request) -> Response:
         await run_in_threadpool(
             accounts.sign_out_everywhere, runtime, session.actor.id, _address(request)
         )
+    else:
+        await run_in_threadpool(accounts.operator_sign_out, runtime, _address(request))
     response = _redirect(request, "/dashboard/login", "You are logged out.")
     end_session(response, runtime)
     return response
@@ -500,7 +507,7 @@ COLUMNS = (
 
 @router.get("", response_class=HTMLResponse)
 def overview(request: Request, sort: str = "name", dir: str = "asc") -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -548,7 +555,7 @@ def overview(request: Request, sort: str = "name", dir: str = "asc") -> Response
 
 @router.get("/participants/{participant_id}", response_class=HTMLResponse)
 def participant_page(request: Request, participant_id: Id) -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -574,7 +581,7 @@ def participant_page(request: Request, participant_id: Id) -> Response:
 
 @router.get("/plans", response_class=HTMLResponse)
 def plans_page(request: Request) -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -621,7 +628,7 @@ def _versions(runtime: Runtime, plan_id: str) -> list[Any]:
 def plan_page(
     request: Request, plan_id: Id, start: str | None = None, tz: str | None = None
 ) -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -656,7 +663,7 @@ def plan_page(
 
 @router.get("/plans/{plan_id}/versions/{number}", response_class=HTMLResponse)
 def version_page(request: Request, plan_id: Id, number: int) -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -682,7 +689,7 @@ def version_page(request: Request, plan_id: Id, number: int) -> Response:
 def diff_page(
     request: Request, plan_id: Id, a: int | None = None, b: int | None = None
 ) -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -792,7 +799,7 @@ def _editor(
 
 @router.get("/plans/{plan_id}/edit", response_class=HTMLResponse)
 def edit_page(request: Request, plan_id: Id, version: int | None = None) -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -817,7 +824,7 @@ def edit_page(request: Request, plan_id: Id, version: int | None = None) -> Resp
 @router.get("/new-plan", response_class=HTMLResponse)
 def new_plan_page(request: Request, copy: str = "", id: str = "") -> Response:
     """A new plan from a copy of another: its text with the `plan:` id the coach gave."""
-    session = read_session(request)
+    session = _viewer(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -969,7 +976,7 @@ async def _edited(request: Request, plan_id: str | None) -> Response:
 
 @router.get("/outbox", response_class=HTMLResponse)
 def outbox_page(request: Request) -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     if session is None:
         return _to_login(request)
     runtime = _runtime(request)
@@ -1036,7 +1043,7 @@ def _account_by_id(runtime: Runtime, coach_id: str) -> Any:
 
 @router.get("/accounts", response_class=HTMLResponse)
 def accounts_page(request: Request) -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     refused = _admin_session(request, session)
     if refused is not None or session is None:
         return refused or _to_login(request)
@@ -1044,7 +1051,8 @@ def accounts_page(request: Request) -> Response:
 
 
 async def _admin_posted(request: Request) -> tuple[Session, dict[str, str]] | Response:
-    posted = await _posted(request)
+    """An admin's form: each one's action puts what it did on the audit log."""
+    posted = await _posted(request, audit=False)
     if isinstance(posted, Response):
         return posted
     if not posted[0].sees_all:
@@ -1192,7 +1200,7 @@ AUDIT_LIMIT = 200
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(request: Request, account: str = "", action: str = "", since: str = "") -> Response:
-    session = read_session(request)
+    session = _viewer(request)
     refused = _admin_session(request, session)
     if refused is not None or session is None:
         return refused or _to_login(request)

@@ -11,8 +11,9 @@ version is the one the cookie carries: signing out (`accounts.sign_out_everywher
 new password and disabling the account bump the version, so every older cookie of it
 stops working, even one kept and replayed. The operator's session (signed in with
 TEND_ADMIN_TOKEN) is signed over a digest of that token, so changing the token ends
-every such session; with no admin token configured, only this machine (loopback) may
-use an operator session.
+every such session, and carries the operator's session version, which signing out
+moves on (`accounts.operator_sign_out`); with no admin token configured, only this
+machine (loopback) may use an operator session.
 
 Every form that changes something carries a CSRF token derived from the session id (an
 HMAC), and a request is refused when the browser says it comes from another site (an
@@ -104,7 +105,8 @@ def new_session(runtime: Runtime, now: datetime, account: tuple[str, int] | None
     expires = int((now + SESSION_LENGTH).timestamp())
     sid = secrets.token_urlsafe(16)
     if account is None:
-        return sign(runtime.secret, _purpose(runtime), f"{expires}.{sid}")
+        version = accounts.operator_session_version(runtime)
+        return sign(runtime.secret, _purpose(runtime), f"{expires}.{sid}.{version}")
     coach_id, version = account
     return sign(runtime.secret, ACCOUNT_PURPOSE, f"{expires}.{sid}.{coach_id}.{version}")
 
@@ -128,13 +130,18 @@ def read_session(request: Request) -> Session | None:
     address = address_of(request)
     payload = verify(runtime.secret, _purpose(runtime), raw)
     if payload is not None:  # the operator's
-        stamp, _, sid = payload.partition(".")
+        parts = payload.split(".")
+        if len(parts) != 3 or not parts[1] or not parts[2].isdigit():
+            return None
+        stamp, sid, version = parts
         expires = _expiry(stamp)
-        if expires is None or not sid or "." in sid or now >= expires:
+        if expires is None or now >= expires:
             return None
         if runtime.settings.admin_token is None and not (
             from_loopback(request) and host_allowed(request)
         ):
+            return None
+        if int(version) != accounts.operator_session_version(runtime):  # signed out since
             return None
         return Session(sid, expires, _csrf(runtime, sid), accounts.operator(address))
     payload = verify(runtime.secret, ACCOUNT_PURPOSE, raw)

@@ -545,7 +545,9 @@ def test_every_admin_route_answers_the_right_credential(world: World) -> None:
     csrf = csrf_of(client, valid)
     right = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     answered = []
-    for endpoint in admin_endpoints(world.app):
+    # Logging out ends the session for good, so it comes last.
+    endpoints = sorted(admin_endpoints(world.app), key=lambda e: e.path == "/dashboard/logout")
+    for endpoint in endpoints:
         headers = session(valid) if endpoint.dashboard else right
         answer = call(client, endpoint, world, headers=headers, csrf=csrf)
         what = f"{endpoint.method} {endpoint.path}: {answer.status_code} {answer.text[:200]}"
@@ -553,7 +555,9 @@ def test_every_admin_route_answers_the_right_credential(world: World) -> None:
         assert answer.status_code < 500, what
         assert refusal(endpoint, answer) is not None, what  # not the refusal either
         answered.append(endpoint)
-    assert answered == admin_endpoints(world.app)
+    assert answered == endpoints
+    again = client.get("/dashboard", headers=session(valid))
+    assert again.status_code == 303, "the session still works after logging out"
     # The plan sent with the right token was published.
     assert world.runtime.plans.get("guard").title == "Guard, again"  # type: ignore[union-attr]
     # The API's data is there for the right token: Rae's own record.

@@ -154,7 +154,7 @@ def test_sign_in_is_throttled(people: People) -> None:
         data={"email": "cora@example.org", "password": PASSWORD},
         follow_redirects=False,
     )
-    assert answer.status_code == 401
+    assert answer.status_code == 429
     assert "Too many attempts to sign in" in answer.text
     assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
     app.clock.advance(accounts.THROTTLE_WINDOW)
@@ -215,6 +215,39 @@ def test_the_operator_still_signs_in_with_the_token_and_it_is_on_record(people: 
     assert "/dashboard/accounts" in page
     assert people.audit("sign_in")[0].actor == "operator"
     assert people.audit("sign_in.refused")[0].detail == "admin token"
+
+
+def test_the_operator_logging_out_ends_their_session_even_for_a_kept_cookie(
+    people: People,
+) -> None:
+    app = people.app
+    app.login()
+    kept = app.client.cookies[SESSION_COOKIE]
+    answer = app.client.post("/dashboard/logout", data={"csrf": _csrf(app)}, follow_redirects=False)
+    assert answer.headers["location"] == "/dashboard/login"
+    app.client.cookies.set(SESSION_COOKIE, kept, domain="tend.test", path="/dashboard")
+    assert app.client.get("/dashboard", follow_redirects=False).status_code == 303
+    assert [e.actor for e in people.audit("sign_out")] == ["operator"]
+    app.login()  # signing in again works, with a new session
+    assert app.client.get("/dashboard", follow_redirects=False).status_code == 200
+
+
+def test_the_operator_sign_in_is_throttled_per_address(people: People) -> None:
+    app = people.app
+    for _ in range(accounts.MAX_ADDRESS_FAILURES):
+        assert app.client.post("/dashboard/login", data={"token": "guess"}).status_code == 401
+    answer = app.client.post("/dashboard/login", data={"token": TOKEN}, follow_redirects=False)
+    assert answer.status_code == 429
+    assert "Too many attempts to sign in" in answer.text
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+    # The same address is throttled for accounts too; after the window, both work again.
+    answer = app.client.post(
+        "/dashboard/login", data={"email": "cora@example.org", "password": PASSWORD}
+    )
+    assert answer.status_code == 429
+    app.clock.advance(accounts.THROTTLE_WINDOW)
+    app.login()
+    assert app.client.get("/dashboard", follow_redirects=False).status_code == 200
 
 
 # --- the set-password page ---------------------------------------------------------------
@@ -363,12 +396,16 @@ def test_an_admin_manages_accounts_and_tokens(people: People) -> None:
         ).status_code
         == 404
     )
-    # Each POST is on the audit log, by whom and from where.
+    # Each action is on the audit log once, by whom and from where, and so is each page
+    # the admin read.
     with reading(app.runtime.engine) as conn:
         log = audit_rows.entries(conn, actor=people.boss)
-    done = {e.action for e in log}
-    assert {"sign_in", "account.add", "account.link", "token.create", "token.revoke",
-            "account.disable", "POST /dashboard/accounts"} <= done  # fmt: skip
+    done = [e.action for e in log]
+    for action in ("account.add", "account.link", "token.create", "token.revoke",
+                   "account.disable"):  # fmt: skip
+        assert done.count(action) == 1, action
+    assert not [a for a in done if a.startswith("POST ")]  # not twice over
+    assert "GET /dashboard/accounts" in done
     assert all(e.address == "203.0.113.7" for e in log if e.action != "account.set_password")
 
 
