@@ -31,6 +31,10 @@ class Participant:
     feed_version: int = 1
     created_at: datetime | None = None
     coach_id: str | None = None  # the coach who owns them (None: nobody's yet)
+    cohort_id: str | None = None  # the cohort they are in (None: none)
+    language: str | None = None  # a language tag (None: the deployment's default)
+    # When the confirmation SMS went to `phone`; until then nothing else is texted.
+    welcomed_at: datetime | None = None
 
     def sms_paused(self, now: datetime) -> bool:
         return self.paused_until is not None and self.paused_until > now

@@ -66,6 +66,9 @@ def add_participant(
     email: str | None = None,
     variables: Mapping[str, str] | None = None,
     coach_id: str | None = None,
+    cohort_id: str | None = None,
+    language: str | None = None,
+    welcomed_at: datetime | None = None,
 ) -> Participant:
     """Add a participant. PhoneTaken when another one has the phone number (added
     meanwhile: check first with `find_participant_by_phone`); the transaction must
@@ -85,6 +88,9 @@ def add_participant(
                 feed_version=1,
                 created_at=now,
                 coach_id=coach_id,
+                cohort_id=cohort_id,
+                language=language,
+                welcomed_at=welcomed_at,
             )
         )
     except IntegrityError as exc:

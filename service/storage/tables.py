@@ -168,7 +168,58 @@ participants = Table(
     # No foreign key: adding one would make SQLite copy the table (and its cascades);
     # accounts are never deleted, only disabled.
     Column("coach_id", String(32), index=True),
+    # The cohort they are in (NULL: none); no foreign key, for the same reason.
+    Column("cohort_id", String(32), index=True),
+    Column("language", String(16)),  # a language tag (NULL: the deployment's default)
+    # When the confirmation SMS (program, frequency, HELP, STOP) went to the number in
+    # `phone`: until then nothing else is texted to it. Changing the number clears it.
+    Column("welcomed_at", UTCDateTime()),
     CheckConstraint(_one_of("sms_state", SMS_STATES), name="sms_state"),
+)
+
+# Named groups of participants, owned by a coach. A cohort may have a plan people join
+# through its sign-up page (`signup_token`, a random public id) or by texting
+# `JOIN <keyword>`.
+cohorts = Table(
+    "cohorts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("coach_id", String(32), index=True),  # NULL: the operator's
+    Column("name", String(100), nullable=False),
+    Column("plan_id", String(64)),  # the plan people who join are enrolled in
+    Column("keyword", String(32), unique=True),  # upper case, for JOIN <keyword>
+    Column("signup_token", String(32), unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("coach_id", "name"),
+)
+
+# People who signed themselves up and have not answered YES yet. Deleted when they
+# answer (they become a participant) or 48 hours on (nothing of them is kept).
+signups = Table(
+    "signups",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("cohort_id", ForeignKey("cohorts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("phone", String(20), nullable=False, unique=True),
+    Column("email", String(320)),
+    Column("timezone", String(64), nullable=False),
+    Column("variables", JSON, nullable=False, default=dict),
+    Column("language", String(16)),
+    Column("source", String(64), nullable=False),  # signup:page, sms:JOIN <keyword>
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    Column("asked_at", UTCDateTime()),  # when the confirmation asking YES went
+)
+
+# Numbers that opted out, kept after erasure only as an HMAC of the number under the
+# installation's secret: a number added again stays opted out, and nothing else of the
+# person is kept.
+suppressed_numbers = Table(
+    "suppressed_numbers",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
 )
 
 consent_log = Table(
