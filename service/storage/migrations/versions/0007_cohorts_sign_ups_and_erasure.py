@@ -56,7 +56,9 @@ def upgrade() -> None:
         sa.Column("expires_at", UTC, nullable=False),
         sa.Column("asked_at", UTC, nullable=True),
         sa.ForeignKeyConstraint(
-            ["cohort_id"], ["cohorts.id"], name=op.f("fk_signups_cohort_id_cohorts"),
+            ["cohort_id"],
+            ["cohorts.id"],
+            name=op.f("fk_signups_cohort_id_cohorts"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_signups")),
