@@ -10,6 +10,8 @@ that hold no transaction.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
 
 import structlog
@@ -20,6 +22,7 @@ from service.core.records import Participant
 from service.core.states import SmsState
 from service.runtime import Runtime
 from service.storage import participants as participant_rows
+from service.storage import suppressed
 from service.storage.db import transaction
 
 log = structlog.get_logger("tend.consent")
@@ -33,6 +36,33 @@ def opt_out_sms(conn: Connection, participant: Participant, *, source: str, now:
     cancelled = participant_rows.opt_out_sms(conn, participant.id, source=source, now=now)
     log.info("sms opt-out recorded", participant=participant.id, source=source,
              cancelled=cancelled)  # fmt: skip
+    return True
+
+
+def number_digest(secret: bytes, phone: str) -> str:
+    """The keyed digest an opted-out number is kept as once its person is erased (HMAC-SHA256
+    under the installation's secret: without the key, it cannot be checked against a
+    list of numbers)."""
+    return hmac.new(secret, f"suppressed-number:{phone}".encode(), hashlib.sha256).hexdigest()
+
+
+def suppress_number(conn: Connection, secret: bytes, phone: str, now: datetime) -> None:
+    """Remember that `phone` opted out, as its digest only (before erasing its person)."""
+    suppressed.add_digest(conn, number_digest(secret, phone), now)
+
+
+def keep_opted_out(
+    conn: Connection, secret: bytes, participant: Participant, *, now: datetime
+) -> bool:
+    """A participant given a number that opted out before its person was erased starts
+    opted out (the consent log says why). True when so."""
+    phone = participant.phone
+    if not phone or participant.sms_state == SmsState.OPTED_OUT:
+        return False
+    if not suppressed.is_suppressed(conn, number_digest(secret, phone)):
+        return False
+    participant_rows.opt_out_sms(conn, participant.id, source="suppressed", now=now)
+    log.info("number opted out before: kept opted out", participant=participant.id)
     return True
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from service.actions import links
+from service.actions import consent, links
 from service.actions.access import visible_participant
 from service.actions.coaches import Actor
 from service.actions.enrollments import replan_participant
@@ -96,6 +96,7 @@ def create(
     given.update({k: v for k, v in (("phone", phone), ("email", email)) if v})
     checked = _checked(given)
     now = runtime.clock.now()
+    secret = runtime.secret  # read before the transaction (in development it may write)
     with transaction(runtime.engine) as conn:
         owner = _owner(conn, actor, coach)
         number = checked.get("phone")
@@ -114,6 +115,8 @@ def create(
             )
         except participant_rows.PhoneTaken:  # added meanwhile by another request
             raise _phone_taken(number or "") from None
+        if consent.keep_opted_out(conn, secret, person, now=now):
+            person = participant_rows.get_participant(conn, person.id)
     log.info("participant added", participant=person.id)
     return person
 
@@ -136,6 +139,7 @@ def update(
     coach = given.pop("coach", None)
     values = _checked(given)
     now = runtime.clock.now()
+    secret = runtime.secret  # read before the transaction (in development it may write)
     with transaction(runtime.engine) as conn:
         before = visible_participant(conn, actor, participant_id, lock=True)
         if reassign:
@@ -155,6 +159,10 @@ def update(
             except participant_rows.PhoneTaken:
                 raise _phone_taken(phone or "") from None
         after = participant_rows.get_participant(conn, participant_id)
+        if after.phone != before.phone and consent.keep_opted_out(
+            conn, secret, after, now=now
+        ):
+            after = participant_rows.get_participant(conn, participant_id)
         if (after.timezone, after.variables) != (before.timezone, before.variables):
             replan_participant(runtime, conn, after, now)
     log.info("participant changed", participant=participant_id, fields=sorted(values))
