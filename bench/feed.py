@@ -259,7 +259,12 @@ def prepare(db_url: str, folder: Path, days: int) -> Feed:
         raise SystemExit("the benchmark's plan did not load")
     with transaction(runtime.engine) as conn:
         person = participant_rows.add_participant(
-            conn, name="Robin Feedwell", timezone=ZONE, phone="+14155550100", now=NOW
+            conn,
+            name="Robin Feedwell",
+            timezone=ZONE,
+            phone="+14155550100",
+            now=NOW,
+            welcomed_at=NOW,
         )
     enrollment = enrolling.enroll(runtime, person.id, plan, START_DAY, {})
     # Enrolling stores the next 14 days; the scheduler would add the rest day by day.

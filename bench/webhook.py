@@ -278,6 +278,7 @@ def prepare(db_url: str, folder: Path, people: int) -> None:
                 timezone="America/New_York",
                 phone=phone(i),
                 now=ENROLLED_AT,
+                welcomed_at=ENROLLED_AT,
             )
         enrolling.enroll(runtime, person.id, plan, START_DAY, {})
     runtime.close()

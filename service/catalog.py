@@ -17,6 +17,7 @@ from pathlib import Path
 import jinja2
 import jinja2.meta
 
+from service.core import confirmation
 from service.core.conversation import ANSWERS, sample_answer_context
 from service.core.diagnostics import Diagnostic, line_column
 from service.core.digest import sample_digest_context
@@ -137,6 +138,21 @@ class Catalog:
             renderer.digest_email(sample_digest_context())
         except RenderError as exc:
             found.append(self._template_error(template_file(DIGEST_TEMPLATE, "email"), exc))
+        for name in confirmation.TEMPLATES:
+            where = template_file(f"consent/{name}", "sms")
+            try:
+                text = renderer.confirmation(name, confirmation.sample_context())
+            except RenderError as exc:
+                found.append(self._template_error(where, exc))
+                continue
+            lacking = confirmation.missing_words(name, text)
+            if lacking:
+                found.append(_whole_file(
+                    str(self.templates_dir / where),
+                    f"the confirmation must tell people how to {_how(lacking)}: it needs "
+                    f"{' and '.join(lacking)} in capitals (as in 'Reply HELP for help, STOP "
+                    "to opt out'); carriers require it",
+                ))  # fmt: skip
         return found
 
     def _template_error(self, name: str, exc: RenderError) -> Diagnostic:
@@ -292,3 +308,8 @@ def _declared_id(path: Path) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     return None
+
+
+def _how(words: list[str]) -> str:
+    doing = {"HELP": "get help", "STOP": "stop", "YES": "confirm"}
+    return " and ".join(doing[w] for w in words)

@@ -257,8 +257,14 @@ def participants() -> None:
 @click.option("--email", help="Email address.")
 @click.option("--tz", "tz_text", required=True, help="IANA time zone, e.g. Europe/London.")
 @click.option("--var", "var_pairs", multiple=True, help="Variable for every plan, NAME=VALUE.")
+@click.option("--cohort", help="Put them in this cohort (by name; made when there is none).")
 def participants_add(
-    name: str, phone: str | None, email: str | None, tz_text: str, var_pairs: tuple[str, ...]
+    name: str,
+    phone: str | None,
+    email: str | None,
+    tz_text: str,
+    var_pairs: tuple[str, ...],
+    cohort: str | None,
 ) -> None:
     """Add a participant; prints the new participant's id."""
     from service.actions import participants as people
@@ -272,9 +278,58 @@ def participants_add(
             phone=phone,
             email=email,
             variables=parse_vars(var_pairs),
+            cohort=cohort,
         )
     click.echo(f"added {participant.name} ({participant.timezone})")
     click.echo(participant.id)
+
+
+@participants.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--cohort", help="Put them in this cohort (by name; made when there is none).")
+@click.option("--plan", "plan_id", help="Enroll them in this plan (its id); needs --start.")
+@click.option("--start", "start_text", help="The enrollments' start: YYYY-MM-DD or today.")
+@click.option("--dry-run", is_flag=True, help="Check everything and say what would be done.")
+def participants_import(
+    file: Path,
+    cohort: str | None,
+    plan_id: str | None,
+    start_text: str | None,
+    dry_run: bool,
+) -> None:
+    """Add the people of a CSV file: a header row with name and timezone (phone, email,
+    language optional; other columns are variables). All or nothing: every problem is
+    printed as FILE:LINE: error: column COLUMN: MESSAGE and nothing is imported (exit 1)."""
+    from service.actions import imports
+    from service.core.csvimport import MAX_BYTES
+
+    try:
+        with file.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    rt = runtime()
+    with reported():
+        try:
+            result = imports.import_csv(
+                rt,
+                data,
+                filename=file.name,
+                cohort=cohort,
+                plan=plan_id,
+                start=imports.parse_start(start_text),
+                dry_run=dry_run,
+            )
+        except imports.ImportRejected as rejected:
+            for problem in rejected.errors:
+                click.echo(problem.text(str(file)))
+            count = len(rejected.errors)
+            click.echo(f"{file}: {count} problem{'s' if count != 1 else ''}; nothing was imported",
+                       err=True)  # fmt: skip
+            sys.exit(1)
+    for skipped in result.skipped:
+        click.echo(f"{file}:{skipped.line}: skipped: {skipped.message}", err=True)
+    click.echo(result.summary)
 
 
 @participants.command("list")
@@ -334,6 +389,31 @@ def participants_feed_url(participant_id: str, rotate: bool) -> None:
         click.echo("the old feed URL no longer works", err=True)
     click.echo(f"subscribe in a calendar app with {feed.webcal}", err=True)
     click.echo(feed.url)
+
+
+@participants.command("export")
+@click.argument("participant_id")
+def participants_export(participant_id: str) -> None:
+    """Print everything Tend holds about the participant, as one JSON object."""
+    from service.actions import data_rights
+
+    rt = runtime()
+    with reported():
+        document = data_rights.export(rt, participant_id)
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@participants.command("erase")
+@click.argument("participant_id")
+def participants_erase(participant_id: str) -> None:
+    """Remove the participant's personal data everywhere (an opt-out is kept as a keyed
+    digest of the number only); prints what went."""
+    from service.actions import data_rights
+
+    rt = runtime()
+    with reported():
+        erased = data_rights.erase(rt, participant_id)
+    click.echo(erased.text)
 
 
 @main.command("enroll")
@@ -606,6 +686,148 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 # --- processes -----------------------------------------------------------------------
 
 
+# --- cohorts ---------------------------------------------------------------------------
+
+
+@main.group()
+def cohorts() -> None:
+    """Named groups of participants: add, list, fill, enroll all at once, change."""
+
+
+def _start(text: str) -> date | Literal["today"]:
+    return "today" if text == "today" else parse_date(text)
+
+
+def _cohort_lines(rt: Runtime, cohort: Any) -> None:
+    """A cohort's plan, keyword and sign-up link, one per line (those it has)."""
+    if cohort.plan_id:
+        click.echo(f"people who join are enrolled in {cohort.plan_id}")
+    if cohort.keyword:
+        click.echo(f"join by texting: JOIN {cohort.keyword}")
+    if cohort.signup_token:
+        click.echo(f"sign-up page: {rt.settings.public_base}/join/{cohort.signup_token}")
+
+
+@cohorts.command("add")
+@click.argument("name")
+@click.option("--plan", help="The plan people who join are enrolled in.")
+@click.option("--keyword", help="People join by texting JOIN KEYWORD (needs --plan).")
+@click.option("--signup", is_flag=True, help="Give it a sign-up page (needs --plan).")
+@click.option("--coach", "coach_id", help="The coach who owns it (a coach id).")
+def cohorts_add(
+    name: str, plan: str | None, keyword: str | None, signup: bool, coach_id: str | None
+) -> None:
+    """Add a cohort; prints its sign-up URL (with --signup), then its id."""
+    from service.actions import cohorts as groups
+
+    rt = runtime()
+    with reported():
+        made = groups.create(
+            rt, name=name, plan=plan, keyword=keyword, signup=signup, coach=coach_id
+        )
+    click.echo(f"added cohort {made.name}")
+    _cohort_lines(rt, made)
+    click.echo(made.id)
+
+
+@cohorts.command("list")
+def cohorts_list() -> None:
+    """Every cohort, with how many people it has."""
+    from service.actions import cohorts as groups
+
+    rt = runtime()
+    found = groups.cohorts(rt)
+    if not found:
+        click.echo("No cohorts yet.")
+        return
+    rows = [
+        (
+            c.id,
+            c.name,
+            c.members,
+            c.plan_id or "-",
+            f"JOIN {c.keyword}" if c.keyword else "-",
+            f"{rt.settings.public_base}/join/{c.signup_token}" if c.signup_token else "-",
+            c.coach_id or "-",
+        )
+        for c in found
+    ]
+    click.echo(format_table(("id", "name", "people", "plan", "keyword", "sign-up", "coach"), rows))
+
+
+@cohorts.command("members")
+@click.argument("cohort_ref", metavar="COHORT")
+@click.argument("participant_ids", metavar="PARTICIPANT...", nargs=-1, required=True)
+def cohorts_members(cohort_ref: str, participant_ids: tuple[str, ...]) -> None:
+    """Put participants in the cohort (out of any other)."""
+    from service.actions import cohorts as groups
+
+    rt = runtime()
+    with reported():
+        cohort = groups.find(rt, cohort_ref)
+        groups.add_members(rt, cohort.id, participant_ids)
+        after = groups.get(rt, cohort.id)
+    click.echo(f"{len(set(participant_ids))} put in {after.name}; it has {after.members} now")
+
+
+@cohorts.command("enroll")
+@click.argument("cohort_ref", metavar="COHORT")
+@click.argument("plan")
+@click.option("--start", "start_text", required=True,
+              help="YYYY-MM-DD for all, or today: each person's own today.")  # fmt: skip
+def cohorts_enroll(cohort_ref: str, plan: str, start_text: str) -> None:
+    """Enroll everyone in the cohort in a plan at once (all or nobody); prints the
+    summary, then one enrollment id a line."""
+    from service.actions import cohorts as groups
+
+    rt = runtime()
+    start = _start(start_text)
+    with reported():
+        cohort = groups.find(rt, cohort_ref)
+        done = groups.enroll(rt, cohort.id, plan, start)
+    click.echo(f"{cohort.name}: {done.summary}")
+    for enrollment_id in done.enrolled:
+        click.echo(enrollment_id)
+
+
+@cohorts.command("set")
+@click.argument("cohort_ref", metavar="COHORT")
+@click.option("--name", help="A new name.")
+@click.option("--plan", help="The plan people who join are enrolled in.")
+@click.option("--no-plan", is_flag=True, help="No plan (nobody can join then).")
+@click.option("--keyword", help="People join by texting JOIN KEYWORD.")
+@click.option("--no-keyword", is_flag=True, help="No joining by text.")
+@click.option("--signup/--no-signup", default=None,
+              help="A sign-up page (a new address each time), or none.")  # fmt: skip
+def cohorts_set(
+    cohort_ref: str,
+    name: str | None,
+    plan: str | None,
+    no_plan: bool,
+    keyword: str | None,
+    no_keyword: bool,
+    signup: bool | None,
+) -> None:
+    """Change a cohort's name, plan, join keyword or sign-up page."""
+    from service.actions import cohorts as groups
+
+    if plan is not None and no_plan:
+        fail("give --plan or --no-plan, not both")
+    if keyword is not None and no_keyword:
+        fail("give --keyword or --no-keyword, not both")
+    changes: dict[str, Any] = {"name": name, "signup": signup}
+    if plan is not None or no_plan:
+        changes["plan"] = plan
+    if keyword is not None or no_keyword:
+        changes["keyword"] = keyword
+    rt = runtime()
+    with reported():
+        cohort = groups.find(rt, cohort_ref)
+        after = groups.change(rt, cohort.id, **changes)
+    click.echo(f"cohort {after.name} ({after.members} people)")
+    _cohort_lines(rt, after)
+
+
 # --- coach accounts and the audit log ---------------------------------------------------
 
 
@@ -751,6 +973,7 @@ def audit_command(coach_email: str | None, since_text: str | None, limit: int) -
 @main.command("report")
 @click.option("--participant", "participant_id", help="Only this participant's enrollments.")
 @click.option("--plan", "plan_id", help="Only enrollments in this plan.")
+@click.option("--cohort", "cohort_ref", help="Only the members of this cohort (id or name).")
 @click.option(
     "--format",
     "fmt",
@@ -758,14 +981,22 @@ def audit_command(coach_email: str | None, since_text: str | None, limit: int) -
     default="table",
     show_default=True,
 )
-def report_command(participant_id: str | None, plan_id: str | None, fmt: str) -> None:
+def report_command(
+    participant_id: str | None, plan_id: str | None, cohort_ref: str | None, fmt: str
+) -> None:
     """Adherence: per enrollment and practice, what was done, skipped and missed."""
     from service import report
+    from service.actions import cohorts as groups
     from service.storage.db import NotFound
 
     rt = runtime()
+    cohort_id = None
+    if cohort_ref is not None:
+        with reported():
+            cohort_id = groups.find(rt, cohort_ref).id
     try:
-        found = report.build(rt, participant_id=participant_id, plan_id=plan_id)
+        found = report.build(rt, participant_id=participant_id, plan_id=plan_id,
+                             cohort_id=cohort_id)  # fmt: skip
     except NotFound as exc:
         fail(str(exc))
     if fmt == "json":

@@ -141,12 +141,14 @@ def build(
     since: datetime | None = None,
     until: datetime | None = None,
     coach_id: str | None = None,
+    cohort_id: str | None = None,
 ) -> Report:
     """The report at `now` (default: the runtime's clock), of the occurrences due in
     [since, until) when those are given (a week, for summaries and digests). Raises
     NotFound for a participant that does not exist, and for a plan that neither runs
     nor has an enrollment. With `coach_id`, only that coach's participants: another
-    coach's participant (or a plan only they are in) is NotFound as a missing one."""
+    coach's participant (or a plan only they are in) is NotFound as a missing one. With
+    `cohort_id`, only the members of that cohort (the caller checks it may see it)."""
     now = now or runtime.clock.now()
     with transaction(runtime.engine) as conn:
         enrolled = checkins.report_enrollments(
@@ -156,6 +158,7 @@ def build(
             enrollment_id=enrollment_id,
             statuses=statuses,
             coach_id=coach_id,
+            cohort_id=cohort_id,
         )
         # A plan that cannot be read still has its history; one never heard of is not.
         if (

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     )
     digest_at: str = Field("08:00", description="The local time (HH:MM) it goes out.")
     digest_timezone: str = Field("UTC", description="The zone of digest_day and digest_at.")
+    retention_days: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="Days after an enrollment ends before its message and reply texts are "
+        "cleared (states and counts are kept); unset: keep everything.",
+    )
 
     @field_validator("coach_email", mode="before")
     @classmethod
@@ -133,6 +138,7 @@ class Settings(BaseSettings):
         "admin_token",
         "twilio_auth_token",
         "smtp_password",
+        "retention_days",
         mode="before",
     )
     @classmethod

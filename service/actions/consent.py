@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import Connection
 
 from service.actions.errors import NotFound, action
 from service.core.records import Participant
-from service.core.states import SmsState
+from service.core.states import Channel, ConsentAction, SmsState
 from service.runtime import Runtime
 from service.storage import participants as participant_rows
 from service.storage import suppressed
@@ -39,6 +40,19 @@ def opt_out_sms(conn: Connection, participant: Participant, *, source: str, now:
     return True
 
 
+def added_by_coach(
+    conn: Connection, participant: Participant, actor: Any, *, source: str, now: datetime
+) -> None:
+    """Record that the participant is to be texted on the word of a coach, an admin or the
+    operator (`actor`, None: the command line) who says they agreed: `source` is how
+    they were added (cli, api, dashboard, import:FILE), the detail who added them."""
+    who = "operator" if actor is None else str(actor.id)
+    participant_rows.log_consent(
+        conn, participant.id, channel=Channel.SMS, action=ConsentAction.CONSENT,
+        source=source[:64], now=now, detail=f"added by {who}",
+    )  # fmt: skip
+
+
 def number_digest(secret: bytes, phone: str) -> str:
     """The keyed digest an opted-out number is kept as once its person is erased (HMAC-SHA256
     under the installation's secret: without the key, it cannot be checked against a
@@ -49,6 +63,11 @@ def number_digest(secret: bytes, phone: str) -> str:
 def suppress_number(conn: Connection, secret: bytes, phone: str, now: datetime) -> None:
     """Remember that `phone` opted out, as its digest only (before erasing its person)."""
     suppressed.add_digest(conn, number_digest(secret, phone), now)
+
+
+def number_suppressed(conn: Connection, secret: bytes, phone: str) -> bool:
+    """Whether `phone` opted out before its person was erased."""
+    return suppressed.is_suppressed(conn, number_digest(secret, phone))
 
 
 def keep_opted_out(

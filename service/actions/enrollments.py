@@ -76,38 +76,53 @@ def enroll(
         # The participant's row is held until the end, so that two requests enrolling
         # them at once (a client retrying) are checked one after the other.
         participant = visible_participant(conn, actor, participant_id, lock=True)
-        current = enrollment_rows.list_enrollments(
-            conn, participant_id=participant_id, plan_id=plan.id, statuses=LIVE_STATUSES
-        )
-        if current:
-            raise Conflict(
-                f"{participant.name} is already enrolled in {plan.id} ({current[0].id}, "
-                f"{current[0].status}); cancel that enrollment first to start again"
-            )
-        today = now.astimezone(ZoneInfo(participant.timezone)).date()
-        first = today if start == "today" else start
-        if not today - START_PAST <= first <= today + START_FUTURE:
-            raise Invalid(
-                f"start {first.isoformat()} is too far from today ({today.isoformat()}); "
-                "an enrollment starts at most a year before today and two years after"
-            )
-        try:
-            resolve_plan_variables(plan, variables_for(plan, participant, overrides))
-        except ValueError as exc:
-            raise Invalid(str(exc)) from None
-        enrollment = enrollment_rows.add_enrollment(
-            conn,
-            participant_id=participant_id,
-            plan_id=plan.id,
-            plan_hash=plan.content_hash,
-            plan_version=plan.version,
-            start=first,
-            end_date=plan_end(plan, first),
-            variables=overrides,
-            now=now,
-        )
-        refresh(conn, enrollment, participant, plan, now)
+        enrollment = enroll_in(conn, runtime, participant, plan, start, overrides, now)
     log.info("enrolled", participant=participant_id, plan=plan.id, enrollment=enrollment.id)
+    return enrollment
+
+
+def enroll_in(
+    conn: Connection,
+    runtime: Runtime,
+    participant: Participant,
+    plan: Plan,
+    start: Start,
+    overrides: dict[str, str],
+    now: datetime,
+) -> Enrollment:
+    """`enroll`'s work inside the caller's transaction (a cohort enrolled at once), the
+    participant's row already locked by the caller."""
+    current = enrollment_rows.list_enrollments(
+        conn, participant_id=participant.id, plan_id=plan.id, statuses=LIVE_STATUSES
+    )
+    if current:
+        raise Conflict(
+            f"{participant.name} is already enrolled in {plan.id} ({current[0].id}, "
+            f"{current[0].status}); cancel that enrollment first to start again"
+        )
+    today = now.astimezone(ZoneInfo(participant.timezone)).date()
+    first = today if start == "today" else start
+    if not today - START_PAST <= first <= today + START_FUTURE:
+        raise Invalid(
+            f"start {first.isoformat()} is too far from today ({today.isoformat()}); "
+            "an enrollment starts at most a year before today and two years after"
+        )
+    try:
+        resolve_plan_variables(plan, variables_for(plan, participant, overrides))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    enrollment = enrollment_rows.add_enrollment(
+        conn,
+        participant_id=participant.id,
+        plan_id=plan.id,
+        plan_hash=plan.content_hash,
+        plan_version=plan.version,
+        start=first,
+        end_date=plan_end(plan, first),
+        variables=overrides,
+        now=now,
+    )
+    refresh(conn, enrollment, participant, plan, now)
     return enrollment
 
 

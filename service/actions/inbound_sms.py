@@ -24,7 +24,7 @@ import structlog
 from sqlalchemy import Connection
 
 from service.actions import checkins as recording
-from service.actions import consent
+from service.actions import consent, signups
 from service.core.conversation import Asked, Decision, OpenCheckIn, Situation, decide
 from service.core.records import Participant
 from service.core.render import Names, Person, RenderError
@@ -51,6 +51,7 @@ def handle_sms(runtime: Runtime, *, sid: str, sender: str, body: str) -> str | N
     """Store, decide, act; returns the text to answer with, or None for no answer."""
     body = body[:MAX_BODY]
     now = runtime.clock.now()
+    _ = runtime.secret  # read before the transaction: in development, the first read writes
     try:
         with transaction(runtime.engine) as conn:
             participant, stored = _store(conn, sid, sender, body, now, lock=True)
@@ -93,6 +94,7 @@ def handle_left_over(runtime: Runtime) -> int:
     """Act on texts whose handling failed, a minute on: an opt-out must not be lost. They
     get no answer (a late one would answer out of turn); what they did is recorded."""
     now = runtime.clock.now()
+    _ = runtime.secret  # read before the transactions (see handle_sms)
     with transaction(runtime.engine) as conn:
         ids = reply_rows.unhandled_replies(conn, before=now - LEFT_OVER_AFTER)
     done = 0
@@ -125,6 +127,17 @@ def _act_on(
     late: bool = False,
 ) -> str | None:
     """Decide and act on a stored message, and record both with the answer."""
+    joining = signups.handle_text(runtime, conn, runtime.secret, sender, body, participant, now)
+    if joining is not None:  # JOIN <keyword>, or YES/STOP from a number asked to confirm
+        answer = None if late else joining.answer
+        reply_rows.finish_reply(
+            conn, reply_id, understood=joining.understood, detail=joining.detail,
+            answer=answer, occurrence_id=None, context=None, now=now,
+        )  # fmt: skip
+        if joining.participant is not None:  # YES made them a participant: theirs now
+            reply_rows.set_participant(conn, reply_id, joining.participant.id)
+        log.info("sms about joining handled", reply=reply_id, understood=joining.understood)
+        return answer
     reply = parse_reply(body)
     targets = checkins.open_check_ins(conn, participant, now=now) if participant else []
     situation = _situation(runtime, conn, participant, targets, reply, now)

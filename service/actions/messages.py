@@ -74,6 +74,12 @@ def send_test(
             local = person.paused_until.astimezone(ZoneInfo(person.timezone))
             until = f"{local:%a} {local.day} {local:%b %Y %H:%M} ({person.timezone})"
         raise Conflict(refusal.said_of(person.name, until))
+    if chosen is Channel.SMS and person.phone and person.welcomed_at is None:
+        raise Conflict(
+            f"{person.name} has not had the confirmation SMS yet (it names the program and "
+            "says how to stop, and goes first, once they are in a plan): nothing else can "
+            "be texted to them before it"
+        )
     first = Person(person.name).first_name
     if chosen is Channel.SMS:
         message = OutgoingMessage(

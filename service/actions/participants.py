@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from service.actions import consent, links
+from service.actions import cohorts, consent, links
 from service.actions.access import visible_participant
 from service.actions.coaches import Actor
 from service.actions.enrollments import replan_participant
@@ -19,6 +19,7 @@ from service.core.records import Participant
 from service.runtime import Runtime
 from service.storage import coaches as coach_rows
 from service.storage import participants as participant_rows
+from service.storage import summaries as summary_rows
 from service.storage.db import Connection, reading, transaction
 from service.storage.db import NotFound as MissingRow
 
@@ -88,10 +89,14 @@ def create(
     variables: Mapping[str, str] | None = None,
     actor: Actor | None = None,
     coach: str | None = None,
+    source: str = "cli",
+    cohort: str | None = None,
 ) -> Participant:
     """Add a participant. Conflict when another has the phone number. Added by a
     coach (`actor`), they are that coach's; an admin or the operator may name their
-    `coach` (a coach id), or leave them with none."""
+    `coach` (a coach id), or leave them with none. The consent log records that they
+    were added on the word of whoever added them (`source`: cli, api, dashboard), and
+    who that was."""
     given = {"name": name, "timezone": timezone, "variables": dict(variables or {})}
     given.update({k: v for k, v in (("phone", phone), ("email", email)) if v})
     checked = _checked(given)
@@ -99,6 +104,8 @@ def create(
     secret = runtime.secret  # read before the transaction (in development it may write)
     with transaction(runtime.engine) as conn:
         owner = _owner(conn, actor, coach)
+        # The actor's cohort of that name (made when there is none).
+        group = cohorts.named(conn, runtime, actor, cohort) if cohort else None
         number = checked.get("phone")
         if number and participant_rows.find_participant_by_phone(conn, number):
             raise _phone_taken(number)
@@ -112,9 +119,11 @@ def create(
                 variables=checked["variables"],
                 now=now,
                 coach_id=owner,
+                cohort_id=group.id if group else None,
             )
         except participant_rows.PhoneTaken:  # added meanwhile by another request
             raise _phone_taken(number or "") from None
+        consent.added_by_coach(conn, person, actor, source=source, now=now)
         if consent.keep_opted_out(conn, secret, person, now=now):
             person = participant_rows.get_participant(conn, person.id)
     log.info("participant added", participant=person.id)
@@ -153,15 +162,16 @@ def update(
                 # Another coach's participant is not named (numbers are unique to all).
                 mine = actor is None or actor.coach_id in (None, other.coach_id)
                 raise _phone_taken(phone, other.id if mine else None)
+        if "phone" in values and values["phone"] != before.phone:
+            values["welcomed_at"] = None  # a new number gets its own confirmation first
+            summary_rows.forget_welcome(conn, participant_id)
         if values:
             try:
                 participant_rows.update_participant(conn, participant_id, **values)
             except participant_rows.PhoneTaken:
                 raise _phone_taken(phone or "") from None
         after = participant_rows.get_participant(conn, participant_id)
-        if after.phone != before.phone and consent.keep_opted_out(
-            conn, secret, after, now=now
-        ):
+        if after.phone != before.phone and consent.keep_opted_out(conn, secret, after, now=now):
             after = participant_rows.get_participant(conn, participant_id)
         if (after.timezone, after.variables) != (before.timezone, before.variables):
             replan_participant(runtime, conn, after, now)

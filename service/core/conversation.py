@@ -42,6 +42,8 @@ ANSWERS: tuple[str, ...] = (
     "window_closed",
     "ask",
     "logged",
+    "joined",
+    "join_known",
 )
 CHECK_IN_KINDS = frozenset({"done", "skipped", "yes", "number", "text"})
 DEFAULT_SCALE = (1, 5)
@@ -160,6 +162,12 @@ def sample_answer_context(name: str) -> dict[str, object]:
     participant: dict[str, object] = {"name": "Alex Morgan", "first_name": "Alex"}
     samples: dict[str, dict[str, object]] = {
         "stranger": {},
+        "joined": {
+            "participant": participant,
+            "program": "Sleep Hygiene",
+            "first": "Tue 8 Dec at 21:30",
+        },
+        "join_known": {"participant": participant},
         "opted_out": {"participant": participant},
         "opted_in": {"participant": participant, "already": False},
         "help": {"participant": participant},

@@ -222,6 +222,10 @@ class Renderer:
         """An SMS answer to a reply, from templates/replies/<name>.sms.j2."""
         return self._file(f"replies/{name}", "sms", context)
 
+    def confirmation(self, name: str, context: Mapping[str, Any]) -> str:
+        """The confirmation SMS (`core.confirmation`), from templates/consent/<name>.sms.j2."""
+        return self._file(f"consent/{name}", "sms", context)
+
     def occurrence_text(
         self,
         plan: Plan,

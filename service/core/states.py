@@ -97,6 +97,10 @@ class SummaryState(enum.StrEnum):
 class SummaryKind(enum.StrEnum):
     PARTICIPANT = "participant"
     COACH = "coach"
+    # The confirmation SMS: WELCOME to a participant (their first text), JOIN to a person
+    # who signed up, asking them to answer YES.
+    WELCOME = "welcome"
+    JOIN = "join"
 
 
 class ConsentAction(enum.StrEnum):
@@ -104,3 +108,9 @@ class ConsentAction(enum.StrEnum):
     OPT_IN = "opt_in"
     PAUSE = "pause"
     RESUME = "resume"
+    # How a person came to be texted: `consent` when added (on a coach's word, an import,
+    # a sign-up asking YES), `confirm` when a person who signed up answered YES, and
+    # `welcome` when the confirmation (program, frequency, HELP, STOP) went.
+    CONSENT = "consent"
+    CONFIRM = "confirm"
+    WELCOME = "welcome"

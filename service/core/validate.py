@@ -46,9 +46,10 @@ def name(text: str) -> str:
     return cleaned
 
 
-def phone(text: str) -> str:
+def phone(text: str, region: str | None = None) -> str:
     """A mobile number in E.164 (+14155550123), from any way of writing it with its
-    country code (+1 (415) 555-0123)."""
+    country code (+1 (415) 555-0123), or without one when `region` (a country code such
+    as US) says whose numbers it is written as ((415) 555-0123)."""
     import phonenumbers  # here: the CLI's plan commands do not pay for importing it
 
     wrong = f"{_shown(text)} is not a valid phone number; write it in E.164, such as +14155550123"
@@ -56,7 +57,7 @@ def phone(text: str) -> str:
         raise Invalid(wrong)
     _plain(text, "a phone number")
     try:
-        number = phonenumbers.parse(text, None)
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         raise Invalid(wrong) from None
     if not phonenumbers.is_valid_number(number):

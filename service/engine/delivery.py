@@ -110,6 +110,8 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
             outcome, reason = blocked
             log.info("delivery not sent", delivery=job.id, outcome=outcome.value, reason=reason)
             return _finish(runtime, run, job, outcome, reason)
+        if job.channel == ChannelName.SMS and job.participant.welcomed_at is None:
+            return _wait_for_welcome(runtime, run, job, now, grace)
         plan = runtime.plans.get(job.plan_id, job.plan_hash)
         if plan is None or job.practice_id not in plan.practice_index:
             problem = f"plan '{job.plan_id}' cannot be loaded"
@@ -191,6 +193,29 @@ def _settle_uncertain(
             runtime, run, job, Outcome.FAILED, f"{why}; not sent again, to avoid a duplicate"
         )
     return None
+
+
+WELCOME_WAIT = timedelta(seconds=30)
+NOT_WELCOMED = "the confirmation SMS had not gone to this number yet"
+
+
+def _wait_for_welcome(
+    runtime: Runtime, run: Run[Any], job: DeliveryJob, now: datetime, grace: timedelta
+) -> Result:
+    """Nothing is texted to a number before its confirmation SMS (the scheduler's upkeep
+    sends it within a minute of the enrollment): the reminder waits for it, within its
+    grace. It stays claimed with a short lease and no message queued: when the lease runs
+    out, the scheduler claims it again (no worker sits waiting)."""
+    if now + WELCOME_WAIT > job.due_at + grace:
+        log.info("delivery not sent", delivery=job.id, outcome="expired", reason=NOT_WELCOMED)
+        return _finish(runtime, run, job, Outcome.EXPIRED, NOT_WELCOMED)
+    run(
+        lambda conn: delivery_rows.retry_later(
+            conn, job.id, now=now, attempt=job.attempts, error=NOT_WELCOMED,
+            lease_until=now + WELCOME_WAIT,
+        )
+    )  # fmt: skip
+    return Result(Outcome.RETRY, detail=NOT_WELCOMED)
 
 
 def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome, str] | None:

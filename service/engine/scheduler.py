@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from service.actions import data_rights, signups
 from service.actions import inbound_sms as inbound
 from service.engine import enrollment, invitations, summaries, windows
 from service.runtime import Runtime
@@ -24,6 +25,7 @@ BATCH = 500
 FAN_OUT = 16  # a burst is split into at least this many messages, for parallel workers
 MAX_CHUNK = 25  # and no message carries more ids than this
 MAINTENANCE_EVERY = timedelta(seconds=30)
+RETENTION_EVERY = timedelta(hours=1)  # clearing old texts (TEND_RETENTION_DAYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class Scheduler:
         self.batch = batch
         self.lease = lease
         self._last_maintenance: datetime | None = None
+        self._last_retention: datetime | None = None
         self._aligned = False
 
     def tick(self) -> Tick:
@@ -118,12 +121,22 @@ class Scheduler:
             windows.close_windows,
             self.weekly,
             inbound.handle_left_over,
+            signups.forget_expired,
+            self.retention,
         )
         for chore in chores:
             try:
                 chore(self.runtime)
             except Exception:
                 log.exception("maintenance failed; trying again later", chore=chore.__name__)
+
+    def retention(self, _runtime: Runtime | None = None) -> None:
+        """Clear the texts TEND_RETENTION_DAYS no longer keeps, at most once an hour."""
+        now = self.runtime.clock.now()
+        if self._last_retention and now - self._last_retention < RETENTION_EVERY:
+            return
+        self._last_retention = now
+        data_rights.apply_retention(self.runtime)
 
     def weekly(self, _runtime: Runtime | None = None) -> None:
         """Make the weekly summaries and digests that fall due, and hand them over."""

@@ -25,6 +25,7 @@ from service.actions import consent
 from service.actions.enrollments import variables_for
 from service.channels.base import ChannelError, OutgoingMessage
 from service.channels.email import unsubscribe_link
+from service.core import confirmation
 from service.core.adherence import PracticeAdherence
 from service.core.backoff import Backoff
 from service.core.consent import send_refusal
@@ -33,13 +34,24 @@ from service.core.expand import resolve_plan_variables
 from service.core.records import Participant
 from service.core.render import Person, RenderError
 from service.core.sms import clean_for_sms
-from service.core.states import Channel, EnrollmentStatus, SmsStatus, SummaryKind, SummaryState
+from service.core.states import (
+    LIVE_STATUSES,
+    Channel,
+    EnrollmentStatus,
+    SmsState,
+    SmsStatus,
+    SummaryKind,
+    SummaryState,
+)
 from service.core.summary import last_summary_moment, summary_context, summary_period
 from service.runtime import Runtime
 from service.storage import coaches as coach_rows
+from service.storage import cohorts as cohort_rows
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
+from service.storage import signups as signup_rows
 from service.storage import summaries as store
+from service.storage.db import NotFound as MissingRow
 from service.storage.db import transaction
 
 log = structlog.get_logger("tend.summaries")
@@ -62,7 +74,8 @@ COACH_SUBJECT = "coach:"
 def plan_weekly(runtime: Runtime) -> int:
     """Make the rows of every summary and digest due now and not made yet."""
     now = runtime.clock.now()
-    wanted = [*_participant_summaries(runtime, now), *_digests(runtime, now)]
+    wanted = [*_welcomes(runtime, now), *_participant_summaries(runtime, now),
+              *_digests(runtime, now)]  # fmt: skip
     if not wanted:
         return 0
     with transaction(runtime.engine) as conn:
@@ -70,6 +83,14 @@ def plan_weekly(runtime: Runtime) -> int:
     if made:
         log.info("weekly messages due", count=made)
     return made
+
+
+def _welcomes(runtime: Runtime, now: datetime) -> list[store.Wanted]:
+    """The confirmation SMS of each participant in a plan who has not had theirs."""
+    with transaction(runtime.engine) as conn:
+        ids = store.participants_to_welcome(conn)
+    day = now.date()
+    return [store.Wanted(SummaryKind.WELCOME, pid, day, Channel.SMS, now) for pid in ids]
 
 
 def _participant_summaries(runtime: Runtime, now: datetime) -> list[store.Wanted]:
@@ -171,6 +192,10 @@ def send(runtime: Runtime, summary_id: int) -> str:
         composed: tuple[OutgoingMessage, Participant | None] | str
         if job.kind == SummaryKind.COACH:
             composed = _digest_message(runtime, job)
+        elif job.kind == SummaryKind.WELCOME:
+            composed = _welcome_message(runtime, job)
+        elif job.kind == SummaryKind.JOIN:
+            composed = _join_message(runtime, job)
         else:
             composed = _participant_message(runtime, job)
         if isinstance(composed, str):
@@ -195,6 +220,64 @@ def send(runtime: Runtime, summary_id: int) -> str:
         return _finish(runtime, job, SummaryState.FAILED, problem)
     log.info("weekly message sent", summary=job.id, kind=job.kind, channel=job.channel)
     return _finish(runtime, job, SummaryState.SENT, None, receipt.provider_id)
+
+
+# --- the confirmation SMS ------------------------------------------------------------------
+
+
+def _welcome_message(
+    runtime: Runtime, job: store.SummaryJob
+) -> tuple[OutgoingMessage, Participant] | str:
+    """A participant's confirmation SMS, or why it must not go. A pause does not hold it
+    (it is what every later text waits for); an opt-out does."""
+    with transaction(runtime.engine) as conn:
+        participant = participant_rows.get_participant(conn, job.subject)
+        live = enrollment_rows.list_enrollments(
+            conn, participant_id=participant.id, statuses=LIVE_STATUSES
+        )
+        coach = coach_rows.get_coach(conn, participant.coach_id) if participant.coach_id else None
+    if participant.welcomed_at is not None:
+        return "sent already"
+    if participant.sms_state == SmsState.OPTED_OUT or not participant.phone:
+        return "opted out" if participant.phone else "no phone number"
+    plans = [p for e in live if (p := runtime.plans.get(e.plan_id, e.plan_hash)) is not None]
+    if not plans:
+        return "in no plan"
+    program = " & ".join(dict.fromkeys(p.title for p in plans))
+    context = confirmation.context(program, confirmation.most_per_day(plans),
+                                   coach.name if coach else None)  # fmt: skip
+    text = clean_for_sms(runtime.catalog.renderer.confirmation(confirmation.WELCOME, context))
+    return OutgoingMessage(None, Channel.SMS, participant.phone, text), participant
+
+
+def _join_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMessage, None] | str:
+    """The text asking a person who signed up to answer YES, or why it must not go."""
+    with transaction(runtime.engine) as conn:
+        try:
+            signup = signup_rows.get_signup(conn, job.subject)
+        except MissingRow:
+            return "the sign-up is gone"
+        cohort = cohort_rows.get_cohort(conn, signup.cohort_id)
+        coach = coach_rows.get_coach(conn, cohort.coach_id) if cohort.coach_id else None
+    if signup.asked_at is not None:
+        return "sent already"
+    plan = runtime.plans.get(cohort.plan_id) if cohort.plan_id else None
+    if plan is None:
+        return "the cohort has no plan to join"
+    context = confirmation.context(plan.title, confirmation.most_per_day([plan]),
+                                   coach.name if coach else None)  # fmt: skip
+    text = clean_for_sms(runtime.catalog.renderer.confirmation(confirmation.JOIN, context))
+    return OutgoingMessage(None, Channel.SMS, signup.phone, text), None
+
+
+def _confirmation_sent(runtime: Runtime, job: store.SummaryJob, now: datetime) -> None:
+    """Record that the confirmation went: a participant may now be texted; a sign-up
+    waits for its YES."""
+    with transaction(runtime.engine) as conn:
+        if job.kind == SummaryKind.WELCOME:
+            participant_rows.welcomed(conn, job.subject, now)
+        else:
+            signup_rows.mark_asked(conn, job.subject, now)
 
 
 def _participant_message(
@@ -340,6 +423,8 @@ def _finish(
         store.finish(
             conn, job, state, now=runtime.clock.now(), error=error, provider_id=provider_id
         )
+    if state == SummaryState.SENT and job.kind in (SummaryKind.WELCOME, SummaryKind.JOIN):
+        _confirmation_sent(runtime, job, runtime.clock.now())
     if state in (SummaryState.FAILED, SummaryState.EXPIRED):
         log.warning("weekly message not sent", summary=job.id, state=state, error=error)
     return state

@@ -452,6 +452,7 @@ def report_enrollments(
     enrollment_id: str | None = None,
     statuses: tuple[str, ...] | None = None,
     coach_id: str | None = None,
+    cohort_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Enrollments with their participants, for the report: by participant name, then
     the enrollment's start, then the plan. Raises NotFound for a participant id that
@@ -483,6 +484,8 @@ def report_enrollments(
         query = query.where(participants.c.id == participant_id)
     if plan_id is not None:
         query = query.where(enrollments.c.plan_id == plan_id)
+    if cohort_id is not None:
+        query = query.where(participants.c.cohort_id == cohort_id)
     if enrollment_id is not None:
         query = query.where(enrollments.c.id == enrollment_id)
     if statuses is not None:

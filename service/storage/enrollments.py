@@ -132,6 +132,21 @@ def list_enrollments(
     return [enrollment_from_row(r) for r in conn.execute(query).mappings()]
 
 
+def live_participants(conn: Connection, plan_id: str, participant_ids: Sequence[str]) -> set[str]:
+    """Which of the participants are in the plan now (an active or paused enrollment)."""
+    found: set[str] = set()
+    ids = list(participant_ids)
+    for at in range(0, len(ids), 500):  # bounded IN lists
+        rows = conn.execute(
+            select(enrollments.c.participant_id)
+            .where(enrollments.c.plan_id == plan_id)
+            .where(enrollments.c.status.in_(tuple(LIVE_STATUSES)))
+            .where(enrollments.c.participant_id.in_(ids[at : at + 500]))
+        )
+        found.update(r[0] for r in rows)
+    return found
+
+
 def enrollment_page(
     conn: Connection,
     *,

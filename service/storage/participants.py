@@ -149,6 +149,18 @@ def list_participants(conn: Connection, *, coach_id: str | None = None) -> list[
     return [participant_from_row(r) for r in rows.mappings()]
 
 
+def welcomed(conn: Connection, participant_id: str, now: datetime) -> None:
+    """The confirmation SMS went to the participant's number: they may be texted now."""
+    conn.execute(
+        update(participants)
+        .where(participants.c.id == participant_id)
+        .where(participants.c.welcomed_at.is_(None))
+        .values(welcomed_at=now)
+    )
+    log_consent(conn, participant_id, channel=Channel.SMS, action=ConsentAction.WELCOME,
+                source="confirmation", now=now)  # fmt: skip
+
+
 def update_participant(conn: Connection, participant_id: str, **values: Any) -> None:
     """Set these columns of the participant's row (name, phone, email, timezone,
     variables), in a savepoint. PhoneTaken when another participant has the new phone
@@ -175,15 +187,19 @@ def participant_page(
     plan_id: str | None = None,
     status: str | None = None,
     coach_id: str | None = None,
+    cohort_id: str | None = None,
 ) -> tuple[list[Participant], int]:
     """A page of participants, oldest first, and how many match in all. Filters: part of
     the name (any case); the SMS state at `now` ("subscribed", "paused", "opted_out");
-    an enrollment in `plan_id` and/or in `status`; the participants of `coach_id`."""
+    an enrollment in `plan_id` and/or in `status`; the participants of `coach_id`; the
+    members of `cohort_id`."""
     query = owned_by(
         select(participants).order_by(participants.c.created_at, participants.c.id), coach_id
     )
     if name:
         query = query.where(participants.c.name.icontains(name.strip(), autoescape=True))
+    if cohort_id is not None:
+        query = query.where(participants.c.cohort_id == cohort_id)
     if sms == SmsStatus.OPTED_OUT:
         query = query.where(participants.c.sms_state == SmsState.OPTED_OUT)
     elif sms is not None:
@@ -455,3 +471,57 @@ def set_sms_pause(
         now=now,
         detail=detail,
     )
+
+
+def add_participants(
+    conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime
+) -> list[Participant]:
+    """Add many participants in one statement (an import), in the order given. Each row
+    has `name` and `timezone`, and may have `phone`, `email`, `variables`, `coach_id`,
+    `cohort_id` and `language`. PhoneTaken when a number is another's (added meanwhile:
+    check first with `find_participant_by_phone`); the transaction must then be rolled
+    back."""
+    values = [
+        {
+            "id": new_id("p"),
+            "name": row["name"],
+            "phone": row.get("phone"),
+            "email": row.get("email"),
+            "timezone": row["timezone"],
+            "variables": dict(row.get("variables") or {}),
+            "sms_state": SmsState.SUBSCRIBED,
+            "paused_until": None,
+            "email_unsubscribed": False,
+            "feed_version": 1,
+            "created_at": now,
+            "coach_id": row.get("coach_id"),
+            "cohort_id": row.get("cohort_id"),
+            "language": row.get("language"),
+            "welcomed_at": None,
+        }
+        for row in rows
+    ]
+    if not values:
+        return []
+    try:
+        conn.execute(insert(participants), values)
+    except IntegrityError as exc:
+        raise PhoneTaken("a phone number in the import is another participant's") from exc
+    return [
+        record(
+            Participant, value, variables=dict(value["variables"]), sms_state=SmsState.SUBSCRIBED
+        )
+        for value in values
+    ]
+
+
+def participants_by_phone(conn: Connection, phones: Sequence[str]) -> dict[str, Participant]:
+    """The participants who have these numbers, by number (those that exist)."""
+    wanted = sorted(set(phones))
+    found: dict[str, Participant] = {}
+    for at in range(0, len(wanted), 500):  # bounded IN lists
+        rows = conn.execute(
+            select(participants).where(participants.c.phone.in_(wanted[at : at + 500]))
+        )
+        found.update((r["phone"], participant_from_row(r)) for r in rows.mappings())
+    return found

@@ -118,6 +118,13 @@ def finish_reply(
     )
 
 
+def set_participant(conn: Connection, reply_id: int, participant_id: str) -> None:
+    """The reply came from a person who became a participant by it (YES to a sign-up)."""
+    conn.execute(
+        update(replies).where(replies.c.id == reply_id).values(participant_id=participant_id)
+    )
+
+
 def stranger_answered(conn: Connection, sender: str, *, since: datetime) -> bool:
     """Whether a number Tend does not know was answered already (since `since`): it is
     answered once, so that an auto-responder cannot keep a conversation going."""

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from service.core.states import Channel, SummaryKind, SummaryState
-from service.storage.tables import summaries
+from service.core.states import LIVE_STATUSES, Channel, SmsState, SummaryKind, SummaryState
+from service.storage.tables import enrollments, participants, summaries
 
 MAY_HAVE_GONE = "the worker stopped while sending; not sent again, to avoid a duplicate"
 
@@ -185,3 +185,42 @@ def list_summaries(conn: Connection, *, kind: str | None = None) -> list[dict[st
     if kind is not None:
         query = query.where(summaries.c.kind == kind)
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# --- the confirmation SMS ----------------------------------------------------------------
+
+
+def participants_to_welcome(conn: Connection, *, limit: int = 500) -> list[str]:
+    """Participants who have a number, may be texted, are in a plan (active or paused)
+    and have not had their confirmation SMS, with none on its way."""
+    on_its_way = (
+        select(summaries.c.subject)
+        .where(summaries.c.kind == SummaryKind.WELCOME)
+        .where(
+            summaries.c.state.in_(
+                (SummaryState.PENDING, SummaryState.CLAIMED, SummaryState.SENDING)
+            )
+        )
+    )
+    live = select(enrollments.c.participant_id).where(enrollments.c.status.in_(LIVE_STATUSES))
+    rows = conn.execute(
+        select(participants.c.id)
+        .where(participants.c.welcomed_at.is_(None))
+        .where(participants.c.phone.is_not(None))
+        .where(participants.c.sms_state == SmsState.SUBSCRIBED)
+        .where(participants.c.id.in_(live))
+        .where(participants.c.id.not_in(on_its_way))
+        .order_by(participants.c.created_at, participants.c.id)
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
+
+
+def forget_welcome(conn: Connection, participant_id: str) -> None:
+    """The participant has a new number: their confirmation is to be sent again (the
+    consent log keeps that the earlier one went)."""
+    conn.execute(
+        delete(summaries)
+        .where(summaries.c.kind == SummaryKind.WELCOME)
+        .where(summaries.c.subject == participant_id)
+    )

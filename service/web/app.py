@@ -15,6 +15,9 @@ from service.web.api import router as api_router
 from service.web.calendar import router as calendar_router
 from service.web.checkin import router as check_in_router
 from service.web.dashboard import router as dashboard_router
+from service.web.dashboard_cohorts import router as dashboard_cohorts_router
+from service.web.dashboard_import import router as dashboard_import_router
+from service.web.join import router as join_router
 from service.web.outbox import router as outbox_router
 from service.web.twilio import router as twilio_router
 from service.web.unsubscribe import router as unsubscribe_router
@@ -29,8 +32,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(outbox_router)
     app.include_router(twilio_router)
     app.include_router(check_in_router)
+    app.include_router(join_router)
     app.include_router(calendar_router)
     app.include_router(dashboard_router)
+    app.include_router(dashboard_cohorts_router)
+    app.include_router(dashboard_import_router)
     app.include_router(api_router)
 
     @app.exception_handler(RequestValidationError)

@@ -506,7 +506,9 @@ COLUMNS = (
 
 
 @router.get("", response_class=HTMLResponse)
-def overview(request: Request, sort: str = "name", dir: str = "asc") -> Response:
+def overview(request: Request, sort: str = "name", dir: str = "asc", cohort: str = "") -> Response:
+    from service.actions import cohorts as groups
+
     session = _viewer(request)
     if session is None:
         return _to_login(request)
@@ -514,9 +516,19 @@ def overview(request: Request, sort: str = "name", dir: str = "asc") -> Response
     now = runtime.clock.now()
     key = sort if sort in data.SORTS else "name"
     descending = dir == "desc"
+    chosen = None  # the cohort the overview is narrowed to (another coach's: 404)
+    if cohort:
+        try:
+            chosen = groups.get(runtime, groups.cohort_ref(cohort), actor=session.actor)
+        except NotFound:
+            return _not_found(request, session, "cohort")
     rows = data.sort_rows(
-        data.cohort(runtime, now, coach_id=session.actor.coach_id), key, descending
-    )
+        data.cohort(runtime, now, coach_id=session.actor.coach_id,
+                    cohort_id=chosen.id if chosen else None),
+        key,
+        descending,
+    )  # fmt: skip
+    narrowed = {"cohort": chosen.id} if chosen else {}
     columns = []
     for column, label in COLUMNS:
         if not column:
@@ -528,7 +540,7 @@ def overview(request: Request, sort: str = "name", dir: str = "asc") -> Response
             {
                 "key": column,
                 "label": label,
-                "href": f"/dashboard?{urlencode({'sort': column, 'dir': flip})}",
+                "href": f"/dashboard?{urlencode({'sort': column, 'dir': flip, **narrowed})}",
                 "aria": ("descending" if descending else "ascending") if current else None,
                 "arrow": (" \u2193" if descending else " \u2191") if current else "",
             }
@@ -550,6 +562,8 @@ def overview(request: Request, sort: str = "name", dir: str = "asc") -> Response
         people=len(people),
         active=active,
         now=now,
+        cohorts=groups.cohorts(runtime, actor=session.actor),
+        chosen=chosen,
     )
 
 
@@ -1340,3 +1354,61 @@ async def test_message(request: Request, participant_id: Id) -> Response:
     kind = "text" if sent.channel == "sms" else "email"
     where = " (to the development outbox)" if sent.to_outbox else ""
     return _redirect(request, back, f"Test {kind} sent to {mask(sent.to)}{where}.")
+
+
+# --- a participant's data: export and erasure ------------------------------------------
+
+
+@router.get("/participants/{participant_id}/export")
+def export_participant(request: Request, participant_id: Id) -> Response:
+    """Everything Tend holds about the participant, as a JSON file to download. The
+    action puts the export on the audit log."""
+    import json
+
+    from service.actions import data_rights
+
+    session = read_session(request)
+    if session is None:
+        return _to_login(request)
+    try:
+        document = data_rights.export(_runtime(request), participant_id, actor=session.actor)
+    except NotFound:
+        _audit(request, session)
+        return _not_found(request, session, "participant")
+    return Response(
+        json.dumps(document, indent=2, ensure_ascii=False),
+        media_type="application/json",
+        headers={
+            **HEADERS,
+            "Content-Disposition": f'attachment; filename="tend-{participant_id}.json"',
+        },
+    )
+
+
+@router.post("/participants/{participant_id}/erase", response_class=HTMLResponse)
+async def erase_participant(request: Request, participant_id: Id) -> Response:
+    """Erase the participant, once their name is typed to confirm; then to the overview.
+    A done erasure is on the audit log by the action, a refused one as the POST."""
+    from service.actions import data_rights
+
+    posted = await _posted(request, audit=False)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
+    here = f"/dashboard/participants/{quote(participant_id)}"
+    try:
+        erased = await run_in_threadpool(
+            lambda: data_rights.erase(
+                _runtime(request),
+                participant_id,
+                actor=session.actor,
+                confirm_name=form.get("confirm", ""),
+            )
+        )
+    except NotFound:
+        await run_in_threadpool(_audit, request, session)
+        return _not_found(request, session, "participant")
+    except ActionError as exc:
+        await run_in_threadpool(_audit, request, session)
+        return _redirect(request, here, _sentence(str(exc)), "error")
+    return _redirect(request, "/dashboard", _sentence(erased.text))

@@ -143,12 +143,18 @@ def _weekly(
 
 
 def cohort(
-    runtime: Runtime, now: datetime, *, plan_id: str | None = None, coach_id: str | None = None
+    runtime: Runtime,
+    now: datetime,
+    *,
+    plan_id: str | None = None,
+    coach_id: str | None = None,
+    cohort_id: str | None = None,
 ) -> list[CohortRow]:
     """Every enrollment with its figures (of one plan, with `plan_id`; of one coach's
-    participants, with `coach_id`); without a plan, also the participants enrolled in
-    nothing."""
-    built = report.build(runtime, plan_id=plan_id, now=now, coach_id=coach_id)
+    participants, with `coach_id`; of one cohort's members, with `cohort_id`); without a
+    plan, also the participants enrolled in nothing."""
+    built = report.build(runtime, plan_id=plan_id, now=now, coach_id=coach_id,
+                         cohort_id=cohort_id)  # fmt: skip
     ids = [e.enrollment for e in built.entries]
     with transaction(runtime.engine) as conn:
         weekly = _weekly(conn, ids, now)
@@ -193,7 +199,7 @@ def cohort(
         )
     enrolled = {e.participant.id for e in built.entries}
     for person in everyone:
-        if person.id not in enrolled:
+        if person.id not in enrolled and cohort_id in (None, person.cohort_id):
             empty = tuple([Week(0, 0)] * SPARK_WEEKS)
             rows.append(CohortRow(person, None, "-", None, "-", None, None, empty, None))
     return rows

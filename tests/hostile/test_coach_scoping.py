@@ -57,6 +57,7 @@ from service.storage import participants as participant_rows
 from service.storage import replies as reply_rows
 from service.storage.db import transaction
 from service.storage.tables import (
+    cohorts,
     consent_log,
     deliveries,
     enrollments,
@@ -108,6 +109,7 @@ BEA_TEXT = "DONE"  # what Bea texts (a reply); "PAUSE 2" puts her on the consent
 # Well-formed ids that name nothing: the same shape (and length) as real ones.
 MISSING_PARTICIPANT = "p_zzzzzzzzzzzz"
 MISSING_ENROLLMENT = "e_zzzzzzzzzzzz"
+MISSING_COHORT = "h_zzzzzzzzzzzz"
 
 PUBLIC_CREDENTIAL = "its credential is a signed token or signature, not a bearer token"
 NOT_PROBED: dict[tuple[str, str], str] = {
@@ -140,6 +142,7 @@ class Ids:
 
     participant: str
     enrollment: str
+    cohort: str = ""
 
 
 @dataclass
@@ -171,6 +174,7 @@ class World:
         return [
             self.bea.participant,
             self.bea.enrollment,
+            self.bea.cohort,
             self.bea_feed,
             self.coach_b,
             *BEA.values(),
@@ -187,6 +191,7 @@ class World:
         delivery_ids = select(deliveries.c.id).where(deliveries.c.occurrence_id.in_(occurrence_ids))
         queries = {
             "participants": select(participants).where(participants.c.id == pid),
+            "cohorts": select(cohorts).where(cohorts.c.id == self.bea.cohort),
             "enrollments": select(enrollments).where(enrollments.c.participant_id == pid),
             "occurrences": select(occurrences).where(
                 occurrences.c.enrollment_id.in_(
@@ -248,6 +253,9 @@ def build_world(tmp_path: Path, folders: Folders) -> World:
             201,
         )
         ids.enrollment = enrolled["id"]
+        group = _ok(client.post("/api/cohorts", json={"name": f"{person['name']} group"}), 201)
+        ids.cohort = group["id"]
+        _ok(client.post(f"/api/cohorts/{group['id']}/members", json={"participants": [made["id"]]}))
     for n, (person, text) in enumerate(
         ((ADA, "DONE"), (BEA, BEA_TEXT), (BEA, "PAUSE 2"), (ADA, "PAUSE 1"))
     ):
@@ -284,6 +292,7 @@ def _path_values(ids: Ids) -> dict[str, str]:
     return {
         "participant_id": ids.participant,
         "enrollment_id": ids.enrollment,
+        "cohort_id": ids.cohort,
         "plan_id": "guard",  # plans are shared by every coach
         "number": "1",
         "rest": "anything",
@@ -303,7 +312,7 @@ def _fill(path: str, ids: Ids) -> str:
 
 # The ids a route takes outside its path: {id} is replaced by the participant's id.
 QUERY_IDS: dict[tuple[str, str], list[dict[str, str]]] = {
-    ("GET", "/api/participants"): [{}, {"name": "{name}"}],
+    ("GET", "/api/participants"): [{}, {"name": "{name}"}, {"cohort": "{cohort}"}],
     ("GET", "/api/enrollments"): [{}, {"participant": "{id}"}],
     ("GET", "/api/replies"): [{}, {"participant": "{id}"}],
     ("GET", "/api/consent"): [{}, {"participant": "{id}"}],
@@ -326,6 +335,10 @@ BODIES: dict[tuple[str, str], list[Any]] = {
         {"participant": "{id}", "plan": "other"},
         {"participant": "{id}", "plan": "guard"},
     ],
+    ("POST", "/api/cohorts"): [{"name": "A's group {id}"}],
+    ("PATCH", "/api/cohorts/{cohort_id}"): [{"name": "Taken by A"}, {"keyword": None}],
+    ("POST", "/api/cohorts/{cohort_id}/members"): [{"participants": ["{id}"]}],
+    ("POST", "/api/cohorts/{cohort_id}/enroll"): [{"plan": "other", "start": "today"}],
 }
 YAML_BODIES: dict[tuple[str, str], str] = {
     ("PUT", "/api/plans/{plan_id}"): PLAN.replace("Guard", "Guard, again"),
@@ -336,11 +349,14 @@ def _expand(value: Any, ids: Ids, world: World, name: str) -> Any:
     if isinstance(value, str):
         return (
             value.replace("{id}", ids.participant)
+            .replace("{cohort}", ids.cohort)
             .replace("{name}", name)
             .replace("{coach_a}", world.coach_a)
         )
     if isinstance(value, dict):
         return {k: _expand(v, ids, world, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, ids, world, name) for v in value]
     return value
 
 
@@ -375,14 +391,14 @@ def send(client: TestClient, probe: Probe, ids: Ids, world: World, name: str) ->
     return client.request(probe.endpoint.method, url, params=params, json=body)
 
 
-NEW_ID = re.compile(r"\b[pe]_[a-z0-9]{12}\b")
+NEW_ID = re.compile(r"\b[peh]_[a-z0-9]{12}\b")
 
 
 def seen(response: Response, asked: Ids, name: str) -> tuple[int, str, list[tuple[str, str]]]:
     """What a client learns from an answer, with the ids (and name) it asked about put
     aside, less what differs from one request to the next (its id, the date)."""
     text = response.text
-    for value in (asked.participant, asked.enrollment, name):
+    for value in (asked.participant, asked.enrollment, asked.cohort, name):
         text = text.replace(value, "<asked>")
     # The ids of what the request made (a participant A adds), new each time; B's ids
     # are looked for apart (`leaks`).
@@ -397,7 +413,7 @@ def leaks(response: Response, asked: Ids, world: World) -> list[str]:
     """B's values in the answer, besides the ids that were asked about (echoed back in
     "no participant 'p_...'" as for any id)."""
     text = response.text
-    for value in (asked.participant, asked.enrollment):
+    for value in (asked.participant, asked.enrollment, asked.cohort):
         text = text.replace(value, "<asked>")
     where = text + "\n" + "\n".join(f"{k}: {v}" for k, v in response.headers.items())
     return [value for value in world.b_values() if value in where]
@@ -419,7 +435,7 @@ def test_every_dashboard_route_is_listed_as_not_probed_here(world: World) -> Non
 
 def test_coach_a_learns_nothing_of_coach_b(world: World) -> None:
     a = world.client(world.token_a)
-    missing = Ids(MISSING_PARTICIPANT, MISSING_ENROLLMENT)
+    missing = Ids(MISSING_PARTICIPANT, MISSING_ENROLLMENT, MISSING_COHORT)
     missing_name = "Zed Nobodyhere"
     assert len(missing.participant) == len(world.bea.participant)
     assert len(missing.enrollment) == len(world.bea.enrollment)
@@ -632,6 +648,10 @@ DASHBOARD_POSTS: dict[str, dict[str, str]] = {
     "/dashboard/enrollments/{enrollment_id}/cancel": {},
     "/dashboard/participants/{participant_id}/rotate-feed": {},
     "/dashboard/participants/{participant_id}/test-message": {"channel": "sms", "text": "hi"},
+    "/dashboard/participants/{participant_id}/erase": {"confirm": BEA["name"]},
+    "/dashboard/cohorts/{cohort_id}/settings": {"name": "Taken by A", "plan": ""},
+    "/dashboard/cohorts/{cohort_id}/members": {},
+    "/dashboard/cohorts/{cohort_id}/enroll": {"plan": "other", "when": "today"},
 }
 
 
@@ -653,8 +673,10 @@ def _signed_in(world: World, email: str) -> tuple[TestClient, str]:
 
 
 def _dashboard_path(path: str, ids: Ids) -> str:
-    return path.replace("{participant_id}", ids.participant).replace(
-        "{enrollment_id}", ids.enrollment
+    return (
+        path.replace("{participant_id}", ids.participant)
+        .replace("{enrollment_id}", ids.enrollment)
+        .replace("{cohort_id}", ids.cohort)
     )
 
 
@@ -663,7 +685,7 @@ def test_coach_a_s_dashboard_shows_nothing_of_coach_b(world: World) -> None:
     about B's participant answers as one about a missing participant does. Every
     dashboard action on B's ids answers as on missing ids and changes nothing of B's."""
     a, csrf = _signed_in(world, "coach.a@example.com")
-    missing = Ids(MISSING_PARTICIPANT, MISSING_ENROLLMENT)
+    missing = Ids(MISSING_PARTICIPANT, MISSING_ENROLLMENT, MISSING_COHORT)
     problems: list[str] = []
     gets = [e for e in served(world.app) if e.dashboard and e.method == "GET"]
     for endpoint in gets:

@@ -158,7 +158,7 @@ def api_routes(app: Any) -> list[tuple[str, str]]:
 def test_every_api_route_refuses_a_request_without_the_admin_token(api: Api) -> None:
     app = api.client.app
     routes = api_routes(app)
-    assert len(routes) == 23  # every route of the API is here; none slipped past the router
+    assert len(routes) == 32  # every route of the API is here; none slipped past the router
     assert routes == sorted(
         (method, "/api" + route.path)
         for resource in API_RESOURCES
@@ -232,6 +232,7 @@ def test_a_participant_is_created_read_and_listed(api: Api) -> None:
         "email_unsubscribed": False,
         "created_at": "2026-03-02T12:00:00Z",
         "coach": None,
+        "cohort": None,
         "enrollments": [],
     }
     assert ok(api.get(f"/api/participants/{made['id']}")) == made
@@ -529,17 +530,20 @@ def test_the_consent_log_is_read_per_participant_and_for_all(api: Api) -> None:
         participant_rows.opt_in_sms(conn, rae, source="sms:START", now=NOW + timedelta(hours=1))
         participant_rows.opt_out_sms(conn, sam, source="twilio:21610", now=NOW + timedelta(hours=2))
     log = ok(api.get(f"/api/participants/{rae}/consent"))
-    assert log["total"] == 2
+    assert log["total"] == 3
+    # Added through the API on the operator's word, then STOP and START by text.
     assert [(e["action"], e["source"], e["at"]) for e in log["items"]] == [
+        ("consent", "api", "2026-03-02T12:00:00Z"),
         ("opt_out", "sms:STOP", "2026-03-02T12:00:00Z"),
         ("opt_in", "sms:START", "2026-03-02T13:00:00Z"),
     ]
+    assert log["items"][0]["detail"] == "added by operator"
     assert {e["participant"] for e in log["items"]} == {rae}
     assert ok(api.get("/api/consent", participant=rae)) == log
     everyone = ok(api.get("/api/consent"))
-    assert [e["participant"] for e in everyone["items"]] == [rae, rae, sam]
-    page = ok(api.get("/api/consent", limit=1, offset=2))
-    assert (page["total"], [e["source"] for e in page["items"]]) == (3, ["twilio:21610"])
+    assert [e["participant"] for e in everyone["items"]] == [rae, sam, rae, rae, sam]
+    page = ok(api.get("/api/consent", limit=1, offset=4))
+    assert (page["total"], [e["source"] for e in page["items"]]) == (5, ["twilio:21610"])
     assert ok(api.get("/api/consent", participant="p_nobody00000"))["items"] == []
     refused(api.get("/api/participants/p_nobody00000/consent"), 404, "no participant")
 
@@ -902,7 +906,7 @@ def test_the_openapi_document_describes_every_route(api: Api) -> None:
         answers = operation["responses"]
         assert "401" in answers, (method, path)
         ok_status = "201" if method == "POST" and path in (
-            "/api/participants", "/api/enrollments") else "200"  # fmt: skip
+            "/api/participants", "/api/enrollments", "/api/cohorts") else "200"  # fmt: skip
         schema = answers[ok_status]["content"]["application/json"]["schema"]
         assert "$ref" in schema, (method, path)
     schemas = document["components"]["schemas"]

@@ -56,6 +56,7 @@ def populate(runtime: Runtime, people: int) -> None:
                 timezone="UTC",
                 phone=f"+1415555{i:04d}",
                 now=runtime.clock.now(),
+                welcomed_at=runtime.clock.now(),  # confirmed before the test
             )
         enrolling.enroll(runtime, person.id, plan, date(2026, 3, 2), {})
 

@@ -68,7 +68,8 @@ def test_a_cancelled_enrollment_cannot_be_paused_by_a_racing_change(
     try:
         with transaction(runtime.engine) as conn:
             person = participant_rows.add_participant(conn, name="R", timezone="America/New_York",
-                                          phone="+14155550123", now=clock.now()).id  # fmt: skip
+                                          phone="+14155550123", now=clock.now(),
+                                          welcomed_at=clock.now()).id  # fmt: skip
         plan = runtime.plans.get("m")
         assert plan is not None
         enrollment_id = enrolling.enroll(runtime, person, plan, date(2026, 3, 2), {}).id

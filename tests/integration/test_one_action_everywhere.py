@@ -525,7 +525,7 @@ def test_an_opt_out_is_recorded_the_same_from_every_source(
     after = snapshot(world)
     (person,) = after["people"]
     assert person[4] == "opted_out"
-    assert after["consent"] == [("sms", "opt_out")]
+    assert after["consent"] == [("sms", "consent"), ("sms", "opt_out")]  # added, then stopped
     unsent_sms = [
         (key, count) for key, count in after["deliveries"]
         if key[0] == "sms" and key[2] in ("pending", "claimed", "sending")

@@ -264,6 +264,7 @@ def test_a_reminder_goes_out_by_smtp_with_a_link_that_unsubscribes(
                 person = participant_rows.add_participant(
                     conn, name="Rae Example", timezone="America/New_York",
                     phone="+14155550123", email="rae@example.com", now=clock.now(),
+                    welcomed_at=clock.now(),
                 ).id  # fmt: skip
             plan = runtime.plans.get("evening")
             assert plan is not None

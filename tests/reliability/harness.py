@@ -207,6 +207,7 @@ class Deployment:
                     phone=f"+1415555{i:04d}",
                     email=f"person{i}@people.test",
                     now=runtime.clock.now(),
+                    welcomed_at=runtime.clock.now(),  # confirmed before the run
                 )
             enrollment = enroll(runtime, participant.id, plan, start, {})
             people.append(

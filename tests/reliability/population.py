@@ -291,6 +291,7 @@ def populate_one_by_one(runtime: Runtime, people: Sequence[Enrollee], start: dat
                 phone=person.phone,
                 email=person.email,
                 now=runtime.clock.now(),
+                welcomed_at=runtime.clock.now(),  # in Tend already: confirmed before
             )
         enrollment = enroll(runtime, participant.id, plan, start, dict(person.variables))
         out.append(Person(participant.id, enrollment.id, person.phone, person.email))

@@ -139,7 +139,13 @@ def seed(runtime: Runtime, clock: ManualClock) -> Cohort:
     with transaction(runtime.engine) as conn:
         for key, (name, zone_name, phone, email) in PEOPLE.items():
             ids[key] = participant_rows.add_participant(
-                conn, name=name, timezone=zone_name, phone=phone, email=email, now=BEGIN
+                conn,
+                name=name,
+                timezone=zone_name,
+                phone=phone,
+                email=email,
+                now=BEGIN,
+                welcomed_at=BEGIN,  # their confirmation went when they were added
             ).id
     for key in WALKS:
         enrolled[key] = enrolling.enroll(runtime, ids[key], plan, START, {}).id

@@ -125,7 +125,7 @@ def make_folders(root: Path) -> Folders:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
     # Answers to replies, summaries and digests are Tend's own words: the shipped ones.
-    for shipped in ("replies", "summaries", "digest", "_partials"):
+    for shipped in ("replies", "summaries", "digest", "_partials", "consent"):
         shutil.copytree(REPO_TEMPLATES / shipped, templates / shipped, dirs_exist_ok=True)
     return Folders(schedules, templates)
 
@@ -238,11 +238,14 @@ class Harness:
 
     def participant(self, name: str = "Rae Example", tz: str = "America/New_York",
                     phone: str | None = "+14155550123", email: str | None = "rae@example.com",
-                    **variables: str) -> str:  # fmt: skip
+                    welcomed: bool = True, **variables: str) -> str:  # fmt: skip
+        """A participant in Tend already: by default their confirmation SMS has gone
+        (`welcomed=False`: it has not, and nothing else is texted before it)."""
         with transaction(self.runtime.engine) as conn:
             return participant_rows.add_participant(
                 conn, name=name, timezone=tz, phone=phone, email=email,
                 variables=variables, now=self.clock.now(),
+                welcomed_at=self.clock.now() if welcomed else None,
             ).id  # fmt: skip
 
     def plan(self, plan_id: str) -> Plan:

@@ -32,10 +32,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.web.api import enrollments, participants, plans, records
+from service.web.api import (
+    cohorts,
+    data_rights,
+    enrollments,
+    imports,
+    participants,
+    plans,
+    records,
+)
 from service.web.api.common import DEPENDENCIES, UNAUTHORISED
 
-RESOURCES = (participants.router, enrollments.router, plans.router, records.router)
+RESOURCES = (
+    imports.router,  # first: /participants/import before /participants/{participant_id}
+    participants.router,
+    enrollments.router,
+    plans.router,
+    records.router,
+    data_rights.router,
+    cohorts.router,
+)
 
 router = APIRouter(prefix="/api", dependencies=DEPENDENCIES, responses=UNAUTHORISED)
 for resource in RESOURCES:

@@ -18,6 +18,7 @@ from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage.db import Connection, reading
 from service.web.api.common import (
+    ID_TEXT,
     ActorDep,
     Limit,
     Offset,
@@ -59,6 +60,7 @@ def participant_out(person: Participant, briefs: list[EnrollmentBrief], now: dat
         email_unsubscribed=person.email_unsubscribed,
         created_at=person.created_at,
         coach=person.coach_id,
+        cohort=person.cohort_id,
         enrollments=briefs,
     )
 
@@ -98,9 +100,12 @@ def list_participants(
         str | None,
         Query(max_length=200, pattern=r"^[^\x00]*$", description="Part of the name, any case."),
     ] = None,
+    cohort: Annotated[
+        str | None, Query(pattern=ID_TEXT, description="Only the members of this cohort (its id).")
+    ] = None,
 ) -> Any:
     """Participants, oldest first, with their enrollments; filtered by plan, enrollment
-    status, SMS state and part of the name. A coach's token lists only their own."""
+    status, SMS state, cohort and part of the name. A coach's token lists only their own."""
     now = runtime.clock.now()
     with reading(runtime.engine) as conn:
         found, total = participant_rows.participant_page(
@@ -113,6 +118,7 @@ def list_participants(
             plan_id=plan,
             status=status,
             coach_id=actor.coach_id,
+            cohort_id=cohort,
         )
         briefs = _briefs(conn, [p.id for p in found])
     items = [participant_out(p, briefs[p.id], now) for p in found]
@@ -141,6 +147,7 @@ def create_participant(body: ParticipantCreate, runtime: RuntimeDep, actor: Acto
             variables=body.variables,
             actor=actor,
             coach=body.coach,
+            source="api",
         )
     return participant_out(person, [], runtime.clock.now())
 

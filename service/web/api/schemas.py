@@ -199,6 +199,7 @@ class ParticipantOut(BaseModel):
     email_unsubscribed: bool
     created_at: datetime | None
     coach: str | None = Field(description="The id of the coach who owns them (null: none).")
+    cohort: str | None = Field(description="The id of the cohort they are in (null: none).")
     enrollments: list[EnrollmentBrief]
 
 
