@@ -14,7 +14,7 @@ from service.actions.access import visible_participant
 from service.actions.coaches import Actor
 from service.actions.enrollments import replan_participant
 from service.actions.errors import Conflict, Forbidden, Invalid, action
-from service.core import validate
+from service.core import csvimport, validate
 from service.core.records import Participant
 from service.runtime import Runtime
 from service.storage import coaches as coach_rows
@@ -54,6 +54,16 @@ def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _language(text: str | None) -> str | None:
+    """A language tag in its usual case (es-MX), or None for none given."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return csvimport.language(text)
+    except validate.Invalid as exc:
+        raise Invalid(f"language: {exc}") from None
+
+
 def _owner(conn: Connection, actor: Actor | None, coach: str | None) -> str | None:
     """The coach a new participant belongs to: a coach's own; for an admin or the
     operator, `coach` when it names an account that is not disabled (else Invalid)."""
@@ -91,15 +101,18 @@ def create(
     coach: str | None = None,
     source: str = "cli",
     cohort: str | None = None,
+    language: str | None = None,
 ) -> Participant:
     """Add a participant. Conflict when another has the phone number. Added by a
     coach (`actor`), they are that coach's; an admin or the operator may name their
     `coach` (a coach id), or leave them with none. The consent log records that they
     were added on the word of whoever added them (`source`: cli, api, dashboard), and
-    who that was."""
+    who that was. `language` is a language tag (en, es, es-MX; None or empty: the
+    deployment's default)."""
     given = {"name": name, "timezone": timezone, "variables": dict(variables or {})}
     given.update({k: v for k, v in (("phone", phone), ("email", email)) if v})
     checked = _checked(given)
+    tag = _language(language)
     now = runtime.clock.now()
     secret = runtime.secret  # read before the transaction (in development it may write)
     with transaction(runtime.engine) as conn:
@@ -120,6 +133,7 @@ def create(
                 now=now,
                 coach_id=owner,
                 cohort_id=group.id if group else None,
+                language=tag,
             )
         except participant_rows.PhoneTaken:  # added meanwhile by another request
             raise _phone_taken(number or "") from None

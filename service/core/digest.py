@@ -10,6 +10,10 @@ Someone has slipped when, this week:
 - under half was done out of at least `MIN_DECIDED`;
 - the rate fell by `DROP` or more from the week before (both weeks with `MIN_DECIDED`).
 A week with fewer decided occurrences says too little to judge and is never a slip.
+
+Each entry names the participant's cohort (None: none), and both lists go by cohort
+name first (people in no cohort last); the template gives each cohort a small heading
+when the digest holds more than one group.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ class CohortEntry:
     this_week: Week
     last_week: Week
     streak: int  # the best current streak among the enrollment's practices
+    cohort: str | None = None  # the participant's cohort's name (None: in no cohort)
+
+
+NO_COHORT = "Not in a cohort"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +81,41 @@ def slip_reason(entry: CohortEntry) -> str | None:
     return None
 
 
+def _cohort_key(entry: CohortEntry) -> tuple[bool, str, str]:
+    """Cohorts by name, people in none last."""
+    name = entry.cohort or ""
+    return (entry.cohort is None, name.casefold(), name)
+
+
 def digest(entries: Sequence[CohortEntry]) -> tuple[list[Line], list[Line]]:
-    """(slipped, keeping up): the slipped by their rate this week, lowest first; the
-    others by name."""
+    """(slipped, keeping up), each by cohort (by name; people in none last): within a
+    cohort, the slipped by their rate this week, lowest first, the others by name."""
     lines = [Line(e, slip_reason(e)) for e in entries]
     slipped = sorted(
         (line for line in lines if line.reason is not None),
-        key=lambda line: (line.entry.this_week.rate or 0.0, line.entry.name.casefold()),
+        key=lambda line: (
+            _cohort_key(line.entry),
+            line.entry.this_week.rate or 0.0,
+            line.entry.name.casefold(),
+        ),
     )
     steady = sorted(
-        (line for line in lines if line.reason is None), key=lambda line: line.entry.name.casefold()
+        (line for line in lines if line.reason is None),
+        key=lambda line: (_cohort_key(line.entry), line.entry.name.casefold()),
     )
     return slipped, steady
+
+
+def _grouped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows (already in cohort order) as consecutive groups: the cohort's name (None:
+    none), its heading, and its people."""
+    groups: list[dict[str, Any]] = []
+    for row in rows:
+        if not groups or groups[-1]["cohort"] != row["cohort"]:
+            heading = row["cohort"] if row["cohort"] is not None else NO_COHORT
+            groups.append({"cohort": row["cohort"], "heading": heading, "people": []})
+        groups[-1]["people"].append(row)
+    return groups
 
 
 def digest_context(
@@ -106,16 +137,23 @@ def digest_context(
             "decided": e.this_week.decided,
             "rate": e.this_week.rate,
             "streak": e.streak,
+            "cohort": e.cohort,
         }
 
+    slipped_rows = [row(line) for line in slipped]
+    steady_rows = [row(line) for line in steady]
     return {
         "period": {"start": period[0], "end": period[1]},
         "active": len(entries),
         "done": done,
         "decided": decided,
         "rate": done / decided if decided else None,
-        "slipped": [row(line) for line in slipped],
-        "steady": [row(line) for line in steady],
+        "slipped": slipped_rows,
+        "steady": steady_rows,
+        # A heading per cohort only when there is more than one group to tell apart.
+        "by_cohort": len({e.cohort for e in entries}) > 1,
+        "slipped_groups": _grouped(slipped_rows),
+        "steady_groups": _grouped(steady_rows),
         "dashboard_url": dashboard_url,
     }
 
@@ -123,13 +161,14 @@ def digest_context(
 def sample_digest_context() -> dict[str, Any]:
     """A realistic digest, for checking the template."""
     people = [
-        ("Alex Morgan", "sleep-hygiene", SmsStatus.SUBSCRIBED, (6, 7), (5, 7), 6),
-        ("Sam Rivera", "rhythmic-movement", SmsStatus.SUBSCRIBED, (1, 6), (5, 6), 0),
-        ("Jo Park", "morning-affirmations", SmsStatus.OPTED_OUT, (2, 4), (4, 7), 1),
+        ("Alex Morgan", "sleep-hygiene", SmsStatus.SUBSCRIBED, (6, 7), (5, 7), 6, "Mornings"),
+        ("Sam Rivera", "rhythmic-movement", SmsStatus.SUBSCRIBED, (1, 6), (5, 6), 0, "Mornings"),
+        ("Jo Park", "morning-affirmations", SmsStatus.OPTED_OUT, (2, 4), (4, 7), 1, None),
+        ("Dee Okafor", "sleep-hygiene", SmsStatus.SUBSCRIBED, (5, 5), (4, 5), 3, None),
     ]
     entries = [
-        CohortEntry(f"p_sample{n}", name, plan, sms, Week(*week), Week(*before), streak)
-        for n, (name, plan, sms, week, before, streak) in enumerate(people, 1)
+        CohortEntry(f"p_sample{n}", name, plan, sms, Week(*week), Week(*before), streak, cohort)
+        for n, (name, plan, sms, week, before, streak, cohort) in enumerate(people, 1)
     ]
     period = (date(2026, 3, 2), date(2026, 3, 8))
     return digest_context(entries, period, "http://127.0.0.1:8000/dashboard")

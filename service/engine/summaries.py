@@ -375,6 +375,7 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
     previous = {e.enrollment: e for e in before.entries}
     with transaction(runtime.engine) as conn:
         stopped = participant_rows.opted_out_between(conn, since, until)
+        groups = {c.id: c.name for c in cohort_rows.list_cohorts(conn)}
     streaks = {
         e.enrollment: max((p.adherence.current_streak for p in e.practices), default=0)
         for e in overall.entries
@@ -389,6 +390,7 @@ def _digest_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMe
             this_week=_week(e),
             last_week=_week(previous.get(e.enrollment)),
             streak=streaks.get(e.enrollment, 0),
+            cohort=groups.get(e.participant.cohort_id or ""),
         )
         for e in week_entries
     ]

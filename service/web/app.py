@@ -17,6 +17,7 @@ from service.web.checkin import router as check_in_router
 from service.web.dashboard import router as dashboard_router
 from service.web.dashboard_cohorts import router as dashboard_cohorts_router
 from service.web.dashboard_import import router as dashboard_import_router
+from service.web.dashboard_people import router as dashboard_people_router
 from service.web.join import router as join_router
 from service.web.outbox import router as outbox_router
 from service.web.twilio import router as twilio_router
@@ -37,6 +38,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(dashboard_router)
     app.include_router(dashboard_cohorts_router)
     app.include_router(dashboard_import_router)
+    app.include_router(dashboard_people_router)
     app.include_router(api_router)
 
     @app.exception_handler(RequestValidationError)

@@ -21,7 +21,8 @@ the browser is redirected (303) to a page that shows what was done, once. Pages 
 rendered by the one environment of `service.web.pages`, are never cached and load
 nothing from elsewhere: the only script is the small one served by
 `/dashboard/static/dashboard.js` (copy buttons, a confirmation before rotating a feed or
-ending an enrollment, the plan editor's line numbers); everything works without it.
+ending an enrollment, the plan editor's line numbers, a guess of the time zone); everything
+works without it.
 """
 
 from __future__ import annotations
@@ -477,6 +478,15 @@ document.addEventListener("DOMContentLoaded", function () {
       });
     });
   }
+  // An empty time zone field gets this browser's zone, and a note saying so.
+  document.querySelectorAll("input[data-zone-guess]").forEach(function (field) {
+    if (field.value) { return; }
+    try {
+      var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      var note = document.getElementById(field.getAttribute("data-zone-guess"));
+      if (zone) { field.value = zone; if (note) { note.hidden = false; } }
+    } catch (e) {}
+  });
   var focus = document.querySelector("[data-focus]");
   if (focus) { focus.focus(); }
 });

@@ -84,7 +84,7 @@ def _page(
         title=f"Join {found.plan.title}",
         page=found,
         error=error,
-        form=form or {},
+        form={k: without_control(v)[:400] for k, v in (form or {}).items()},  # shown back
         done=done,
         zones=_zones(),
         languages=signups.LANGUAGES,
@@ -119,8 +119,7 @@ async def join(token: str, request: Request) -> HTMLResponse:
                       text="That sign-up came from another site.")  # fmt: skip
     try:
         body = await read_capped(request, MAX_FORM)
-        form = {k: without_control(v)[:400] for k, v in
-                parse_qsl(body.decode("utf-8"), keep_blank_values=True)}  # fmt: skip
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except TooLarge:
         return render("message.html", 413, title="Too large", text="That form was too large.")
     except UnicodeDecodeError:

@@ -57,6 +57,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from sqlalchemy import Table, func, select
 
+from service.actions import cohorts
 from service.actions.enrollments import enroll
 from service.actions.links import check_in_link, feed_link
 from service.catalog import Catalog
@@ -73,7 +74,7 @@ from service.runtime import Runtime
 from service.settings import load_settings
 from service.storage import participants as participant_rows
 from service.storage.db import transaction
-from service.storage.tables import deliveries, occurrences, participants, replies
+from service.storage.tables import deliveries, occurrences, participants, replies, signups
 from service.web.app import create_app
 from service.web.unsubscribe import unsubscribe_url
 from tests.support.engine import (
@@ -1183,6 +1184,7 @@ class Site:
     check_ins: dict[str, str]  # practice id -> path
     feed: str
     unsubscribe: str
+    join: str  # the path of a cohort's sign-up page
 
     def rows(self, table: Table) -> int:
         with transaction(self.runtime.engine) as conn:
@@ -1248,6 +1250,7 @@ def _site(database: str, tmp_path: Path) -> Iterator[Site]:
         r.practice_id: urlsplit(check_in_link(runtime, r.id, r.window_end)).path for r in today
     }
     assert len(check_ins) == 5, check_ins
+    group = cohorts.create(runtime, name="Calm group", plan="calm", signup=True, keyword="CALM")
     client = TestClient(create_app(runtime), base_url=BASE, raise_server_exceptions=False)
     try:
         yield Site(
@@ -1257,6 +1260,7 @@ def _site(database: str, tmp_path: Path) -> Iterator[Site]:
             check_ins,
             urlsplit(feed_link(runtime, rae.id, 1)).path,
             urlsplit(unsubscribe_url(runtime, rae.id)).path,
+            f"/join/{group.signup_token}",
         )
     finally:
         client.close()
@@ -1650,13 +1654,69 @@ def test_unsubscribe_links_never_fail(
     send(site, method, _path("/unsubscribe/", token), **kwargs)
 
 
+JOIN_FIELDS = st.lists(
+    st.tuples(
+        st.sampled_from(["name", "phone", "email", "timezone", "var_x", "language", "csrf", ""]),
+        FORM_VALUES | HEADER_TEXT,
+    ),
+    max_size=7,
+)
+
+
+@settings(FUZZ, max_examples=50)
+@given(data=st.data(), method=METHODS, body=BODIES, content_type=CONTENT_TYPES, form=JOIN_FIELDS)
+def test_sign_up_pages_never_fail(
+    site: Site,
+    data: st.DataObject,
+    method: str,
+    body: bytes,
+    content_type: str,
+    form: list[tuple[str, str]],
+) -> None:
+    token = site.join.removeprefix("/join/")
+    token = data.draw(st.one_of(_variant(token), TOKEN_TEXT))
+    if method == "POST" and data.draw(st.booleans()):
+        body, content_type = urlencode(form).encode(), FORM  # a form like the page's own
+    send(site, method, _path("/join/", token), **_body_kwargs(body, content_type))
+
+
+SIGN_UP = {"name": "Ana Pérez", "phone": "+14155550177", "email": "", "timezone": "America/New_York",
+           "language": "es"}  # fmt: skip
+HOSTILE_SIGN_UPS = {
+    "NUL in the name": {"name": "Ana\x00Pérez"},
+    "a name of 10,000 characters": {"name": "a" * 10_000},
+    "only spaces for a name": {"name": "   "},
+    "words for a phone": {"phone": "call me maybe"},
+    "a phone too long": {"phone": "+1" + "4" * 40},
+    "an email that is not one": {"email": "ana@"},
+    "a zone that is not one": {"timezone": "Mars/Olympus_Mons"},
+    "a zone with a NUL": {"timezone": "America/New_York\x00"},
+    "a time that is not one": {"var_x": "25:00"},
+    "a time that is an expression": {"var_x": "wake + 1h"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_SIGN_UPS))
+def test_hostile_sign_ups_are_refused_with_why_and_store_nothing(site: Site, case: str) -> None:
+    form = {**SIGN_UP, **HOSTILE_SIGN_UPS[case]}
+    before = site.rows(signups), site.rows(participants)
+    answer = site.client.post(site.join, data=form)
+    if case.startswith("a time"):
+        # Calm asks no times: a variable it does not have is ignored, never stored.
+        assert answer.status_code in (200, 429), (case, answer.text[:300])
+    else:
+        assert answer.status_code in (400, 413, 429), (case, answer.status_code, answer.text[:300])
+        assert (site.rows(signups), site.rows(participants)) == before
+    assert "\x00" not in answer.text
+
+
 DASHBOARD_PATHS = [
     "/dashboard", "/dashboard/", "/dashboard/login", "/dashboard/logout", "/dashboard/plans",
     "/dashboard/plans/{plan}", "/dashboard/participants/{participant}", "/dashboard/outbox",
     "/dashboard/static/dashboard.js", "/dashboard/enrollments/{enrollment}/{action}",
     "/dashboard/participants/{participant}/rotate-feed",
     "/dashboard/participants/{participant}/test-message",
-    "/dashboard/import", "/dashboard/import/check",
+    "/dashboard/import", "/dashboard/import/check", "/dashboard/people/new",
 ]  # fmt: skip
 QUERY = st.lists(
     st.tuples(

@@ -126,6 +126,8 @@ NOT_PROBED: dict[tuple[str, str], str] = {
     ("POST", "/check-in/{token}"): PUBLIC_CREDENTIAL,
     ("GET", "/unsubscribe/{token}"): PUBLIC_CREDENTIAL,
     ("POST", "/unsubscribe/{token}"): PUBLIC_CREDENTIAL,
+    ("GET", "/join/{token}"): "a cohort's public sign-up page: no bearer token, no one's data",
+    ("POST", "/join/{token}"): "signing up: public, answers alike for every number",
 }
 DASHBOARD_NOT_SCOPED_YET = (
     "the dashboard takes a session, not a bearer token: walked signed in as coach A in "

@@ -275,6 +275,11 @@ PUBLIC: dict[tuple[str, str], str] = {
     # its SHA-256, one use, 72 hours); a used, expired or unknown one is a 410 page.
     ("GET", "/dashboard/set-password/{secret}"): "the one-time link's secret is the credential",
     ("POST", "/dashboard/set-password/{secret}"): "the one-time link's secret is the credential",
+    # Public by design (section 5.3): a cohort's sign-up page is for anyone the coach
+    # shares it with. It shows the plan and asks for one's details; every well-formed
+    # sign-up gets the same words, limited per address (tests/integration/test_joining.py).
+    ("GET", "/join/{token}"): "a cohort's sign-up page: for the public, shows no one's data",
+    ("POST", "/join/{token}"): "signing up: answers alike for every number, rate-limited",
 }
 
 
@@ -332,6 +337,7 @@ DASHBOARD_FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/dashboard/cohorts"): {"name": "Dashboard group"},
     ("POST", "/dashboard/cohorts/{cohort_id}/settings"): {"name": "Guard group", "plan": "guard"},
     ("POST", "/dashboard/cohorts/{cohort_id}/enroll"): {"plan": "guard", "when": "today"},
+    ("POST", "/dashboard/people/new"): {"name": "Dana Newcomer", "timezone": "UTC"},
 }
 
 

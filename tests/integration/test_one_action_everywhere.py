@@ -40,7 +40,7 @@ from service.runtime import Runtime
 from service.storage import deliveries as delivery_rows
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
-from service.storage.db import reading
+from service.storage.db import reading, transaction
 from service.storage.tables import consent_log, deliveries, enrollments, occurrences
 from service.web.app import create_app
 from tests.support.engine import (
@@ -153,6 +153,8 @@ def make_world(tmp_path: Path) -> Iterator[Callable[[str], World]]:
             runtime, name="Rae Example", timezone="America/New_York", phone=RAE,
             email="rae@example.com",
         ).id  # fmt: skip
+        with transaction(runtime.engine) as conn:  # her confirmation SMS went before
+            participant_rows.welcomed(conn, rae, clock.now())
         plan = enrolling.running_plan(runtime, "calm")
         overrides = {"wake": "06:30"} if state == "plan-changed" else {}
         enrollment = enrolling.enroll(runtime, rae, plan, date(2026, 3, 2), overrides).id
@@ -525,7 +527,9 @@ def test_an_opt_out_is_recorded_the_same_from_every_source(
     after = snapshot(world)
     (person,) = after["people"]
     assert person[4] == "opted_out"
-    assert after["consent"] == [("sms", "consent"), ("sms", "opt_out")]  # added, then stopped
+    # Added (on the coach's word), confirmed by the first SMS, then stopped (the
+    # snapshot lists them sorted).
+    assert after["consent"] == [("sms", "consent"), ("sms", "opt_out"), ("sms", "welcome")]
     unsent_sms = [
         (key, count) for key, count in after["deliveries"]
         if key[0] == "sms" and key[2] in ("pending", "claimed", "sending")

@@ -321,3 +321,39 @@ def test_no_digest_without_a_coach_address(evenings: Folders, harness: Harness) 
     harness.clock.set(datetime(2026, 3, 9, 12, 0, tzinfo=UTC))
     harness.maintain()
     assert rows(harness, "coach") == []
+
+
+def test_a_coachs_digest_goes_by_cohort(coached: Harness) -> None:
+    """Issue 17: the coach's people under a heading per cohort, by name, and those in
+    no cohort last."""
+    from service.actions import cohorts as groups
+
+    h = coached
+    ana = accounts.add(h.runtime, accounts.operator(), email="ana@example.org", name="Ana").coach
+    actor = accounts.Actor.of(ana)
+    early = groups.create(h.runtime, name="Early birds", actor=actor)
+    night = groups.create(h.runtime, name="Night owls", actor=actor)
+    people = {
+        "Rae Owl": ("+14155550123", night.id),
+        "Sam Bird": ("+14155550124", early.id),
+        "Kim Alone": ("+14155550125", None),
+    }
+    for name, (phone, cohort_id) in people.items():
+        pid = h.participant(name, phone=phone, email=None)
+        with transaction(h.runtime.engine) as conn:
+            participant_rows.update_participant(conn, pid, coach_id=ana.id, cohort_id=cohort_id)
+        h.enroll(pid, "evenings", MONDAY)
+    _run_digest(h)
+    (digest,) = [m for m in h.email.sent if m.to == "ana@example.org"]
+    body = digest.body
+    # Nobody checked in: all three slipped, under their cohorts' headings.
+    said = "nothing done this week (0 of 6)"
+    assert (
+        f"Who has slipped:\n\nEarly birds\n- Sam Bird (evenings): {said}\n\n"
+        f"Night owls\n- Rae Owl (evenings): {said}\n\n"
+        f"Not in a cohort\n- Kim Alone (evenings): {said}\n"
+    ) in body
+    assert digest.html is not None
+    headings = [digest.html.index(f">{name}</h3>") for name in
+                ("Early birds", "Night owls", "Not in a cohort")]  # fmt: skip
+    assert headings == sorted(headings)

@@ -47,6 +47,8 @@ TEMPLATES: dict[str, str] = {
     ),
     # Tend's own texts, which `tend plans check` renders too: plain stand-ins.
     **{f"replies/{name}.sms.j2": f"answer: {name}" for name in ANSWERS},
+    "consent/welcome.sms.j2": "{{ program }}: {{ frequency }}. Reply HELP for help, STOP to opt out.",
+    "consent/join.sms.j2": "{{ program }}: reply YES. Reply HELP for help, STOP to opt out.",
     "digest/coach.email.j2": (
         "{% block subject %}Digest{% endblock %}{% block text %}{{ active }}{% endblock %}"
         "{% block html %}<p>{{ active }}</p>{% endblock %}"

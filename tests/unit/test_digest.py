@@ -77,3 +77,41 @@ def test_plans_check_renders_tends_own_texts(tmp_path: Path) -> None:
         f"{templates}/replies/help.sms.j2:1:1: error: unknown name in the text:"
         " 'particpant' is not defined (did you mean 'participant'?)",
     ]
+
+
+def test_the_digest_goes_by_cohort_with_a_heading_each_when_there_are_two() -> None:
+    """Issue 17: entries by cohort name (people in none last), a heading per group in
+    the text and the html when there is more than one group; none with one group."""
+    people = [
+        CohortEntry("p1", "Zoe", "sleep", "subscribed", Week(0, 4), Week(0, 0), 0, "Mornings"),
+        CohortEntry("p2", "Al", "sleep", "subscribed", Week(6, 6), Week(0, 0), 6, None),
+        CohortEntry("p3", "Bo", "sleep", "subscribed", Week(1, 4), Week(0, 0), 0, "evenings"),
+        CohortEntry("p4", "Cy", "sleep", "subscribed", Week(5, 5), Week(0, 0), 2, "Mornings"),
+        CohortEntry("p5", "Di", "sleep", "subscribed", Week(0, 3), Week(0, 0), 0, "Mornings"),
+    ]
+    period = (date(2026, 3, 2), date(2026, 3, 8))
+    context = digest_context(people, period, "https://tend.test/dashboard")
+    assert context["by_cohort"] is True
+    assert [(r["cohort"], r["name"]) for r in context["slipped"]] == [
+        ("evenings", "Bo"), ("Mornings", "Di"), ("Mornings", "Zoe"),
+    ]  # fmt: skip
+    assert [(g["heading"], [p["name"] for p in g["people"]]) for g in context["steady_groups"]] == [
+        ("Mornings", ["Cy"]), ("Not in a cohort", ["Al"]),
+    ]  # fmt: skip
+    templates = Path(__file__).resolve().parents[2] / "templates"
+    email = Catalog(templates.parent / "schedules", templates).renderer.digest_email(context)
+    assert "Who has slipped:\n\nevenings\n- Bo (sleep): 1 of 4 done this week\n\nMornings\n" in (
+        email.text
+    )
+    assert "Keeping up:\n\nMornings\n- Cy (sleep): 5 of 5, 2 in a row\n\nNot in a cohort\n" in (
+        email.text
+    )
+    assert email.html.count("<h3") == 4
+    assert ">Not in a cohort</h3>" in email.html
+    # One group (everyone in Mornings): no headings, as before cohorts.
+    alone = [e for e in people if e.cohort == "Mornings"]
+    one = digest_context(alone, period, "https://tend.test/dashboard")
+    assert one["by_cohort"] is False
+    single = Catalog(templates.parent / "schedules", templates).renderer.digest_email(one)
+    assert "Mornings" not in single.text
+    assert "<h3" not in single.html
