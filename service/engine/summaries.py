@@ -86,11 +86,29 @@ def plan_weekly(runtime: Runtime) -> int:
 
 
 def _welcomes(runtime: Runtime, now: datetime) -> list[store.Wanted]:
-    """The confirmation SMS of each participant in a plan who has not had theirs."""
+    """The confirmation SMS of each participant in a plan who has not had theirs: now,
+    or, when it is night where they are, at WELCOME_FROM their time (a coach importing a
+    cohort at their desk must not wake someone on the other side of the world)."""
     with transaction(runtime.engine) as conn:
-        ids = store.participants_to_welcome(conn)
-    day = now.date()
-    return [store.Wanted(SummaryKind.WELCOME, pid, day, Channel.SMS, now) for pid in ids]
+        found = store.participants_to_welcome(conn)
+    wanted = []
+    for pid, zone in found:
+        due = welcome_moment(now, ZoneInfo(zone))
+        wanted.append(store.Wanted(SummaryKind.WELCOME, pid, due.date(), Channel.SMS, due))
+    return wanted
+
+
+WELCOME_FROM = time(8, 0)  # a confirmation goes between 08:00
+WELCOME_UNTIL = time(21, 0)  # and 21:00, the participant's time
+
+
+def welcome_moment(now: datetime, zone: ZoneInfo) -> datetime:
+    """When a confirmation due now may go: now, in the day; else the next 08:00 there."""
+    local = now.astimezone(zone)
+    if WELCOME_FROM <= local.time() < WELCOME_UNTIL:
+        return now
+    day = local.date() + timedelta(days=1 if local.time() >= WELCOME_UNTIL else 0)
+    return datetime.combine(day, WELCOME_FROM, zone).astimezone(UTC)
 
 
 def _participant_summaries(runtime: Runtime, now: datetime) -> list[store.Wanted]:

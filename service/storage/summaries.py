@@ -190,9 +190,9 @@ def list_summaries(conn: Connection, *, kind: str | None = None) -> list[dict[st
 # --- the confirmation SMS ----------------------------------------------------------------
 
 
-def participants_to_welcome(conn: Connection, *, limit: int = 500) -> list[str]:
+def participants_to_welcome(conn: Connection, *, limit: int = 500) -> list[tuple[str, str]]:
     """Participants who have a number, may be texted, are in a plan (active or paused)
-    and have not had their confirmation SMS, with none on its way."""
+    and have not had their confirmation SMS, with none on its way: (id, time zone)."""
     on_its_way = (
         select(summaries.c.subject)
         .where(summaries.c.kind == SummaryKind.WELCOME)
@@ -204,7 +204,7 @@ def participants_to_welcome(conn: Connection, *, limit: int = 500) -> list[str]:
     )
     live = select(enrollments.c.participant_id).where(enrollments.c.status.in_(LIVE_STATUSES))
     rows = conn.execute(
-        select(participants.c.id)
+        select(participants.c.id, participants.c.timezone)
         .where(participants.c.welcomed_at.is_(None))
         .where(participants.c.phone.is_not(None))
         .where(participants.c.sms_state == SmsState.SUBSCRIBED)
@@ -213,7 +213,7 @@ def participants_to_welcome(conn: Connection, *, limit: int = 500) -> list[str]:
         .order_by(participants.c.created_at, participants.c.id)
         .limit(limit)
     )
-    return [r[0] for r in rows]
+    return [(r[0], r[1]) for r in rows]
 
 
 def forget_welcome(conn: Connection, participant_id: str) -> None:

@@ -54,7 +54,7 @@ practices:
   - id: walk
     category: movement
     title: Walk
-    at: "07:30"
+    at: "09:30"
     message: "A short walk?"
     nudge: {after: 1h, message: "Still time for a walk."}
 """
@@ -90,19 +90,19 @@ def _cohort(site: Tend, **options: object) -> cohorts.Cohort:
 def test_the_first_text_is_the_confirmation_and_reminders_wait_for_it(site: Tend) -> None:
     h = site.harness
     _plan(site)
-    h.clock.set(ny(2, 7, 20))  # ten minutes before the walk
+    h.clock.set(ny(2, 9, 20))  # ten minutes before the walk
     rae = people.create(h.runtime, name="Rae Example", timezone="America/New_York",
                         phone="+14155550123", source="api")  # fmt: skip
     h.enroll(rae.id, "evening", START_DAY)
     # The walk falls due before the scheduler's upkeep has sent the confirmation: it waits.
-    h.at(ny(2, 7, 30))
+    h.at(ny(2, 9, 30))
     assert _texts_to(site, rae.phone or "") == []
     h.maintain()  # the upkeep makes the confirmation, and it goes
     [first] = _texts_to(site, rae.phone or "")
     assert first.startswith("Evening Calm: your reminders start now. Up to 3 msgs/day.")
     for words in REQUIRED:
         assert words in first
-    h.at(ny(2, 7, 31))  # the walk's retry: after the confirmation, within its grace
+    h.at(ny(2, 9, 31))  # the walk's retry: after the confirmation, within its grace
     assert _texts_to(site, rae.phone or "") == [first, "A short walk?"]
     # Once: more upkeep passes send no second confirmation.
     h.maintain()
@@ -118,16 +118,33 @@ def test_the_first_text_is_the_confirmation_and_reminders_wait_for_it(site: Tend
 def test_a_reminder_whose_grace_runs_out_waiting_is_expired_not_sent_late(site: Tend) -> None:
     h = site.harness
     _plan(site)
-    h.clock.set(ny(2, 7, 0))
+    h.clock.set(ny(2, 9, 0))
     rae = people.create(h.runtime, name="Rae Example", timezone="America/New_York",
                         phone="+14155550123")  # fmt: skip
     h.enroll(rae.id, "evening", START_DAY)
     for minute in range(30, 47):  # no upkeep runs: the confirmation never goes
-        h.at(ny(2, 7, minute))
+        h.at(ny(2, 9, minute))
     assert _texts_to(site, rae.phone or "") == []
     walk = next(d for d in h.deliveries() if d["key"].startswith("walk:2026-03-02"))
     assert walk["state"] == "expired"
     assert "confirmation SMS had not gone" in walk["last_error"]
+
+
+def test_a_confirmation_due_at_night_waits_for_the_morning(site: Tend) -> None:
+    h = site.harness
+    _plan(site)
+    h.clock.set(ny(2, 23, 40))  # a coach enrolls her late in the evening, her time
+    rae = people.create(h.runtime, name="Rae Example", timezone="America/New_York",
+                        phone="+14155550123")  # fmt: skip
+    h.enroll(rae.id, "evening", START_DAY)
+    h.maintain()
+    h.clock.set(ny(3, 7, 59))
+    h.maintain()
+    assert _texts_to(site, rae.phone or "") == []
+    h.clock.set(ny(3, 8, 0))
+    h.maintain()
+    [first] = _texts_to(site, rae.phone or "")
+    assert first.startswith("Evening Calm: your reminders start now.")
 
 
 def test_an_opted_out_number_gets_no_confirmation_and_a_new_number_gets_its_own(
@@ -135,7 +152,7 @@ def test_an_opted_out_number_gets_no_confirmation_and_a_new_number_gets_its_own(
 ) -> None:
     h = site.harness
     _plan(site)
-    h.clock.set(ny(2, 6, 0))
+    h.clock.set(ny(2, 8, 0))
     rae = people.create(h.runtime, name="Rae Example", timezone="America/New_York",
                         phone="+14155550123")  # fmt: skip
     h.enroll(rae.id, "evening", START_DAY)
@@ -224,7 +241,7 @@ def test_a_person_signs_up_answers_yes_and_gets_the_first_reminder_on_time(site:
     h.maintain()
     h.at(ny(2, 22, 30))
     assert _texts_to(site, ANA) == [ask, "Screens off, Ana."]
-    h.at(ny(3, 7, 30))
+    h.at(ny(3, 9, 30))
     assert _texts_to(site, ANA)[-1] == "A short walk?"
     with transaction(site.engine) as conn:
         assert conn.execute(select(func.count()).select_from(signup_table)).scalar_one() == 0
