@@ -1042,7 +1042,8 @@ def demo_command(days: int, out: Path, seed: int) -> None:
     checked = ", ".join(f"{count} {kind}" for kind, count in result.check_ins.items())
     click.echo(f"\n{days} simulated days: {sent or 'nothing'} in the outbox; "
                f"{result.replies} replies ({result.answers} answered); "
-               f"check-ins: {checked or 'none'}.\n")  # fmt: skip
+               f"check-ins: {checked or 'none'}.")  # fmt: skip
+    click.echo(f"{result.cohort}\n")
     headers, rows = report_rows(result.report)
     click.echo(format_table(headers, rows))
     click.echo(f"\nHTML report with charts: {result.html}")

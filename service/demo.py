@@ -27,6 +27,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from sqlalchemy import func, select
 
 from service import report
 from service.actions import checkins as recording
+from service.actions import coaches, cohorts, signups
 from service.actions import enrollments as enrolling
 from service.actions import plans as publishing
 from service.actions.inbound_sms import handle_sms
@@ -51,9 +53,11 @@ from service.logging import configure_logging
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
 from service.storage import checkins
+from service.storage import cohorts as cohort_rows
 from service.storage import deliveries as delivery_rows
 from service.storage import participants as participant_rows
 from service.storage import replies as reply_rows
+from service.storage.cohorts import Cohort
 from service.storage.db import make_engine, record, transaction, upgrade
 from service.storage.tables import (
     deliveries,
@@ -64,7 +68,8 @@ from service.storage.tables import (
 from service.web import charts, dashboard_data
 
 START = date(2026, 3, 2)  # a Monday; New York moves its clocks on Sunday 8 March
-CLOCK_START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # before anyone's first reminder
+CLOCK_START = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)  # a day before anyone's first reminder,
+# so that every confirmation SMS goes in the day where its person is (08:00 to 21:00)
 MAINTAIN_EVERY = timedelta(hours=1)  # windows, nudges, weekly messages, horizons
 DEMO_SECRET = "tend-demo-secret-not-for-production"
 COACH = "coach@example.com"
@@ -92,28 +97,44 @@ class Persona:
     plans: tuple[str, ...]
     style: Style
     variables: tuple[tuple[str, str], ...] = ()
+    coached: bool = False  # one of coach Cora's own people, in her cohort
+    joins: bool = False  # signs up on the cohort's page and answers YES (in Spanish)
+    language: str | None = None
 
     @property
     def described(self) -> str:
-        return {
+        said = {
             "keeps_up": "keeps up",
             "slips": "slips in week 2",
             "stops": f"texts STOP on day {STOP_DAY}",
         }[self.style]
+        if self.joins:
+            said = f"signs up on Cora's page, answers Sí; {said}"
+        elif self.coached:
+            said = f"Cora's; {said}"
+        return said
 
 
 PEOPLE = (
     Persona("Rae Okafor", "America/New_York", "+12125550141", "rae@example.com",
-            ("sleep-hygiene", "rhythmic-movement"), "keeps_up"),
+            ("sleep-hygiene", "rhythmic-movement"), "keeps_up", coached=True),
     Persona("Kenji Sato", "Asia/Tokyo", "+819012345678", "kenji@example.com",
             ("morning-affirmations",), "keeps_up", (("wake", "06:30"),)),
     Persona("Amara Mensah", "Europe/London", "+447700900123", "amara@example.com",
             ("rhythmic-movement",), "slips"),
     Persona("Sam Taylor", "Australia/Sydney", "+61412345678", "sam@example.com",
-            ("sleep-hygiene",), "stops", (("bedtime", "23:00"),)),
+            ("sleep-hygiene",), "stops", (("bedtime", "23:00"),), coached=True),
     Persona("Priya Nair", "Asia/Kolkata", "+919812345678", "priya@example.com",
             ("body-awareness",), "keeps_up"),
+    Persona("Lucía Fernández", "America/Chicago", "+13125550190", "",
+            ("sleep-hygiene",), "keeps_up", (("bedtime", "22:45"),), coached=True, joins=True,
+            language="es"),
 )  # fmt: skip
+# Coach Cora's account and her cohort: Rae and Sam are hers; Lucía joins it herself
+# through its sign-up page (double opt-in: a text asking YES, and her "Sí").
+CORA = ("cora@example.com", "Cora Lindqvist")
+COHORT = "Spring sleep group"
+SIGNS_UP_AT = time(9, 10)  # Lucía's time, on the first day
 
 
 class DemoError(Exception):
@@ -132,6 +153,7 @@ class DemoResult:
     answers: int  # texts Tend answered with
     check_ins: dict[str, int]  # occurrences by check-in (done, skipped)
     delivery_states: dict[str, int]
+    cohort: str = ""  # coach Cora's cohort, in words
     people: tuple[Persona, ...] = PEOPLE
 
 
@@ -218,6 +240,9 @@ class Simulation:
         self.stopped: set[str] = set()
         self.replies = 0
         self.answers = 0
+        self.cora = ""
+        self.cohort: Cohort
+        self.joining: dict[str, Persona] = {}  # by phone: signed up, not yet answered
 
     def close(self) -> None:
         self.worker.stop()
@@ -225,7 +250,23 @@ class Simulation:
 
     # set-up
 
-    def enroll(self, persona: Persona) -> str:
+    def coach_and_cohort(self) -> None:
+        """Coach Cora's account, and her cohort with a plan, a JOIN keyword and a
+        sign-up page (as she would make them in the dashboard)."""
+        email, name = CORA
+        made = coaches.add(self.runtime, coaches.operator(), email=email, name=name)
+        self.cora = made.coach.id
+        cora = coaches.Actor.of(made.coach)
+        self.cohort = cohorts.create(self.runtime, name=COHORT, plan="sleep-hygiene",
+                                     keyword="SLEEP", signup=True, actor=cora)  # fmt: skip
+
+    def enroll(self, persona: Persona) -> str | None:
+        """Add the persona and enroll them; one who joins on their own signs up on the
+        cohort's page on the first morning instead (None: no participant yet)."""
+        if persona.joins:
+            moment = datetime.combine(START, SIGNS_UP_AT, ZoneInfo(persona.timezone))
+            self.at(moment, lambda: self.sign_up(persona))
+            return None
         # Stored as they are, not through actions.participants.create: the personas'
         # numbers are in ranges set aside for fiction (Ofcom's 07700 900xxx, 555-01xx),
         # which a real participant's number must not be.
@@ -235,9 +276,12 @@ class Simulation:
                 name=persona.name,
                 timezone=persona.timezone,
                 phone=persona.phone,
-                email=persona.email,
+                email=persona.email or None,
                 variables=dict(persona.variables),
                 now=self.clock.now(),
+                coach_id=self.cora if persona.coached else None,
+                cohort_id=self.cohort.id if persona.coached else None,
+                language=persona.language,
             )
         for plan_id in persona.plans:
             plan = self.runtime.plans.get(plan_id)
@@ -247,13 +291,39 @@ class Simulation:
                     " (TEND_SCHEDULES_DIR); run tend demo from Tend's folder"
                 )
             enrolling.enroll(self.runtime, person.id, plan, START, {})
-        self.people[person.id] = persona
-        self.rngs[person.id] = random.Random(f"{self.seed}:{persona.name}")
+        self.meet(person.id, persona)
+        return person.id
+
+    def meet(self, participant_id: str, persona: Persona) -> None:
+        self.people[participant_id] = persona
+        self.rngs[participant_id] = random.Random(f"{self.seed}:{persona.name}")
         if persona.style == "stops":
             zone = ZoneInfo(persona.timezone)
             moment = datetime.combine(START + timedelta(days=STOP_DAY - 1), time(20, 5), zone)
-            self.at(moment, lambda: self.text(person.id, "STOP"))
-        return person.id
+            self.at(moment, lambda: self.text(participant_id, "STOP"))
+
+    def sign_up(self, persona: Persona) -> None:
+        """The sign-up page's form, filled in; the text asking YES follows."""
+        assert self.cohort.signup_token is not None
+        signups.sign_up(
+            self.runtime, self.cohort.signup_token, name=persona.name, phone=persona.phone,
+            timezone=persona.timezone, variables=dict(persona.variables),
+            language=persona.language or "", address="demo",
+        )  # fmt: skip
+        self.joining[persona.phone] = persona
+
+    def answer_yes(self, persona: Persona) -> None:
+        """'Sí' to the question: she is a participant now, enrolled by Tend."""
+        self._sids += 1
+        answer = handle_sms(self.runtime, sid=f"SMdemo{self._sids:08d}", sender=persona.phone,
+                            body="Sí")  # fmt: skip
+        self.replies += 1
+        self.answers += answer is not None
+        with transaction(self.runtime.engine) as conn:
+            person = participant_rows.find_participant_by_phone(conn, persona.phone)
+        if person is None:
+            raise DemoError(f"{persona.name}'s YES did not make her a participant")
+        self.meet(person.id, persona)
 
     def revise_plan(self) -> None:
         """The coach's edit of `REVISION`, published as a plan's next version."""
@@ -345,6 +415,11 @@ class Simulation:
         if not rows:
             return
         self._last_outbox = max(r["id"] for r in rows)
+        for row in rows:  # the text asking YES, to someone who signed up: she answers
+            joining = self.joining.pop(row["recipient"], None)
+            if joining is not None and row["occurrence_id"] is None:
+                later = self.clock.now() + timedelta(minutes=4)
+                self.at(later, partial(self.answer_yes, joining))
         sent = [record(_Sent, r) for r in rows if r["occurrence_id"] is not None]
         # The worker's order is its own: decide in an order of our own, for the seed.
         for item in sorted(
@@ -490,6 +565,7 @@ def run(
     end = end_of(days)
     simulation = Simulation(runtime, clock, seed, end)
     try:
+        simulation.coach_and_cohort()
         for persona in PEOPLE:
             simulation.enroll(persona)
         simulation.at(REVISION_AT, simulation.revise_plan)
@@ -540,6 +616,23 @@ def _finish(runtime: Runtime, simulation: Simulation, folder: Path, end: datetim
         answers=simulation.answers,
         check_ins={str(k): int(v) for k, v in sorted(checked.items())},
         delivery_states=dict(sorted(states.items())),
+        cohort=_cohort_line(runtime, simulation),
+    )
+
+
+def _cohort_line(runtime: Runtime, simulation: Simulation) -> str:
+    """Who is in coach Cora's cohort, and how the one who joined got there."""
+    with transaction(runtime.engine) as conn:
+        names = [
+            participant_rows.get_participant(conn, pid).name.split()[0]
+            for pid in cohort_rows.member_ids(conn, simulation.cohort.id)
+        ]
+    joined = [p.name.split()[0] for p in PEOPLE if p.joins]
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+    return (
+        f'Coach {CORA[1]}\'s cohort "{COHORT}" (her own people; others are the '
+        f"operator's): {listed}. {' and '.join(joined)} joined through its sign-up page "
+        "and answered the text asking YES; everyone's first text was the confirmation."
     )
 
 
