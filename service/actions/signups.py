@@ -122,6 +122,11 @@ def page(runtime: Runtime, token: str) -> JoinPage:
                     confirmation.frequency(per_day))  # fmt: skip
 
 
+def _printable(text: str) -> str:
+    """What was typed, as it can be shown back: no control characters, not too long."""
+    return re.sub(r"[\x00-\x1f\x7f]", "", text).strip()[:40]
+
+
 @cache
 def _countries() -> dict[str, str]:
     """Time zone -> the country it is in (tzdata's zone.tab), for reading a number
@@ -154,9 +159,17 @@ def _checked(
     language: str,
 ) -> dict[str, Any]:
     try:
+        number = validate.phone(phone, country_of(timezone.strip()))
+    except validate.Invalid:
+        raise Invalid(
+            f"'{_printable(phone)}' is not a valid phone number; write your mobile number "
+            "with its area code, like (312) 555-0190, or with your country's code, like "
+            "+44 7700 900123"
+        ) from None
+    try:
         out: dict[str, Any] = {
             "name": validate.name(name),
-            "phone": validate.phone(phone, country_of(timezone.strip())),
+            "phone": number,
             "email": validate.email(email) if email.strip() else None,
             "timezone": validate.zone(timezone),
         }

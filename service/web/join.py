@@ -49,9 +49,12 @@ def _zones() -> list[str]:
 
 
 def _headers(nonce: str) -> dict[str, str]:
-    """The private pages' headers, with the one small script (the time zone guess) let in."""
+    """The private pages' headers, with the one small script (the time zone guess) let
+    in, and the referrer kept to this site: with none at all, a browser posts the form
+    with `Origin: null`, which the check against other sites' forms must refuse."""
     policy = PRIVATE_HEADERS["Content-Security-Policy"] + f"; script-src 'nonce-{nonce}'"
-    return {**PRIVATE_HEADERS, "Content-Security-Policy": policy}
+    return {**PRIVATE_HEADERS, "Content-Security-Policy": policy,
+            "Referrer-Policy": "same-origin"}  # fmt: skip
 
 
 def _not_found() -> HTMLResponse:
