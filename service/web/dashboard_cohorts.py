@@ -195,8 +195,10 @@ async def cohort_settings(request: Request, cohort_id: Id) -> Response:
 
     try:
         after = await run_in_threadpool(change)
-    except NotFound:
-        return _not_found(request, session, "cohort")
+    except NotFound as exc:
+        if str(exc).startswith("no cohort"):
+            return _not_found(request, session, "cohort")
+        return _redirect(request, here, f"Nothing changed: {exc}.", "error")  # a plan
     except ActionError as exc:
         return _redirect(request, here, f"Nothing changed: {exc}.", "error")
     return _redirect(request, here, f"Saved {after.name}.")

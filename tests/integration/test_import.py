@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from service.storage.tables import (
     participants,
 )
 from service.web.app import create_app
-from tests.support.engine import START, Folders, RecordingChannel, build_runtime
+from tests.support.engine import START, Folders, Harness, RecordingChannel, build_runtime
 
 TOKEN = "import-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -454,3 +455,56 @@ def test_the_same_refusal_everywhere(
     for _, _, message in expected:
         assert message.replace("'", "&#39;") in page.text
     assert world.count() == 0
+
+
+# SQLite only: 1,000 texts through the worker; the import and enrolling on PostgreSQL are
+# the tests above.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_cohort_of_500_imported_and_enrolled_in_the_dashboard_gets_one_confirmation_each_first(
+    world: World,
+) -> None:
+    """Issue 17's done-when: 500 people imported in the dashboard (one bad row first:
+    shown, fixed, uploaded again), enrolled in one action, and each person's first text
+    is their confirmation, exactly one of it, before any reminder."""
+    browser, csrf = world.browser()
+    refused = _upload(browser, "/dashboard/import/check", people(bad=BAD_LINE), csrf,
+                      cohort="Spring")  # fmt: skip
+    assert refused.status_code == 422
+    assert f'<td class="where">{BAD_LINE}</td>' in refused.text
+    checked = _upload(browser, "/dashboard/import/check", people(), csrf, cohort="Spring")
+    form = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', checked.text))
+    done = browser.post("/dashboard/import", data=form,
+                        files={"unused": ("", b"", "application/octet-stream")},
+                        follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303, done.text
+    cohort_page = done.headers["location"]
+    enrolled = browser.post(f"{cohort_page}/enroll", data={"csrf": csrf, "plan": "calm",
+                            "when": "date", "start": "2026-03-03"}, follow_redirects=False)  # fmt: skip
+    assert enrolled.status_code == 303
+    assert "500 enrolled in calm" in browser.get(enrolled.headers["location"]).text
+    assert enrolled_in(world) == 500
+
+    clock = world.runtime.clock
+    assert isinstance(clock, ManualClock)
+    harness = Harness(world.runtime, clock, world.sms, world.sms)
+    try:
+        harness.maintain()  # 07:00 in New York: too early for a confirmation
+        assert world.sms.sent == []
+        clock.set(datetime(2026, 3, 2, 13, 0, tzinfo=UTC))  # 08:00 there
+        harness.maintain()
+        for minute in range(0, 71, 5):  # the next morning: wake + 10m, 06:10 to 07:09
+            harness.at(datetime(2026, 3, 3, 11, 10, tzinfo=UTC) + timedelta(minutes=minute))
+    finally:
+        harness.worker.stop()
+        harness.broker.close()
+    by_phone: dict[str, list[str]] = {}
+    for message in world.sms.sent:
+        by_phone.setdefault(message.to, []).append(message.body)
+    assert len(by_phone) == 500
+    for phone, texts in by_phone.items():
+        confirmations = [t for t in texts if "Reply HELP for help, STOP to opt out" in t]
+        assert len(confirmations) == 1, (phone, texts)
+        assert texts[0] == confirmations[0], (phone, texts)
+        assert texts[0].startswith("Calm: your reminders start now. Up to 1 msg/day.")
+        assert len(texts) > 1, (phone, texts)
+        assert texts[1].startswith("Breathe, Person"), (phone, texts)
