@@ -99,8 +99,11 @@ def _label(name: str) -> str:
     return LABELS.get(name, f"Your usual time for {name.replace('_', ' ')}")
 
 
+TOKEN = re.compile(r"[A-Za-z0-9_-]{8,64}")  # what secrets.token_urlsafe makes
+
+
 def _joinable(conn: Connection, runtime: Runtime, token: str) -> tuple[Cohort, Plan]:
-    cohort = cohort_rows.cohort_by(conn, token=token) if token else None
+    cohort = cohort_rows.cohort_by(conn, token=token) if TOKEN.fullmatch(token) else None
     plan = runtime.plans.get(cohort.plan_id) if cohort and cohort.plan_id else None
     if cohort is None or plan is None:
         raise NotFound("no such sign-up page")
