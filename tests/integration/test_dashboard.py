@@ -462,14 +462,14 @@ def test_a_participant_page_shows_calendars_replies_consent_and_the_feed(coach: 
     feed = links.feed_link(coach.runtime, sam, person.feed_version)
     assert f'value="{feed}"' in page
     assert links.webcal_link(feed) in page
-    assert "Nothing recorded: no opt-outs" in page
+    assert "Nothing recorded yet: how they agreed" in page
     assert '<span class="badge ok">subscribed</span>' in page
 
 
 def test_a_participant_who_texted_stop_shows_it(coach: App) -> None:
     page = coach.client.get(f"/dashboard/participants/{coach.cohort.ids['jo']}").text
     assert "opted out</span> (STOP: no texts of any kind)" in page
-    assert "sms opt out" in page
+    assert "sms: opted out" in page
     assert "from sms:opt_out" in page
     assert "“STOP”" in page
     # After the STOP no reminder reached Jo: those days are not counted, not missed.
