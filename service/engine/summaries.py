@@ -88,12 +88,13 @@ def plan_weekly(runtime: Runtime) -> int:
 def _welcomes(runtime: Runtime, now: datetime) -> list[store.Wanted]:
     """The confirmation SMS of each participant in a plan who has not had theirs: now,
     or, when it is night where they are, at WELCOME_FROM their time (a coach importing a
-    cohort at their desk must not wake someone on the other side of the world)."""
+    cohort at their desk must not wake someone on the other side of the world), unless
+    their plan texts them before then: then just before that first text."""
     with transaction(runtime.engine) as conn:
         found = store.participants_to_welcome(conn)
     wanted = []
-    for pid, zone in found:
-        due = welcome_moment(now, ZoneInfo(zone))
+    for pid, zone, first_text in found:
+        due = welcome_moment(now, ZoneInfo(zone), first_text)
         wanted.append(store.Wanted(SummaryKind.WELCOME, pid, due.date(), Channel.SMS, due))
     return wanted
 
@@ -102,13 +103,21 @@ WELCOME_FROM = time(8, 0)  # a confirmation goes between 08:00
 WELCOME_UNTIL = time(21, 0)  # and 21:00, the participant's time
 
 
-def welcome_moment(now: datetime, zone: ZoneInfo) -> datetime:
-    """When a confirmation due now may go: now, in the day; else the next 08:00 there."""
+WELCOME_AHEAD = timedelta(minutes=2)  # before a first text the plan sends at night
+
+
+def welcome_moment(now: datetime, zone: ZoneInfo, first_text: datetime | None = None) -> datetime:
+    """When a confirmation due now may go: now, in the day; at night the next 08:00
+    there, or just before the first text the plan itself sends earlier than that (a
+    bedtime reminder the person chose: the confirmation comes with it, not hours later)."""
     local = now.astimezone(zone)
     if WELCOME_FROM <= local.time() < WELCOME_UNTIL:
         return now
     day = local.date() + timedelta(days=1 if local.time() >= WELCOME_UNTIL else 0)
-    return datetime.combine(day, WELCOME_FROM, zone).astimezone(UTC)
+    morning = datetime.combine(day, WELCOME_FROM, zone).astimezone(UTC)
+    if first_text is not None and first_text < morning:
+        return max(now, first_text - WELCOME_AHEAD)
+    return morning
 
 
 def _participant_summaries(runtime: Runtime, now: datetime) -> list[store.Wanted]:

@@ -14,11 +14,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from service.core.states import LIVE_STATUSES, Channel, SmsState, SummaryKind, SummaryState
-from service.storage.tables import enrollments, participants, summaries
+from service.core.states import (
+    LIVE_STATUSES,
+    Channel,
+    DeliveryState,
+    SmsState,
+    SummaryKind,
+    SummaryState,
+)
+from service.storage.tables import deliveries, enrollments, occurrences, participants, summaries
 
 MAY_HAVE_GONE = "the worker stopped while sending; not sent again, to avoid a duplicate"
 
@@ -190,21 +197,33 @@ def list_summaries(conn: Connection, *, kind: str | None = None) -> list[dict[st
 # --- the confirmation SMS ----------------------------------------------------------------
 
 
-def participants_to_welcome(conn: Connection, *, limit: int = 500) -> list[tuple[str, str]]:
+def participants_to_welcome(
+    conn: Connection, *, limit: int = 500
+) -> list[tuple[str, str, datetime | None]]:
     """Participants who have a number, may be texted, are in a plan (active or paused)
-    and have not had their confirmation SMS, with none on its way: (id, time zone)."""
+    and have not had their confirmation SMS, with none on its way: (id, time zone, when
+    their first text still to go is due, or None)."""
     on_its_way = (
         select(summaries.c.subject)
         .where(summaries.c.kind == SummaryKind.WELCOME)
-        .where(
-            summaries.c.state.in_(
-                (SummaryState.PENDING, SummaryState.CLAIMED, SummaryState.SENDING)
+        .where(summaries.c.state.in_((SummaryState.PENDING, SummaryState.CLAIMED,
+                                      SummaryState.SENDING)))
+    )  # fmt: skip
+    live = select(enrollments.c.participant_id).where(enrollments.c.status.in_(LIVE_STATUSES))
+    first_text = (
+        select(func.min(deliveries.c.due_at))
+        .select_from(
+            deliveries.join(occurrences, occurrences.c.id == deliveries.c.occurrence_id).join(
+                enrollments, enrollments.c.id == occurrences.c.enrollment_id
             )
         )
+        .where(enrollments.c.participant_id == participants.c.id)
+        .where(deliveries.c.channel == Channel.SMS)
+        .where(deliveries.c.state.in_((DeliveryState.PENDING, DeliveryState.CLAIMED)))
+        .scalar_subquery()
     )
-    live = select(enrollments.c.participant_id).where(enrollments.c.status.in_(LIVE_STATUSES))
     rows = conn.execute(
-        select(participants.c.id, participants.c.timezone)
+        select(participants.c.id, participants.c.timezone, first_text)
         .where(participants.c.welcomed_at.is_(None))
         .where(participants.c.phone.is_not(None))
         .where(participants.c.sms_state == SmsState.SUBSCRIBED)
@@ -213,7 +232,7 @@ def participants_to_welcome(conn: Connection, *, limit: int = 500) -> list[tuple
         .order_by(participants.c.created_at, participants.c.id)
         .limit(limit)
     )
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def forget_welcome(conn: Connection, participant_id: str) -> None:

@@ -147,6 +147,26 @@ def test_a_confirmation_due_at_night_waits_for_the_morning(site: Tend) -> None:
     assert first.startswith("Evening Calm: your reminders start now.")
 
 
+def test_at_night_the_confirmation_comes_just_before_a_first_text_the_plan_sends_then(
+    site: Tend,
+) -> None:
+    h = site.harness
+    _plan(site)
+    h.clock.set(ny(2, 21, 30))  # enrolled at half past nine; her wind-down is at 22:00
+    rae = people.create(h.runtime, name="Rae Example", timezone="America/New_York",
+                        phone="+14155550123")  # fmt: skip
+    h.enroll(rae.id, "evening", START_DAY)
+    h.maintain()
+    assert _texts_to(site, rae.phone or "") == []  # not now: it is night there
+    h.clock.set(ny(2, 21, 58))
+    h.maintain()
+    h.at(ny(2, 22, 0))
+    texts = _texts_to(site, rae.phone or "")
+    assert len(texts) == 2
+    assert texts[0].startswith("Evening Calm: your reminders start now.")
+    assert texts[1] == "Screens off, Rae."
+
+
 def test_an_opted_out_number_gets_no_confirmation_and_a_new_number_gets_its_own(
     site: Tend,
 ) -> None:
