@@ -174,6 +174,18 @@ def _viewer(request: Request) -> Session | None:
     return session
 
 
+def _stale_form(request: Request, session: Session) -> HTMLResponse:
+    """The answer to a form whose CSRF token is missing or not this session's (403)."""
+    return _message(
+        request,
+        session,
+        "Refused",
+        "The form was out of date or did not come from this dashboard. Go back, "
+        "reload the page and try again.",
+        403,
+    )
+
+
 async def _posted(
     request: Request, limit: int = MAX_FORM, *, audit: bool = True
 ) -> tuple[Session, dict[str, str]] | Response:
@@ -194,14 +206,7 @@ async def _posted(
     except UnicodeDecodeError:
         return _message(request, session, "Not understood", "The form could not be read.", 400)
     if not csrf_valid(session, form.get("csrf", "")):
-        return _message(
-            request,
-            session,
-            "Refused",
-            "The form was out of date or did not come from this dashboard. Go back, "
-            "reload the page and try again.",
-            403,
-        )
+        return _stale_form(request, session)
     if audit:
         await run_in_threadpool(_audit, request, session)
     return session, form

@@ -43,6 +43,7 @@ from service.web.dashboard import (
     _render,
     _runtime,
     _sentence,
+    _stale_form,
     _to_login,
     _viewer,
 )
@@ -138,14 +139,7 @@ async def _posted_file(
     except _Unreadable:
         return _message(request, session, "Not understood", "The form could not be read.", 400)
     if not csrf_valid(session, fields.get("csrf", "")):
-        return _message(
-            request,
-            session,
-            "Refused",
-            "The form was out of date or did not come from this dashboard. Go back, "
-            "reload the page and try again.",
-            403,
-        )
+        return _stale_form(request, session)
     return session, fields, upload
 
 

@@ -20,9 +20,7 @@ Sessions, CSRF, the same-site check, the audit log and the pages are
 
 from __future__ import annotations
 
-import zoneinfo
 from datetime import date
-from functools import cache
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -44,6 +42,7 @@ from service.web.dashboard import (
     _to_login,
     _viewer,
 )
+from service.web.pages import zone_names
 from service.web.session import Session
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -67,13 +66,6 @@ def _shown(text: str, limit: int = MAX_SHOWN) -> str:
 
 class _Unparsed(ValueError):
     """A field the form could not read as what it asks for (said to the coach)."""
-
-
-@cache
-def _zones() -> tuple[str, ...]:
-    return tuple(
-        sorted(z for z in zoneinfo.available_timezones() if "/" in z and not z.startswith("Etc/"))
-    )
 
 
 def _variables(text: str) -> dict[str, str]:
@@ -139,7 +131,7 @@ def _page(
         section="overview",
         form=typed,
         error=_shown(error, MAX_PEOPLE_FORM) if error else None,
-        zones=_zones(),
+        zones=zone_names(),
         languages=LANGUAGES,
         cohorts=mine,
         plans=plans,

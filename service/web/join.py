@@ -15,8 +15,6 @@ is refused (403).
 from __future__ import annotations
 
 import secrets
-import zoneinfo
-from functools import cache
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -29,7 +27,7 @@ from service.actions.errors import Invalid, NotFound
 from service.runtime import Runtime
 from service.web.auth import address_of, origin_allowed
 from service.web.forms import TooLarge, read_capped, without_control
-from service.web.pages import PRIVATE_HEADERS, render
+from service.web.pages import PRIVATE_HEADERS, render, zone_names
 
 router = APIRouter(tags=["sign-up"])
 
@@ -39,13 +37,6 @@ TOKEN_LENGTH = 64  # at most, of a token in a path
 
 def _runtime(request: Request) -> Runtime:
     return cast(Runtime, request.app.state.runtime)
-
-
-@cache
-def _zones() -> list[str]:
-    return sorted(
-        z for z in zoneinfo.available_timezones() if "/" in z and not z.startswith("Etc/")
-    )
 
 
 def _headers(nonce: str) -> dict[str, str]:
@@ -89,7 +80,7 @@ def _page(
         error=error,
         form={k: without_control(v)[:400] for k, v in (form or {}).items()},  # shown back
         done=done,
-        zones=_zones(),
+        zones=zone_names(),
         languages=signups.LANGUAGES,
         nonce=nonce,
         site=public.netloc,

@@ -8,6 +8,8 @@ are `core.render`'s, sandboxed): they live with the code and are not sandboxed."
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -60,6 +62,15 @@ ENV.globals.update(
     swatch=lambda state: Markup(charts.swatch(state)),
     states=charts.STATES,
 )
+
+
+@functools.cache
+def zone_names() -> tuple[str, ...]:
+    """The time zones a form offers (a datalist): every IANA name of a place, sorted."""
+    return tuple(
+        sorted(z for z in zoneinfo.available_timezones() if "/" in z and not z.startswith("Etc/"))
+    )
+
 
 # Pages reached by a personal link: never cached, the token never sent on to another
 # site, nothing loaded from elsewhere, forms posted only here.
