@@ -212,7 +212,7 @@ def _wait_for_welcome(
     run(
         lambda conn: delivery_rows.retry_later(
             conn, job.id, now=now, attempt=job.attempts, error=NOT_WELCOMED,
-            lease_until=now + WELCOME_WAIT,
+            lease_until=now + WELCOME_WAIT, uncertain=job.uncertain,
         )
     )  # fmt: skip
     return Result(Outcome.RETRY, detail=NOT_WELCOMED)
