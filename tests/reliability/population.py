@@ -231,6 +231,9 @@ def _populate_batch(
             "feed_version": 1,
             "created_at": now,
             "coach_id": None,
+            "cohort_id": None,
+            "language": None,
+            "welcomed_at": now,  # in Tend already: their confirmation went before the day
         }
         participant = participant_rows.participant_from_row({**prow, "paused_until": None})  # type: ignore[arg-type]
         # enroll's check of the variables, then enrollment_rows.add_enrollment's row.
