@@ -1663,7 +1663,7 @@ JOIN_FIELDS = st.lists(
 )
 
 
-@settings(FUZZ, max_examples=50)
+@settings(FUZZ, max_examples=30)
 @given(data=st.data(), method=METHODS, body=BODIES, content_type=CONTENT_TYPES, form=JOIN_FIELDS)
 def test_sign_up_pages_never_fail(
     site: Site,

@@ -32,6 +32,9 @@ from tests.integration.test_inbound_sms import (  # noqa: F401 (make_tend: a fix
 )
 
 NY = ZoneInfo("America/New_York")
+# The rules of timing and the page's words do not depend on the database: those tests
+# run on SQLite only; the flows that write (joining, the confirmation, STOP) on both.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -115,6 +118,7 @@ def test_the_first_text_is_the_confirmation_and_reminders_wait_for_it(site: Tend
     assert site.consent(rae.id)[0]["source"] == "api"
 
 
+@SQLITE_ONLY
 def test_a_reminder_whose_grace_runs_out_waiting_is_expired_not_sent_late(site: Tend) -> None:
     h = site.harness
     _plan(site)
@@ -130,6 +134,7 @@ def test_a_reminder_whose_grace_runs_out_waiting_is_expired_not_sent_late(site: 
     assert "confirmation SMS had not gone" in walk["last_error"]
 
 
+@SQLITE_ONLY
 def test_a_confirmation_due_at_night_waits_for_the_morning(site: Tend) -> None:
     h = site.harness
     _plan(site)
@@ -147,6 +152,7 @@ def test_a_confirmation_due_at_night_waits_for_the_morning(site: Tend) -> None:
     assert first.startswith("Evening Calm: your reminders start now.")
 
 
+@SQLITE_ONLY
 def test_at_night_the_confirmation_comes_just_before_a_first_text_the_plan_sends_then(
     site: Tend,
 ) -> None:
@@ -288,6 +294,7 @@ def test_one_who_never_answers_is_never_texted_again_and_forgotten(site: Tend) -
         assert participant_rows.find_participant_by_phone(conn, ANA) is None
 
 
+@SQLITE_ONLY
 def test_the_page_says_the_same_whatever_tend_knows_of_the_number(site: Tend) -> None:
     h = site.harness
     h.clock.set(ny(2, 9, 0))
@@ -325,6 +332,7 @@ def test_stop_before_yes_forgets_the_sign_up_and_the_number_stays_out(site: Tend
     assert ana.sms_state == "opted_out"
 
 
+@SQLITE_ONLY
 def test_sign_ups_are_limited_per_address_and_unknown_pages_are_404(site: Tend) -> None:
     h = site.harness
     h.clock.set(ny(2, 9, 0))
@@ -379,6 +387,7 @@ def test_join_by_text_asks_yes_and_yes_enrolls(site: Tend) -> None:
     assert site.text("JOIN NOPE", sender="+15550002222") == STRANGER_ANSWER
 
 
+@SQLITE_ONLY
 def test_a_yes_counts_only_for_the_number_that_signed_up(site: Tend) -> None:
     h = site.harness
     h.clock.set(ny(2, 9, 0))
