@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
+
+from service.actions import coaches
 
 pytest_plugins = [
     "tests.support.plans",
@@ -84,6 +87,19 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return nodeid
 
     return Scheduling(config, log)
+
+
+# argon2id as production has it costs about a tenth of a second a hash on this kind of
+# machine, and the account tests hash hundreds of times: they get the same algorithm at
+# its smallest cost. tests/unit/test_password_cost.py checks production's own parameters.
+_CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+_CHEAP_DUMMY = _CHEAP_HASHER.hash("a password nobody has")
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(coaches, "_HASHER", _CHEAP_HASHER)
+    monkeypatch.setattr(coaches, "_DUMMY_HASH", _CHEAP_DUMMY)
 
 
 @pytest.fixture(autouse=True)
