@@ -32,6 +32,8 @@ from service.core import confirmation, validate
 from service.core.expand import resolve_plan_variables
 from service.core.plan import Plan
 from service.core.records import Participant
+from service.core.render import Person
+from service.core.replies import parse_reply
 from service.core.states import Channel, ConsentAction, SummaryKind
 from service.core.timeexpr import format_clock
 from service.runtime import Runtime
@@ -296,7 +298,7 @@ def handle_text(
         cohort = cohort_rows.cohort_by(conn, keyword=joining.group(1).upper())
         if cohort is not None:
             answer = runtime.catalog.renderer.answer(
-                "join_known", {"participant": {"first_name": known.name.split()[0]}}
+                "join_known", {"participant": {"first_name": Person(known.name).first_name}}
             )
             return Texted(answer, "join", "JOIN from a participant; nothing changed")
         return None
@@ -308,7 +310,7 @@ def handle_text(
     word = body.strip().strip(".!").lower()
     if word in YES:
         return _confirm(runtime, conn, secret, waiting, now)
-    if word in {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}:
+    if parse_reply(body).kind == "opt_out":  # STOP and its synonyms, as everywhere
         consent.suppress_number(conn, secret, sender, now)
         signup_rows.remove(conn, waiting.id)
         log.info("sign-up stopped before it was confirmed", signup=waiting.id)
@@ -381,7 +383,7 @@ def _confirm(
         when = f"{local:%a} {local.day} {local:%b} at {local:%H:%M}"
     answer = runtime.catalog.renderer.answer(
         "joined",
-        {"participant": {"name": person.name, "first_name": person.name.split()[0]},
+        {"participant": {"name": person.name, "first_name": Person(person.name).first_name},
          "program": plan.title, "first": when},
     )  # fmt: skip
     log.info("sign-up confirmed", participant=person.id, cohort=cohort.id, plan=plan.id)

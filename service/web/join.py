@@ -25,9 +25,11 @@ from fastapi.responses import HTMLResponse
 from service.actions import signups
 from service.actions.errors import Invalid, NotFound
 from service.runtime import Runtime
-from service.web.auth import address_of, origin_allowed
+from service.web.auth import address_of
+from service.web.dashboard import _sentence as sentence
 from service.web.forms import TooLarge, read_capped, without_control
 from service.web.pages import PRIVATE_HEADERS, render, zone_names
+from service.web.session import same_site
 
 router = APIRouter(tags=["sign-up"])
 
@@ -87,14 +89,6 @@ def _page(
     )
 
 
-def _same_site(request: Request) -> bool:
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("origin")
-    return origin is None or origin_allowed(_runtime(request), origin)
-
-
 @router.get("/join/{token}", response_class=HTMLResponse, include_in_schema=False)
 def join_page(token: str, request: Request) -> HTMLResponse:
     if len(token) > TOKEN_LENGTH:
@@ -108,7 +102,7 @@ async def join(token: str, request: Request) -> HTMLResponse:
     runtime = _runtime(request)
     if len(token) > TOKEN_LENGTH:
         return _not_found()
-    if not _same_site(request):
+    if not same_site(request):
         return render("message.html", 403, title="Refused",
                       text="That sign-up came from another site.")  # fmt: skip
     try:
@@ -133,11 +127,7 @@ def _sign_up(runtime: Runtime, token: str, form: dict[str, str], address: str | 
     except NotFound:
         return _not_found()
     except signups.Throttled as exc:
-        return _page(runtime, token, 429, error=_sentence(exc.message), form=form)
+        return _page(runtime, token, 429, error=sentence(exc.message), form=form)
     except Invalid as exc:
-        return _page(runtime, token, 400, error=_sentence(exc.message), form=form)
+        return _page(runtime, token, 400, error=sentence(exc.message), form=form)
     return _page(runtime, token, done=said)
-
-
-def _sentence(text: str) -> str:
-    return f"{text[:1].upper()}{text[1:]}."
