@@ -248,7 +248,31 @@ def db_upgrade() -> None:
 
 @main.group()
 def participants() -> None:
-    """Add and list participants; print their calendar feed URL."""
+    """Add, change and list participants; print their calendar feed URL."""
+
+
+# `--language default` and `--quiet default`: follow the deployment's (None).
+DEFAULT_WORD = "default"
+
+
+def _or_default(text: str | None) -> str | None:
+    """The option's text, or None for `default` (the deployment's)."""
+    return None if text is None or text.strip().casefold() == DEFAULT_WORD else text
+
+
+def _own_settings(person: Any, current: Settings) -> str:
+    """A participant's own settings in words: "texts in es; discreet; quiet hours
+    22:00-07:00" (what they follow when they set none, in brackets)."""
+    language = person.language or f"{DEFAULT_WORD} ({current.default_language})"
+    quiet = person.quiet_hours or f"{DEFAULT_WORD} ({current.quiet_hours or 'none'})"
+    discreet = "discreet" if person.discreet else "not discreet"
+    return f"texts in {language}; {discreet}; quiet hours {quiet}"
+
+
+LANGUAGE_HELP = (
+    "The language of their texts, a tag such as es or es-MX (default: the deployment's)."
+)
+QUIET_HELP = "Their quiet hours, local: 22:00-07:00; off for none (default: the deployment's)."
 
 
 @participants.command("add")
@@ -258,6 +282,9 @@ def participants() -> None:
 @click.option("--tz", "tz_text", required=True, help="IANA time zone, e.g. Europe/London.")
 @click.option("--var", "var_pairs", multiple=True, help="Variable for every plan, NAME=VALUE.")
 @click.option("--cohort", help="Put them in this cohort (by name; made when there is none).")
+@click.option("--language", "language_tag", metavar="TAG", help=LANGUAGE_HELP)
+@click.option("--discreet", is_flag=True, help="Texts that never name the practice.")
+@click.option("--quiet", "quiet_text", metavar="SPAN|off", help=QUIET_HELP)
 def participants_add(
     name: str,
     phone: str | None,
@@ -265,6 +292,9 @@ def participants_add(
     tz_text: str,
     var_pairs: tuple[str, ...],
     cohort: str | None,
+    language_tag: str | None,
+    discreet: bool,
+    quiet_text: str | None,
 ) -> None:
     """Add a participant; prints the new participant's id."""
     from service.actions import participants as people
@@ -279,9 +309,68 @@ def participants_add(
             email=email,
             variables=parse_vars(var_pairs),
             cohort=cohort,
+            language=_or_default(language_tag),
+            discreet=discreet,
+            quiet_hours=_or_default(quiet_text),
         )
     click.echo(f"added {participant.name} ({participant.timezone})")
+    if language_tag is not None or discreet or quiet_text is not None:
+        click.echo(_own_settings(participant, rt.settings))
     click.echo(participant.id)
+
+
+@participants.command("set")
+@click.argument("participant_id")
+@click.option("--name", help="A new full name.")
+@click.option("--phone", help="A new mobile number in E.164, such as +14155550123.")
+@click.option("--no-phone", is_flag=True, help="Remove their number.")
+@click.option("--email", help="A new email address.")
+@click.option("--no-email", is_flag=True, help="Remove their email address.")
+@click.option("--tz", "--timezone", "tz_text", help="A new IANA time zone, e.g. Europe/London.")
+@click.option("--var", "var_pairs", multiple=True,
+              help="Their variables, NAME=VALUE (replaces all they had).")  # fmt: skip
+@click.option("--language", "language_tag", metavar="TAG|default", help=LANGUAGE_HELP)
+@click.option("--discreet/--no-discreet", default=None,
+              help="Texts that never name the practice, or texts that do.")  # fmt: skip
+@click.option("--quiet", "quiet_text", metavar="SPAN|off|default", help=QUIET_HELP)
+def participants_set(
+    participant_id: str,
+    name: str | None,
+    phone: str | None,
+    no_phone: bool,
+    email: str | None,
+    no_email: bool,
+    tz_text: str | None,
+    var_pairs: tuple[str, ...],
+    language_tag: str | None,
+    discreet: bool | None,
+    quiet_text: str | None,
+) -> None:
+    """Change a participant's details or settings: only the options given change. A new
+    time zone or new variables move their reminders still ahead."""
+    from service.actions import participants as people
+
+    if phone is not None and no_phone:
+        fail("give --phone or --no-phone, not both")
+    if email is not None and no_email:
+        fail("give --email or --no-email, not both")
+    given: dict[str, Any] = {"name": name, "phone": phone, "email": email,
+                             "timezone": tz_text, "discreet": discreet}  # fmt: skip
+    changes = {key: value for key, value in given.items() if value is not None}
+    if no_phone:
+        changes["phone"] = None
+    if no_email:
+        changes["email"] = None
+    if var_pairs:
+        changes["variables"] = parse_vars(var_pairs)
+    if language_tag is not None:
+        changes["language"] = _or_default(language_tag)
+    if quiet_text is not None:
+        changes["quiet_hours"] = _or_default(quiet_text)
+    rt = runtime()
+    with reported():
+        after = people.update(rt, participant_id, changes)
+    click.echo(f"{after.name} ({after.timezone}): {_own_settings(after, rt.settings)}")
 
 
 @participants.command("import")
@@ -335,7 +424,8 @@ def participants_import(
 @participants.command("list")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def participants_list(fmt: str) -> None:
-    """Every participant, with their SMS state and enrollments."""
+    """Every participant, with their SMS state, language, discreet texts, quiet hours
+    (default: the deployment's) and enrollments."""
     from service.storage import enrollments as enrollment_rows
     from service.storage import participants as participant_rows
     from service.storage.db import transaction
@@ -357,6 +447,9 @@ def participants_list(fmt: str) -> None:
                 "timezone": p.timezone,
                 "sms": p.sms_status(now),
                 "enrollments": [e.id for e in enrolled[p.id]],
+                "language": p.language,
+                "discreet": p.discreet,
+                "quiet_hours": p.quiet_hours,
             }
             for p in people
         ]
@@ -368,11 +461,15 @@ def participants_list(fmt: str) -> None:
             p.name,
             p.timezone,
             p.sms_status(now),
+            p.language or DEFAULT_WORD,
+            "yes" if p.discreet else "no",
+            p.quiet_hours or DEFAULT_WORD,
             ", ".join(f"{e.plan_id} ({e.status})" for e in enrolled[p.id]) or "-",
         )
         for p in people
     ]
-    click.echo(format_table(("id", "name", "zone", "sms", "plans"), table))
+    headers = ("id", "name", "zone", "sms", "language", "discreet", "quiet", "plans")
+    click.echo(format_table(headers, table))
 
 
 @participants.command("feed-url")

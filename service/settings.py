@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         description="Days after an enrollment ends before its message and reply texts are "
         "cleared (states and counts are kept); unset: keep everything.",
     )
+    quiet_hours: str | None = Field(
+        None,
+        description="Participants' quiet hours when they set none of their own, local to "
+        "each (22:00-07:00); unset or off: none.",
+    )
+    default_language: str = Field(
+        "en", description="The language of texts to participants who have none (a BCP 47 tag)."
+    )
 
     @field_validator("coach_email", mode="before")
     @classmethod
@@ -124,6 +132,33 @@ class Settings(BaseSettings):
             raise ValueError(f"'{value}' is not an IANA time zone, such as Europe/London") from exc
         return value
 
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        from service.core import quiet
+
+        if value is None:
+            return None
+        try:
+            found = quiet.parse_quiet(value)
+        except quiet.Unreadable as exc:
+            raise ValueError(str(exc)) from None
+        return found.text if found is not None else None  # stored as HH:MM-HH:MM
+
+    @field_validator("default_language", mode="before")
+    @classmethod
+    def _default_language(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return "en"
+        if not isinstance(value, str):
+            return value
+        from service.core import language  # here: Babel is not needed to read settings
+
+        try:
+            return language.tag(value)
+        except language.NotATag as exc:
+            raise ValueError(str(exc)) from None
+
     @property
     def coach_addresses(self) -> list[str]:
         return [a.strip() for a in self.coach_email.split(",")] if self.coach_email else []
@@ -139,6 +174,7 @@ class Settings(BaseSettings):
         "twilio_auth_token",
         "smtp_password",
         "retention_days",
+        "quiet_hours",
         mode="before",
     )
     @classmethod

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from service.actions import wording
 from service.actions.errors import NotFound, action
 from service.core.adherence import Outcome as AdherenceOutcome
 from service.core.adherence import result_of, summarise
@@ -39,8 +40,12 @@ def practice_of(runtime: Runtime, target: CheckInTarget) -> Practice | None:
 
 
 def title_of(runtime: Runtime, target: CheckInTarget) -> str:
+    """The practice as texts to this participant name it (their language; neutral for a
+    discreet participant)."""
     practice = practice_of(runtime, target)
-    return practice.title if practice is not None else target.practice_id
+    return wording.title_for(
+        runtime, target.participant, practice, target.practice_id, target.instant
+    )
 
 
 def check_in_spec(runtime: Runtime, target: CheckInTarget) -> CheckIn:

@@ -24,15 +24,18 @@ import structlog
 from sqlalchemy import Connection
 
 from service.actions import checkins as recording
-from service.actions import consent, signups
+from service.actions import consent, own_times, signups, wording
+from service.actions.enrollments import variables_for
 from service.core.conversation import Asked, Decision, OpenCheckIn, Situation, decide
+from service.core.expand import resolve_plan_variables
 from service.core.records import Participant
-from service.core.render import Names, Person, RenderError
+from service.core.render import LANGUAGE, Names, Person, RenderError
 from service.core.replies import Reply, parse_reply
 from service.core.sms import clean_for_sms
-from service.core.states import LIVE_STATUSES, Channel, SmsState
+from service.core.states import LIVE_STATUSES, REPEAT_KINDS, Channel, SmsState
 from service.runtime import Runtime
 from service.storage import checkins
+from service.storage import deliveries as delivery_rows
 from service.storage import enrollments as enrollment_rows
 from service.storage import participants as participant_rows
 from service.storage import replies as reply_rows
@@ -177,6 +180,11 @@ def _situation(
 ) -> Situation:
     if participant is None:
         return Situation(False, False, None, (), {}, now)
+    repeats = (
+        delivery_rows.repeat_counts(conn, [t.occurrence_id for t in targets])
+        if reply.kind == "later"
+        else {}
+    )
     open_ = [
         OpenCheckIn(
             occurrence_id=t.occurrence_id,
@@ -186,6 +194,7 @@ def _situation(
             window_end=t.window_end,
             check_in=recording.check_in_spec(runtime, t),
             current=t.check_in,
+            repeats=repeats.get(t.occurrence_id, 0),
         )
         for t in targets
     ]
@@ -199,6 +208,7 @@ def _situation(
     practices: Mapping[str, str] = (
         _practices(runtime, conn, participant) if reply.practice_hint else {}
     )
+    own_times = reply.clock is not None or reply.kind in ("times", "number")
     return Situation(
         known=True,
         opted_out=participant.sms_state == SmsState.OPTED_OUT,
@@ -207,7 +217,28 @@ def _situation(
         practices=practices,
         now=now,
         asked=asked,
+        variables=own_times_of(runtime, conn, participant) if own_times else {},
     )
+
+
+def own_times_of(runtime: Runtime, conn: Connection, participant: Participant) -> dict[str, int]:
+    """The times the participant can set by text: the variables of the plans they follow
+    now, name -> minutes after midnight as they stand for them (their own value, or the
+    plan's default)."""
+    found: dict[str, int] = {}
+    for enrollment in enrollment_rows.list_enrollments(
+        conn, participant_id=participant.id, statuses=LIVE_STATUSES
+    ):
+        plan = runtime.plans.get(enrollment.plan_id, enrollment.plan_hash)
+        if plan is None or not plan.variables:
+            continue
+        with suppress(ValueError):
+            resolved = resolve_plan_variables(
+                plan, variables_for(plan, participant, enrollment.variables)
+            )
+            for name in plan.variables:
+                found.setdefault(name, resolved[name])
+    return found
 
 
 def _practices(runtime: Runtime, conn: Connection, participant: Participant) -> dict[str, str]:
@@ -243,6 +274,27 @@ def _act(
         consent.pause_sms(conn, participant, until, source=source, now=now)
     elif decision.action == "resume":
         consent.resume_sms(conn, participant, source=source, now=now)
+    elif decision.action == "later":
+        assert decision.repeat is not None
+        assert decision.minutes is not None
+        due = now + timedelta(minutes=decision.minutes)
+        kind = REPEAT_KINDS[decision.repeat - 1]
+        assert decision.occurrence_id is not None
+        delivery_rows.add_repeat(conn, decision.occurrence_id, kind, due_at=due, now=now)
+        return {"at": wording.time_text(runtime, participant, due)}
+    elif decision.answer == "later_refused" and decision.occurrence_id is not None:
+        target = next(t for t in targets if t.occurrence_id == decision.occurrence_id)
+        return {"closes": wording.time_text(runtime, participant, target.window_end)}
+    elif decision.action == "set_time":
+        assert decision.variable is not None
+        assert decision.minutes is not None
+        return own_times.set_time(
+            runtime, conn, participant, decision.variable, decision.minutes, now
+        )
+    elif decision.action == "times":
+        return own_times.listed(runtime, participant, own_times_of(runtime, conn, participant), now)
+    elif decision.action == "quiet":
+        return own_times.set_quiet(runtime, conn, participant, decision.quiet, now)
     elif decision.action == "check_in":
         target = next(t for t in targets if t.occurrence_id == decision.occurrence_id)
         assert decision.interpretation is not None
@@ -268,11 +320,22 @@ def _answer(
         context["participant"] = Names(
             "participant", {"name": person.name, "first_name": person.first_name}
         )
+        context[LANGUAGE] = wording.language_of(runtime, participant)
+        if participant.discreet and decision.answer == "window_closed":
+            context["title"] = wording.title_for(
+                runtime, participant, None, "", runtime.clock.now()
+            )
+    if "answer" in context:  # set_time refused: said as not understood
+        return _render_answer(runtime, str(context.pop("answer")), context)
+    return _render_answer(runtime, decision.answer, context)
+
+
+def _render_answer(runtime: Runtime, name: str, context: dict[str, Any]) -> str | None:
     try:
-        return clean_for_sms(runtime.catalog.renderer.answer(decision.answer, context))
+        return clean_for_sms(runtime.catalog.renderer.answer(name, context))
     except RenderError as exc:
         # What the reply asked for is done and recorded; only the words are missing.
-        log.error("answer template failed; no answer sent", answer=decision.answer, error=str(exc))
+        log.error("answer template failed; no answer sent", answer=name, error=str(exc))
         return None
 
 

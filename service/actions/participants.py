@@ -1,5 +1,7 @@
 """Participants: adding one, changing their details (which moves the reminders still
-ahead when their time zone or variables change), and their calendar feed's URL."""
+ahead when their time zone or variables change) and their own settings (the language of
+their texts, discreet texts, quiet hours: none of which needs a re-plan), and their
+calendar feed's URL."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from service.actions.access import visible_participant
 from service.actions.coaches import Actor
 from service.actions.enrollments import replan_participant
 from service.actions.errors import Conflict, Forbidden, Invalid, action
-from service.core import csvimport, validate
+from service.core import language as languages
+from service.core import quiet, validate
 from service.core.records import Participant
 from service.runtime import Runtime
 from service.storage import coaches as coach_rows
@@ -25,24 +28,34 @@ from service.storage.db import NotFound as MissingRow
 
 log = structlog.get_logger("tend.participants")
 
-FIELDS = ("name", "phone", "email", "timezone", "variables")
+FIELDS = ("name", "phone", "email", "timezone", "variables", "language", "discreet",
+          "quiet_hours")  # fmt: skip
+# The participant's own settings: changing them moves no reminder.
+SETTINGS = ("language", "discreet", "quiet_hours")
+# The fields None clears: phone, email; language and quiet hours then follow the
+# deployment's (TEND_DEFAULT_LANGUAGE, TEND_QUIET_HOURS).
+CLEARABLE = ("phone", "email", "language", "quiet_hours")
 
 
 def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
     """The given fields, each checked and put in its stored form (a phone in E.164, a
-    zone by its IANA name); None clears an optional one."""
+    zone by its IANA name, a language tag in its usual case, quiet hours as HH:MM-HH:MM
+    or "off"); None clears an optional one."""
     checks: dict[str, Callable[[Any], Any]] = {
         "name": validate.name,
         "phone": validate.phone,
         "email": validate.email,
         "timezone": validate.zone,
         "variables": validate.variables,
+        "language": _language,
+        "discreet": _discreet,
+        "quiet_hours": _quiet_hours,
     }
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key not in checks:
             raise Invalid(f"a participant has no field '{key}'")
-        if value is None and key in ("phone", "email"):
+        if value is None and key in CLEARABLE:
             out[key] = None
             continue
         if value is None:
@@ -54,14 +67,36 @@ def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _language(text: str | None) -> str | None:
-    """A language tag in its usual case (es-MX), or None for none given."""
-    if text is None or not text.strip():
+def _language(text: Any) -> str | None:
+    """A language tag in its usual case (es-MX), or None (blank: the deployment's)."""
+    if not isinstance(text, str):
+        raise Invalid("language: write a language tag such as en, es or es-MX")
+    if not text.strip():
         return None
     try:
-        return csvimport.language(text)
-    except validate.Invalid as exc:
+        return languages.tag(text)
+    except languages.NotATag as exc:
         raise Invalid(f"language: {exc}") from None
+
+
+def _discreet(value: Any) -> bool:
+    """Whether their texts never name the practice: true or false, nothing else."""
+    if not isinstance(value, bool):
+        raise Invalid("discreet: write true or false")
+    return value
+
+
+def _quiet_hours(text: Any) -> str | None:
+    """Quiet hours as stored: "HH:MM-HH:MM", "off" for none at all, or None (blank) to
+    follow the deployment's."""
+    if not isinstance(text, str):
+        raise Invalid(f"quiet hours: write them like {quiet.QUIET_EXAMPLE}, or off for none")
+    if not text.strip():
+        return None
+    try:
+        return quiet.stored_form(text)
+    except quiet.Unreadable as exc:
+        raise Invalid(f"quiet hours: {exc}") from None
 
 
 def _owner(conn: Connection, actor: Actor | None, coach: str | None) -> str | None:
@@ -102,17 +137,27 @@ def create(
     source: str = "cli",
     cohort: str | None = None,
     language: str | None = None,
+    discreet: bool = False,
+    quiet_hours: str | None = None,
 ) -> Participant:
     """Add a participant. Conflict when another has the phone number. Added by a
     coach (`actor`), they are that coach's; an admin or the operator may name their
     `coach` (a coach id), or leave them with none. The consent log records that they
     were added on the word of whoever added them (`source`: cli, api, dashboard), and
     who that was. `language` is a language tag (en, es, es-MX; None or empty: the
-    deployment's default)."""
-    given = {"name": name, "timezone": timezone, "variables": dict(variables or {})}
+    deployment's default); `discreet`: their texts never name the practice;
+    `quiet_hours`: "22:00-07:00" (or as `core.quiet.parse_quiet` reads it), "off" for
+    none, None (or empty) for the deployment's."""
+    given = {
+        "name": name,
+        "timezone": timezone,
+        "variables": dict(variables or {}),
+        "language": language,
+        "discreet": discreet,
+        "quiet_hours": quiet_hours,
+    }
     given.update({k: v for k, v in (("phone", phone), ("email", email)) if v})
     checked = _checked(given)
-    tag = _language(language)
     now = runtime.clock.now()
     secret = runtime.secret  # read before the transaction (in development it may write)
     with transaction(runtime.engine) as conn:
@@ -133,7 +178,9 @@ def create(
                 now=now,
                 coach_id=owner,
                 cohort_id=group.id if group else None,
-                language=tag,
+                language=checked["language"],
+                discreet=checked["discreet"],
+                quiet_hours=checked["quiet_hours"],
             )
         except participant_rows.PhoneTaken:  # added meanwhile by another request
             raise _phone_taken(number or "") from None
@@ -152,9 +199,11 @@ def update(
     *,
     actor: Actor | None = None,
 ) -> Participant:
-    """Change only the fields given. A new time zone or new variables re-plan the
-    reminders still ahead of the participant's active and paused enrollments in the same
-    transaction: when one cannot follow, nothing changes and the error says why.
+    """Change only the fields given (of FIELDS). A new time zone or new variables re-plan
+    the reminders still ahead of the participant's active and paused enrollments in the
+    same transaction: when one cannot follow, nothing changes and the error says why.
+    Their settings (`language`, `discreet`, `quiet_hours`: None for the deployment's)
+    re-plan nothing: the worker reads them when it sends.
     `changes` may hold `coach` (a coach id, or None for none): admins only. A coach
     (`actor`) changes only their own participants (another's is NotFound)."""
     given = dict(changes)

@@ -21,14 +21,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from service.core.plan import CheckIn
 from service.core.replies import Interpretation, Reply, interpret, match_practice, parse_reply
 from service.core.states import CheckInResult
 
-Action = Literal["opt_out", "opt_in", "help", "pause", "resume", "check_in", "ask", "none"]
+Action = Literal[
+    "opt_out",
+    "opt_in",
+    "help",
+    "pause",
+    "resume",
+    "check_in",
+    "ask",
+    "none",
+    "later",
+    "set_time",
+    "times",
+    "quiet",
+]
 
 ANSWERS: tuple[str, ...] = (
     "stranger",
@@ -44,7 +57,13 @@ ANSWERS: tuple[str, ...] = (
     "logged",
     "joined",
     "join_known",
+    "later",
+    "later_refused",
+    "times",
+    "time_set",
+    "quiet_set",
 )
+MAX_REPEATS = 3  # LATER brings a reminder back at most this many times
 CHECK_IN_KINDS = frozenset({"done", "skipped", "yes", "number", "text"})
 DEFAULT_SCALE = (1, 5)
 
@@ -60,6 +79,7 @@ class OpenCheckIn:
     window_end: datetime
     check_in: CheckIn
     current: CheckInResult | None = None  # what is recorded already: done, skipped, or None
+    repeats: int = 0  # how many times LATER has brought it back already
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +101,9 @@ class Situation:
     practices: Mapping[str, str]  # id -> title of every practice of the current plans
     now: datetime
     asked: Asked | None = None
+    # The times the participant can set by text (their plans' variables), name -> minutes
+    # after midnight as they stand for them.
+    variables: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +124,10 @@ class Decision:
     interpretation: Interpretation | None = None
     pause_days: int | None = None
     candidates: tuple[int, ...] = field(default=())  # for action "ask"
+    minutes: int | None = None  # later: how long until the repeat; set_time: the time
+    variable: str | None = None  # set_time: which
+    quiet: str | None = None  # quiet: the span as stored, or "off"
+    repeat: int | None = None  # later: which repeat this is (1 to MAX_REPEATS)
 
 
 def decide(reply: Reply, situation: Situation) -> Decision:
@@ -147,11 +174,105 @@ def decide(reply: Reply, situation: Situation) -> Decision:
         detail = "resumed reminders" if was_paused else "asked to resume, but was not paused"
         return Decision("resume", "resume", "resumed", {"was_paused": was_paused}, detail)
 
+    own = _own_time(reply, situation)
+    if own is not None:
+        return own
+
+    if reply.kind == "later":
+        return _later(reply, situation)
+
+    if reply.kind == "times":
+        return Decision("times", "times", "times", {}, "asked for their times")
+
+    if reply.kind == "quiet":
+        off = reply.quiet == "off"
+        detail = "turned quiet hours off" if off else f"set quiet hours to {reply.quiet}"
+        return Decision("quiet", "quiet", "quiet_set", {"off": off}, detail, quiet=reply.quiet)
+
     if reply.kind == "invalid":
         reason = reply.problem or "the message could not be read"
         return _not_understood(reason, None)
 
     return _check_in(reply, situation)
+
+
+def _own_time(reply: Reply, situation: Situation) -> Decision | None:
+    """ "WAKE 6:30" (or "WAKE 6") for one of the participant's variables: set it."""
+    found: tuple[str, int] | None = reply.clock
+    if (
+        found is None
+        and reply.kind == "number"
+        and reply.practice_hint is not None
+        and reply.unit in (None, "am", "pm")
+        and reply.number is not None
+        and reply.number.is_integer()
+        and 1 <= reply.number <= (12 if reply.unit else 23)
+    ):
+        hour = (
+            int(reply.number) % 12 + (12 if reply.unit == "pm" else 0)
+            if reply.unit
+            else int(reply.number)
+        )
+        found = (reply.practice_hint, hour * 60)
+    if found is None:
+        return None
+    name, minutes = found
+    if name not in situation.variables:
+        return None
+    shown = f"{minutes // 60:02d}:{minutes % 60:02d}"
+    return Decision(
+        "set_time",
+        "set_time",
+        "time_set",
+        {"name": name.upper()},
+        f"set {name} to {shown}",
+        minutes=minutes,
+        variable=name,
+    )
+
+
+def _later(reply: Reply, situation: Situation) -> Decision:
+    """LATER: the reminder a reply would count for now comes again in N minutes."""
+    minutes = reply.minutes or 30
+    open_ = sorted(
+        (o for o in situation.open if o.check_in.kind != "none"),
+        key=lambda o: (o.instant, o.occurrence_id),
+        reverse=True,
+    )
+    waiting = [o for o in open_ if o.current is None]
+    if not waiting:
+        if open_:
+            title = open_[0].title
+            context: dict[str, object] = {"why": "done", "title": title, "closes": None}
+            return Decision("none", "later", "later_refused", context, f"{title} is logged already")
+        context = {"why": "nothing", "title": None, "closes": None}
+        return Decision("none", "later", "later_refused", context, "nothing to repeat")
+    target = waiting[0]
+    refused: dict[str, object] = {"title": target.title, "closes": None}
+    if target.repeats >= MAX_REPEATS:
+        detail = f"no repeats left for {target.title}"
+        return Decision(
+            "none", "later", "later_refused", {**refused, "why": "none_left"}, detail,
+            occurrence_id=target.occurrence_id,
+        )  # fmt: skip
+    due = situation.now + timedelta(minutes=minutes)
+    if due >= target.window_end:
+        detail = f"a repeat of {target.title} would come after its window closes"
+        return Decision(
+            "none", "later", "later_refused", {**refused, "why": "window"}, detail,
+            occurrence_id=target.occurrence_id,
+        )  # fmt: skip
+    repeat = target.repeats + 1
+    return Decision(
+        "later",
+        "later",
+        "later",
+        {"title": target.title, "left": MAX_REPEATS - repeat},
+        f"{target.title} again in {minutes} minutes (repeat {repeat} of {MAX_REPEATS})",
+        occurrence_id=target.occurrence_id,
+        minutes=minutes,
+        repeat=repeat,
+    )
 
 
 def sample_answer_context(name: str) -> dict[str, object]:
@@ -168,6 +289,33 @@ def sample_answer_context(name: str) -> dict[str, object]:
             "first": "Tue 8 Dec at 21:30",
         },
         "join_known": {"participant": participant},
+        "later": {"participant": participant, "title": "Morning walk", "at": "9:50 PM", "left": 2},
+        "later_refused": {
+            "participant": participant,
+            "why": "window",
+            "title": "Evening body scan",
+            "closes": "10:30 PM",
+        },
+        "times": {
+            "participant": participant,
+            "times": [{"name": "WAKE", "at": "6:30 AM"}, {"name": "BEDTIME", "at": "10:30 PM"}],
+            "example": "WAKE 6:45",
+        },
+        "time_set": {
+            "participant": participant,
+            "name": "WAKE",
+            "at": "6:30 AM",
+            "next_title": "Morning walk",
+            "next_at": "Tue, Dec 8 at 6:30 AM",
+            "quiet": True,
+            "quiet_until": "7:00 AM",
+        },
+        "quiet_set": {
+            "participant": participant,
+            "off": False,
+            "start": "10:00 PM",
+            "end": "7:00 AM",
+        },
         "opted_out": {"participant": participant},
         "opted_in": {"participant": participant, "already": False},
         "help": {"participant": participant},

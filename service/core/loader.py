@@ -37,6 +37,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.parser import RoundTripParser
 from ruamel.yaml.reader import ReaderError
 
+from service.core import translations
 from service.core.days import (
     DAY_CHOICES,
     EVERY_WORDS,
@@ -47,6 +48,7 @@ from service.core.days import (
 )
 from service.core.diagnostics import Diagnostic, did_you_mean, line_column, one_of
 from service.core.expand import Occurrence, expand
+from service.core.language import LocalizedLines
 from service.core.plan import (
     CATEGORIES,
     CHANNELS,
@@ -65,6 +67,7 @@ from service.core.plan import (
     WeeklySummary,
 )
 from service.core.render import (
+    DISCREET_DEFAULT,
     EMAIL_BLOCKS,
     SAMPLE_PERSON,
     SUMMARY_TEMPLATE,
@@ -74,6 +77,7 @@ from service.core.render import (
     template_file,
     valid_template_name,
 )
+from service.core.replies import RESERVED_WORDS
 from service.core.sms import clean_for_sms, count_segments
 from service.core.summary import sample_summary_contexts
 from service.core.timeexpr import (
@@ -127,7 +131,9 @@ _FIELD_HELP = {
 }
 _LITERAL_NAMES = {"category": "category", "channels": "channel", "kind": "check-in kind"}
 # The keys a practice's text is made of: an error in one of them stops its rendering.
-_TEXT_KEYS = frozenset({"id", "category", "title", "channels", "message", "template", "rotate"})
+_TEXT_KEYS = frozenset(
+    {"id", "category", "title", "channels", "message", "template", "rotate", "discreet_message"}
+)
 
 
 def _most(field: str) -> int:
@@ -189,9 +195,16 @@ def load_plan(text: str, path: str, renderer: Renderer | None = None) -> LoadRes
     except ValidationError as exc:
         _report_structure(exc, data, report)
     compiler = _Compiler(data, report, renderer, text)
+    compiler.texts = translations.localize(
+        data, lambda sev, loc, msg, key: report.add(sev, loc, msg, key=key), compiler.compile_inline
+    )
     plan = compiler.compile()
+    compiler.warn_untranslated()
     if compiler.sample is not None:
-        _sample_render(compiler.sample, report, renderer, compiler.origins, compiler.exact)
+        languages = sorted(compiler.texts.languages | renderer.languages())
+        _sample_render(
+            compiler.sample, report, renderer, compiler.origins, compiler.exact, languages
+        )
     declared = data.get("plan")
     return LoadResult(
         None if report.has_errors else plan,
@@ -630,6 +643,9 @@ class _Compiler:
         self.sample: Plan | None = None  # what the sample rendering renders
         self.exact: frozenset[str] = frozenset()  # practices that should occur in it
         self.plan_zone: str | None = None  # the plan's own `timezone`, when valid
+        self.texts = translations.Texts("en")  # its texts per language (translations.py)
+        # The plan's own templates (not the category defaults): name, channel, where.
+        self.own_templates: list[tuple[str, str, Loc]] = []
 
     def compile(self) -> Plan | None:
         data = self.data
@@ -675,6 +691,7 @@ class _Compiler:
             practice_index={p.id: p for p in practices},
             weekly_summary=weekly_summary,
             timezone=self.plan_zone,
+            language=self.texts.language,
         )
         if readable:
             self.sample = replace(
@@ -722,6 +739,13 @@ class _Compiler:
                 )
                 continue
             self.declared.add(name)
+            if name.casefold() in RESERVED_WORDS:
+                self.report.warning(
+                    ("variables", name),
+                    f"'{name}' is also a word participants text to Tend "
+                    f"({name.upper()} ...), so they cannot set it by text; rename it",
+                    key=True,
+                )
             if not isinstance(text, str):
                 continue
             try:
@@ -867,6 +891,10 @@ class _Compiler:
             self._fixed_times(timezone, (variant, *(v for _, v in phases)))
         location = self._location(get("location"))
         url = self._url(get("url"))
+        discreet = get("discreet_message")
+        discreet_message = discreet.value if discreet and isinstance(discreet.value, str) else None
+        if discreet is not None and discreet_message is not None:
+            self._compile_inline(discreet_message, discreet.loc)
         broken = self._errors() > errors_before
         if broken and not self._readable(base, error_places, category, title):
             return None
@@ -892,6 +920,7 @@ class _Compiler:
             timezone=timezone,
             location=location,
             url=url,
+            discreet_message=discreet_message,
         )
         if broken:
             # Its text is rendered with the sample, on every day of every week: the
@@ -1278,6 +1307,10 @@ class _Compiler:
         )
 
     def _rotate(self, field: _Field | None) -> tuple[str, ...]:
+        if field is not None and isinstance(field.value, LocalizedLines):
+            if not field.value:
+                self.report.error(field.loc, "rotate needs at least one line")
+            return field.value
         if field is None or not isinstance(field.value, list):
             return ()
         if not field.value:
@@ -1328,6 +1361,33 @@ class _Compiler:
                 )
         return None, None
 
+    def warn_untranslated(self) -> None:
+        """Each text, and each of the plan's own templates, lacking one of the languages
+        the plan is written in: a participant in that language gets the plan's own."""
+        for name, channel, _ in self.own_templates:
+            self.texts.languages |= {
+                lang
+                for lang in self.renderer.languages()
+                if self.renderer.has_template(f"{name}.{lang}", channel)
+            }
+        self.texts.languages.discard(self.texts.language)
+        translations.missing(
+            self.texts, lambda sev, loc, msg, key: self.report.add(sev, loc, msg, key=key)
+        )
+        for lang in sorted(self.texts.languages):
+            for name, channel, loc in dict.fromkeys(self.own_templates):
+                if not self.renderer.has_template(f"{name}.{lang}", channel):
+                    self.report.warning(
+                        loc,
+                        f"no {translations.language_name(lang)} version of template "
+                        f"'{name}' for {channel} (templates/{template_file(name, channel, lang)}): "
+                        f"participants who read {translations.language_name(lang)} get "
+                        f"the {translations.language_name(self.texts.language)} one",
+                    )
+
+    def compile_inline(self, source: str, loc: Loc) -> None:
+        self._compile_inline(source, loc)
+
     def _compile_inline(self, source: str, loc: Loc) -> None:
         try:
             self.renderer.compile_inline(source)
@@ -1346,6 +1406,11 @@ class _Compiler:
         summary: bool = False,
     ) -> None:
         filename = f"templates/{template_file(name, channel)}"
+        if not default and not summary:
+            self.own_templates.append((name, channel, loc))
+        # Read every translation there is, so that a published version holds them all.
+        for lang in sorted(self.renderer.languages()):
+            self.renderer.has_template(f"{name}.{lang}", channel)
         try:
             template = self.renderer.template(name, channel)
         except jinja2.TemplateNotFound:
@@ -1535,6 +1600,7 @@ def _sample_render(
     renderer: Renderer,
     origins: Mapping[int, tuple[Loc, Loc]],
     exact: frozenset[str],
+    languages: Sequence[str] = (),
 ) -> None:
     """Render every message of `plan` for Alex. A practice in `exact` that never occurs
     is warned of; the others (sketches, or a plan without a length) may not occur."""
@@ -1559,7 +1625,7 @@ def _sample_render(
             sample = next((o for o in found if o.variant is variant), found[0])
             text_loc, _ = origins.get(id(variant), ((), ()))
             for occurrence in _with_items(sample, variant):
-                _render_one(plan, occurrence, variables, renderer, report, text_loc)
+                _render_one(plan, occurrence, variables, renderer, report, text_loc, languages)
         if practice.nudge is not None:
             context = renderer.context(
                 plan, found[0], SAMPLE_PERSON, variables, SAMPLE_CHECK_IN_URL
@@ -1640,19 +1706,50 @@ def _render_one(
     renderer: Renderer,
     report: _Report,
     loc: Loc,
+    languages: Sequence[str] = (),
 ) -> None:
+    """Render the occurrence's messages as everyone gets them: in the plan's language
+    (whose SMS length is warned of), in each translation, and for discreet participants."""
     practice, variant = occurrence.practice, occurrence.variant
-    context = renderer.context(plan, occurrence, SAMPLE_PERSON, variables, SAMPLE_CHECK_IN_URL)
+    for language in (None, *languages):
+        context = renderer.context(
+            plan, occurrence, SAMPLE_PERSON, variables, SAMPLE_CHECK_IN_URL, language=language
+        )
+        try:
+            if "sms" in practice.channels:
+                sms = renderer.sms(variant, practice, context)
+                if language is None:
+                    _warn_segments(sms, loc, report, "the SMS")
+            if "email" in practice.channels:
+                renderer.email(variant, practice, context)
+            if "calendar" in practice.channels:
+                renderer.calendar(variant, practice, context)
+            renderer.text(variant, practice, context)
+        except RenderError as exc:
+            shown = f" ({language})" if language else ""
+            report.error(loc, f"{exc}{shown}" if shown else str(exc))
+    if practice.discreet_message is None and not renderer.has_template(DISCREET_DEFAULT, "sms"):
+        return  # no neutral wording here to check (the catalog checks Tend's own)
+    context = renderer.context(
+        plan, occurrence, SAMPLE_PERSON, variables, SAMPLE_CHECK_IN_URL, discreet=True
+    )
     try:
-        if "sms" in practice.channels:
-            _warn_segments(renderer.sms(variant, practice, context), loc, report, "the SMS")
-        if "email" in practice.channels:
-            renderer.email(variant, practice, context)
-        if "calendar" in practice.channels:
-            renderer.calendar(variant, practice, context)
-        renderer.text(variant, practice, context)
+        for channel, render in (
+            ("sms", renderer.sms),
+            ("email", renderer.email),
+            ("calendar", renderer.calendar),
+        ):
+            if channel in practice.channels:
+                render(variant, practice, context)
     except RenderError as exc:
-        report.error(loc, str(exc))
+        if practice.discreet_message is not None:
+            report.error(loc, f"the discreet message: {exc}")
+        else:
+            report.warning(
+                loc,
+                f"discreet participants' texts cannot be written ({exc}); give the "
+                "practice a discreet_message",
+            )
 
 
 def _warn_segments(text: str, loc: Loc, report: _Report, what: str, *, key: bool = False) -> None:

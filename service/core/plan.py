@@ -113,6 +113,41 @@ UrlText = Annotated[
     ),
 ]
 SummaryChannelText = Annotated[str, WithJsonSchema({"enum": list(SUMMARY_CHANNELS)})]
+# Text a person reads, in the plan's language or per language: `{en: ..., es: ...}`.
+LANGUAGE_KEY_PATTERN = r"^[a-z]{2,3}(-[a-z0-9]{2,4}){0,2}$"
+LocalText = Annotated[
+    str | dict[str, str],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "propertyNames": {"pattern": LANGUAGE_KEY_PATTERN},
+                    "additionalProperties": {"type": "string"},
+                    "minProperties": 1,
+                    "examples": [{"en": "Time for a walk.", "es": "Hora de caminar."}],
+                },
+            ]
+        }
+    ),
+]
+LocalLines = Annotated[
+    list[str] | dict[str, list[str]],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}},
+                {
+                    "type": "object",
+                    "propertyNames": {"pattern": LANGUAGE_KEY_PATTERN},
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                    "minProperties": 1,
+                },
+            ]
+        }
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -127,7 +162,9 @@ class CheckInSpec(_Strict):
         None, description="Rating scale as [low, high]; default [1, 5]."
     )
     unit: str | None = Field(None, description="Unit of a number check-in, e.g. minutes.")
-    question: str | None = Field(None, description="The question asked with the reminder.")
+    question: LocalText | None = Field(
+        None, description="The question asked with the reminder (or per language)."
+    )
 
 
 CheckInText = Annotated[
@@ -147,7 +184,7 @@ class NudgeSpec(_Strict):
     """One follow-up SMS when no check-in came in time."""
 
     after: DurationText = Field(description="How long after the reminder, e.g. 90m.")
-    message: str = Field(description="Jinja2 text of the follow-up.")
+    message: LocalText = Field(description="Jinja2 text of the follow-up (or per language).")
 
 
 class PhaseSpec(_Strict):
@@ -156,16 +193,18 @@ class PhaseSpec(_Strict):
     weeks: WeeksText = Field(description='The weeks this phase covers: 3, "1-4" or a list.')
     at: TimeText | None = None
     duration: DurationText | None = None
-    message: str | None = None
+    message: LocalText | None = None
     template: str | None = None
-    rotate: list[str] | None = None
+    rotate: LocalLines | None = None
 
 
 class PracticeFields(_Strict):
     """Every practice key but `id`; also the shape of the plan's `defaults`."""
 
     category: Category | None = Field(None, description="What kind of practice this is.")
-    title: str | None = Field(None, description="Short name, shown in calendars and reports.")
+    title: LocalText | None = Field(
+        None, description="Short name, shown in calendars and reports (or per language)."
+    )
     at: TimeText | None = Field(
         None, description="Local time: 07:30, a variable, or a variable plus or minus a duration."
     )
@@ -182,11 +221,24 @@ class PracticeFields(_Strict):
     weeks: WeeksText | None = Field(None, description="Active weeks; default all.")
     duration: DurationText | None = Field(None, description="Calendar length; default 15m.")
     channels: list[Channel] | None = Field(None, description="Default [sms].")
-    message: str | None = Field(None, description="Inline Jinja2 text of the reminder.")
+    message: LocalText | None = Field(
+        None,
+        description="Inline Jinja2 text of the reminder, or one per language: {en: ..., es: ...}.",
+    )
     template: str | None = Field(
         None, description="Instead of message: a template name under templates/."
     )
-    rotate: list[str] | None = Field(None, description="Lines handed out in turn as {{ item }}.")
+    rotate: LocalLines | None = Field(
+        None,
+        description="Lines handed out in turn as {{ item }} (or per language, as many in each).",
+    )
+    discreet_message: LocalText | None = Field(
+        None,
+        description=(
+            "What participants who asked for discreet texts get instead: it must not name "
+            "the practice (default: a neutral wording from templates/discreet/)."
+        ),
+    )
     check_in: CheckInText | None = Field(None, description="What a check-in asks; default done.")
     window: DurationText | None = Field(
         None, description="How long after the reminder a check-in counts; default 12h."
@@ -236,8 +288,12 @@ class PlanDocument(_Strict):
     model_config = ConfigDict(title="Tend practice plan")
 
     plan: Id = Field(description="The plan's id, unique across schedules/.")
-    title: str
-    summary: str | None = None
+    title: LocalText
+    summary: LocalText | None = None
+    language: Annotated[str, Field(pattern=LANGUAGE_KEY_PATTERN)] | None = Field(
+        None,
+        description="The language plain texts are written in (default en); others by key.",
+    )
     weeks: int | None = Field(None, ge=1, le=520, description="Plan length in weeks.")
     days: int | None = Field(None, ge=1, le=3640, description="Plan length in days.")
     variables: dict[str, TimeText] | None = Field(
@@ -286,7 +342,7 @@ class Variant:
     duration_minutes: int
     message: str | None
     template: str | None
-    rotate: tuple[str, ...]
+    rotate: tuple[str, ...]  # LocalizedLines when translated
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +364,8 @@ class Practice:
     timezone: str | None = None
     location: str | None = None
     url: str | None = None
+    # What a discreet participant gets instead of the message (None: templates/discreet/).
+    discreet_message: str | None = None
 
     @property
     def zone(self) -> ZoneInfo | None:
@@ -352,6 +410,7 @@ class Plan:
     weekly_summary: WeeklySummary | None = None
     timezone: str | None = None  # the plan's own zone for group sessions (its practices')
     version: int = 0  # its published version (0: read from a file, not published)
+    language: str = "en"  # the language its plain texts are in
 
     @property
     def weeks(self) -> int:

@@ -35,6 +35,9 @@ class Participant:
     language: str | None = None  # a language tag (None: the deployment's default)
     # When the confirmation SMS went to `phone`; until then nothing else is texted.
     welcomed_at: datetime | None = None
+    discreet: bool = False  # texts never name the practice
+    # Their own quiet hours: None follows the deployment's, "off" for none, "22:00-07:00".
+    quiet_hours: str | None = None
 
     def sms_paused(self, now: datetime) -> bool:
         return self.paused_until is not None and self.paused_until > now

@@ -22,8 +22,10 @@ from typing import Any
 
 import jinja2
 
+from service.core import language as languages
 from service.core.diagnostics import did_you_mean, one_of
 from service.core.expand import Occurrence
+from service.core.language import LocalizedLines, local
 from service.core.plan import Plan, Practice, Variant
 from service.core.sandbox import compiled, environment, render_block, short
 from service.core.timeexpr import format_clock
@@ -33,7 +35,14 @@ _TEMPLATE_NAME = re.compile(TEMPLATE_NAME_PATTERN)
 EMAIL_BLOCKS = ("subject", "text", "html")
 SUMMARY_TEMPLATE = "summaries/weekly"  # the weekly summary: weekly.sms.j2, weekly.email.j2
 DIGEST_TEMPLATE = "digest/coach"  # the coach's weekly digest: coach.email.j2
+DISCREET_FOLDER = "discreet"  # neutral wordings: discreet/<category> or discreet/default
+DISCREET_DEFAULT = "discreet/default"
+DISCREET_NUDGE = "discreet/nudge"
 SAMPLE_NAME = "Alex"
+# Hidden entries of a message's context (templates do not see names starting with _):
+# the participant's language, and whether their texts are discreet.
+LANGUAGE = "_language"
+DISCREET = "_discreet"
 
 
 class RenderError(Exception):
@@ -62,8 +71,15 @@ class EmailContent:
     html: str
 
 
-def template_file(name: str, channel: str) -> str:
-    return f"{name}.{channel}.j2"
+def template_file(name: str, channel: str, language: str | None = None) -> str:
+    """`name.channel.j2`, or `name.<language>.channel.j2` for a translation."""
+    return f"{name}.{language}.{channel}.j2" if language else f"{name}.{channel}.j2"
+
+
+def template_language(filename: str) -> str | None:
+    """The language of a template file's name (`x/y.es.sms.j2` -> "es"), or None."""
+    parts = filename.rsplit("/", 1)[-1].split(".")
+    return parts[1] if len(parts) == 4 and parts[-1] == "j2" else None
 
 
 def default_template(category: str) -> str:
@@ -111,6 +127,20 @@ class Renderer:
         self._text = environment(templates, autoescape=False, undefined=_StrictUndefined)
         self._html = environment(templates, autoescape=True, undefined=_StrictUndefined)
         self._inline: dict[str, jinja2.Template] = {}
+        self._loader = templates
+        self._exists: dict[tuple[str, str], bool] = {}  # has_template's answers
+        self._languages: frozenset[str] | None = None
+
+    def languages(self) -> frozenset[str]:
+        """The languages some template is translated into (from the files' names)."""
+        if self._languages is None:
+            try:
+                names = self._loader.list_templates()
+            except TypeError:  # a loader that cannot list
+                names = []
+            found = {template_language(name) for name in names}
+            self._languages = frozenset(lang for lang in found if lang)
+        return self._languages
 
     # -- compiling -------------------------------------------------------------
 
@@ -128,13 +158,19 @@ class Renderer:
         return compiled(lambda: env.get_template(template_file(name, channel)))
 
     def has_template(self, name: str, channel: str) -> bool:
+        known = self._exists.get((name, channel))
+        if known is not None:
+            return known
         try:
             self.template(name, channel)
         except jinja2.TemplateNotFound:
-            return False
+            found = False
         except jinja2.TemplateSyntaxError:
-            return True  # it exists; rendering it reports the error
-        return True
+            found = True  # it exists; rendering it reports the error
+        else:
+            found = True
+        self._exists[(name, channel)] = found
+        return found
 
     # -- context ---------------------------------------------------------------
 
@@ -145,10 +181,26 @@ class Renderer:
         person: Person,
         variables: Mapping[str, int],
         check_in_url: str,
+        *,
+        language: str | None = None,
+        discreet: bool = False,
     ) -> dict[str, Any]:
+        """What a reminder's text may use. For `language`, translated texts where the plan
+        has them; for a `discreet` participant, the practice's title is a neutral name
+        ("your evening practice") and the plan's title is Tend's."""
         practice = occurrence.practice
         variant = occurrence.variant
+        title = local(practice.title, language) or practice.title
+        plan_title = local(plan.title, language) or plan.title
+        if discreet:
+            title = languages.discreet_title(occurrence.local.hour, language)
+            plan_title = "Tend"
+        item = occurrence.item
+        if isinstance(variant.rotate, LocalizedLines):
+            item = variant.rotate.line(item, language)
         return {
+            LANGUAGE: language,
+            DISCREET: discreet,
             "participant": Names(
                 "participant", {"name": person.name, "first_name": person.first_name}
             ),
@@ -157,7 +209,7 @@ class Renderer:
                 "practice",
                 {
                     "id": practice.id,
-                    "title": practice.title,
+                    "title": title,
                     "category": practice.category,
                     "duration_minutes": variant.duration_minutes,
                     # Group sessions (None when unset): the zone that fixes the instant
@@ -172,14 +224,14 @@ class Renderer:
                 "occurrence",
                 {"key": occurrence.key, "week": occurrence.week, "local": occurrence.local},
             ),
-            "plan": Names("plan", {"id": plan.id, "title": plan.title}),
-            "item": occurrence.item,
+            "plan": Names("plan", {"id": plan.id, "title": plan_title}),
+            "item": item,
             "check_in_url": check_in_url,
             "check_in": Names(
                 "check_in",
                 {
                     "kind": practice.check_in.kind,
-                    "question": practice.check_in.question,
+                    "question": local(practice.check_in.question, language),
                     "scale": practice.check_in.scale,
                     "unit": practice.check_in.unit,
                 },
@@ -189,25 +241,40 @@ class Renderer:
     # -- rendering -------------------------------------------------------------
 
     def sms(self, variant: Variant, practice: Practice, context: Mapping[str, Any]) -> str:
-        """The SMS text of a reminder."""
+        """The SMS text of a reminder, in the context's language; for a discreet
+        participant, the practice's `discreet_message` or the neutral wording."""
+        language = context.get(LANGUAGE)
+        if context.get(DISCREET):
+            if practice.discreet_message is not None:
+                return self._inline_text(practice.discreet_message, context)
+            return self._file(self.discreet_template(practice.category, "sms"), "sms", context)
         if variant.message is not None:
-            return self._run(self.compile_inline(variant.message), context)
+            return self._inline_text(variant.message, context)
         name = variant.template or default_template(practice.category)
-        return self._file(name, "sms", context)
+        return self._file(name, "sms", context, language)
+
+    def discreet_template(self, category: str, channel: str) -> str:
+        """discreet/<category> when there is one, else discreet/default."""
+        own = f"{DISCREET_FOLDER}/{category}"
+        return own if self.has_template(own, channel) else DISCREET_DEFAULT
+
+    def _inline_text(self, text: str, context: Mapping[str, Any]) -> str:
+        chosen = local(text, context.get(LANGUAGE)) or text
+        return self._run(self.compile_inline(chosen), context)
 
     def email(
         self, variant: Variant, practice: Practice, context: Mapping[str, Any]
     ) -> EmailContent:
-        return self._email(*self._wrapped(variant, practice, context))
+        return self._email(*self._wrapped(variant, practice, context, "email"))
 
     def calendar(self, variant: Variant, practice: Practice, context: Mapping[str, Any]) -> str:
         """The description of a calendar event."""
-        name, context = self._wrapped(variant, practice, context)
-        return self._file(name, "calendar", context)
+        name, context = self._wrapped(variant, practice, context, "calendar")
+        return self._file(name, "calendar", context, context.get(LANGUAGE))
 
     def text(self, variant: Variant, practice: Practice, context: Mapping[str, Any]) -> str:
         """The reminder's text as a person reads it: the SMS when there is one."""
-        if variant.message is not None or "sms" in practice.channels:
+        if variant.message is not None or "sms" in practice.channels or context.get(DISCREET):
             return self.sms(variant, practice, context)
         if "email" in practice.channels:
             return self.email(variant, practice, context).text
@@ -216,15 +283,17 @@ class Renderer:
     def nudge(self, practice: Practice, context: Mapping[str, Any]) -> str:
         if practice.nudge is None:
             raise RenderError(f"practice '{practice.id}' has no nudge")
-        return self._run(self.compile_inline(practice.nudge.message), context)
+        if context.get(DISCREET):
+            return self._file(DISCREET_NUDGE, "sms", context, context.get(LANGUAGE))
+        return self._inline_text(practice.nudge.message, context)
 
     def answer(self, name: str, context: Mapping[str, Any]) -> str:
-        """An SMS answer to a reply, from templates/replies/<name>.sms.j2."""
-        return self._file(f"replies/{name}", "sms", context)
+        """An SMS answer to a reply, from templates/replies/<name>[.<lang>].sms.j2."""
+        return self._file(f"replies/{name}", "sms", context, context.get(LANGUAGE))
 
     def confirmation(self, name: str, context: Mapping[str, Any]) -> str:
         """The confirmation SMS (`core.confirmation`), from templates/consent/<name>.sms.j2."""
-        return self._file(f"consent/{name}", "sms", context)
+        return self._file(f"consent/{name}", "sms", context, context.get(LANGUAGE))
 
     def occurrence_text(
         self,
@@ -239,11 +308,11 @@ class Renderer:
 
     def summary_sms(self, context: Mapping[str, Any]) -> str:
         """The weekly summary as an SMS; `context` as `service.core.summary.summary_context`."""
-        return self._file(SUMMARY_TEMPLATE, "sms", context)
+        return self._file(SUMMARY_TEMPLATE, "sms", context, context.get(LANGUAGE))
 
     def summary_email(self, context: Mapping[str, Any]) -> EmailContent:
         """The weekly summary as an email; `context` as `service.core.summary.summary_context`."""
-        return self._email(SUMMARY_TEMPLATE, context)
+        return self._email(SUMMARY_TEMPLATE, context)  # in the context's language
 
     def digest_email(self, context: Mapping[str, Any]) -> EmailContent:
         """The coach's weekly digest; `context` as `service.core.digest.digest_context`."""
@@ -252,22 +321,44 @@ class Renderer:
     # -- internals -------------------------------------------------------------
 
     def _wrapped(
-        self, variant: Variant, practice: Practice, context: Mapping[str, Any]
+        self, variant: Variant, practice: Practice, context: Mapping[str, Any], channel: str
     ) -> tuple[str, Mapping[str, Any]]:
-        """The template for email and calendar, with `message` set for the defaults."""
+        """The template for email and calendar, with `message` set for the defaults. A
+        discreet participant's is the neutral one, with their `discreet_message`."""
+        if context.get(DISCREET):
+            message = None
+            if practice.discreet_message is not None:
+                message = self._inline_text(practice.discreet_message, context)
+            return self.discreet_template(practice.category, channel), {
+                **context,
+                "message": message,
+            }
         if variant.template is not None:
             return variant.template, {**context, "message": None}
         message = None
         if variant.message is not None:
-            message = self._run(self.compile_inline(variant.message), context)
+            message = self._inline_text(variant.message, context)
         return default_template(practice.category), {**context, "message": message}
 
     def _email(self, name: str, context: Mapping[str, Any]) -> EmailContent:
-        """An email from the subject, text and html blocks of the template `name`."""
+        """An email from the subject, text and html blocks of the template `name`, in
+        the context's language."""
+        name = self.translated(name, "email", context.get(LANGUAGE))
         parts = {block: self._block(name, block, context) for block in EMAIL_BLOCKS}
         return EmailContent(**parts)
 
-    def _file(self, name: str, channel: str, context: Mapping[str, Any]) -> str:
+    def translated(self, name: str, channel: str, language: str | None) -> str:
+        """The name of `name`'s translation into `language` when there is one (es-MX
+        before es), else `name` itself."""
+        for candidate in languages.candidates(language):
+            if self.has_template(f"{name}.{candidate}", channel):
+                return f"{name}.{candidate}"
+        return name
+
+    def _file(
+        self, name: str, channel: str, context: Mapping[str, Any], language: str | None = None
+    ) -> str:
+        name = self.translated(name, channel, language)
         try:
             template = self.template(name, channel)
         except jinja2.TemplateNotFound as exc:

@@ -19,8 +19,10 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
+
+from service.core.quiet import OFF, Unreadable, parse_clock, parse_quiet
 
 ReplyKind = Literal[
     "opt_out",
@@ -34,27 +36,42 @@ ReplyKind = Literal[
     "number",
     "text",
     "invalid",
+    "later",
+    "times",
+    "quiet",
 ]
 Outcome = Literal["done", "skipped", "rating", "number", "text", "not_applicable"]
 
 # Whole-message keywords. YES stays its own kind: only the caller knows whether the
 # participant opted out (then YES opts back in) or is answering a reminder (then done).
+# Every language's words count for everyone: a Spanish speaker's BAJA or an English
+# speaker's STOP must never be missed because of the language on their record. Only
+# the answers are in the participant's language.
 KEYWORDS: dict[str, ReplyKind] = {
     **dict.fromkeys(
         ("stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"),
         "opt_out",
     ),
+    **dict.fromkeys(("alto", "parar", "para", "baja", "cancelar"), "opt_out"),  # Spanish
     "start": "opt_in",
     "unstop": "opt_in",
     "yes": "yes",
     "help": "help",
     "info": "help",
+    "ayuda": "help",
+    **dict.fromkeys(("times", "horarios", "horas"), "times"),
 }
-DONE_WORDS = frozenset({"done", "yes", "y"})
-SKIP_WORDS = frozenset({"skip", "skipped", "no", "n"})
-# Dropped before reading a reply, so "I just did it today" reads as "did it".
+DONE_WORDS = frozenset({"done", "yes", "y", "listo", "lista", "hecho", "hecha", "si", "sí", "hice"})
+SKIP_WORDS = frozenset({"skip", "skipped", "no", "n", "saltar", "salto", "salté", "omitir"})
+LATER_WORDS = frozenset({"later", "snooze", "después", "despues", "luego"})
+QUIET_WORDS = frozenset({"quiet", "silencio"})
+PAUSE_WORDS = frozenset({"pause", "pausa"})
+RESUME_WORDS = frozenset({"resume", "seguir", "reanudar", "continuar"})
+# Dropped before reading a reply, so "I just did it today" reads as "did it", and "ya lo
+# hice" as "hice".
 FILLER = frozenset(
     {"i", "just", "for", "today", "tonight", "now", "ok", "okay", "please", "thanks", "thx", "ty"}
+    | {"ya", "lo", "la", "hoy", "gracias", "vale"}
 )
 # A reply containing one of these is not read as done/skipped/number: "not done",
 # "didn't do it", "can't walk 25 minutes" must reach a human, not the log.
@@ -62,8 +79,25 @@ NEGATIONS = frozenset(
     {
         *("not", "never", "didn't", "didnt", "don't", "dont", "haven't", "havent"),
         *("can't", "cant", "couldn't", "couldnt", "won't", "wont"),
+        *("nunca", "tampoco"),
     }
 )
+# Words a plan's variable must not be named: a participant texting "<VARIABLE> 6:30"
+# would be read as the keyword instead.
+RESERVED_WORDS = frozenset(
+    set(KEYWORDS)
+    | DONE_WORDS
+    | SKIP_WORDS
+    | LATER_WORDS
+    | QUIET_WORDS
+    | PAUSE_WORDS
+    | RESUME_WORDS
+    | {"join", "unstop", "pause", "resume"}
+)
+LATER_DEFAULT = 30  # minutes
+LATER_MAX = 12 * 60
+LATER_USAGE = "LATER takes minutes or hours, e.g. LATER 20 or LATER 2h"
+QUIET_USAGE = "QUIET takes a span of hours, e.g. QUIET 22:00-07:00, or QUIET OFF"
 # Emoji that mean done when they are the whole message.
 DONE_EMOJI = frozenset({"👍", "✅", "✔", "☑", "👌"})
 UNIT_ALIASES: dict[str, str] = {
@@ -95,6 +129,12 @@ class Reply:
     practice_hint: str | None = None  # words naming the practice: "walk" in "done walk"
     text: str = ""
     problem: str | None = None  # why an `invalid` reply could not be read
+    minutes: int | None = None  # for later: how long until the repeat
+    quiet: str | None = None  # for quiet: the span as stored (22:00-07:00), or "off"
+    # `<word> <clock time>` ("WAKE 6:30"): the word and the minutes after midnight. It
+    # sets a variable only when the word is one of the participant's (the caller knows);
+    # otherwise `kind` says what the message is.
+    clock: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +186,24 @@ def parse_reply(text: str) -> Reply:
     bare = _fold(_strip_ends(trimmed))
     if bare and len(bare.split()) == 1 and bare in KEYWORDS:
         return Reply(KEYWORDS[bare], text=trimmed)
+    quiet = _QUIET.match(_fold(trimmed))
+    if quiet is not None:
+        return _quiet(quiet["span"], trimmed)
+    clock = _clock(trimmed)
+    reply = _read(trimmed)
+    return replace(reply, clock=clock) if clock is not None else reply
 
+
+def _read(trimmed: str) -> Reply:
     tokens = _tokens(_fold(trimmed))
     words = [t.word for t in tokens if t.word is not None]
-    if tokens and tokens[0].word == "pause":
+    if words[:2] in (["más", "tarde"], ["mas", "tarde"]):
+        return _later(tokens[2:], trimmed)
+    if tokens and tokens[0].word in LATER_WORDS:
+        return _later(tokens[1:], trimmed)
+    if tokens and tokens[0].word in PAUSE_WORDS:
         return _pause(tokens[1:], trimmed)
-    if words == ["resume"] and len(tokens) == 1:
+    if len(words) == 1 and words[0] in RESUME_WORDS and len(tokens) == 1:
         return Reply("resume", text=trimmed)
     if not tokens:
         # Variation selectors (Mn), skin tones (Sk) and joiners (Cf) do not change meaning.
@@ -287,6 +339,57 @@ def _to_float(raw: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_QUIET = re.compile(r"^\W*(?:quiet|silencio)\b\W*(?P<span>.*?)\W*$", re.DOTALL)
+_CLOCK_REPLY = re.compile(
+    r"^\W*(?P<word>[^\W\d_][\w-]*)\s*(?:at|a las|a la|to|=|:)?\s*"
+    r"(?P<time>\d{1,2}(?:\s*(?::|h)\s*\d{2})?\s*(?:[ap]\.?\s*m\.?)?)\W*$",
+    re.IGNORECASE,
+)
+
+
+def _quiet(span: str, trimmed: str) -> Reply:
+    """QUIET 22:00-07:00, QUIET OFF."""
+    if not span.strip():
+        return Reply("invalid", text=trimmed, problem=QUIET_USAGE)
+    try:
+        found = parse_quiet(span)
+    except Unreadable as exc:
+        return Reply("invalid", text=trimmed, problem=f"{exc}. {QUIET_USAGE}")
+    return Reply("quiet", quiet=found.text if found is not None else OFF, text=trimmed)
+
+
+def _clock(trimmed: str) -> tuple[str, int] | None:
+    """ "WAKE 6:30", "bedtime 11pm", "walk at 17:30": a word and an unmistakable clock
+    time (with a colon, an h, or am/pm; "walk 5" is a number, not five o'clock)."""
+    found = _CLOCK_REPLY.match(unicodedata.normalize("NFKC", trimmed))
+    if found is None:
+        return None
+    time = found["time"]
+    if not re.search(r"[:h]|[ap]\.?\s*m", time, re.IGNORECASE):
+        return None
+    try:
+        minutes = parse_clock(time)
+    except Unreadable:
+        return None
+    return found["word"].casefold(), minutes
+
+
+def _later(rest: list[_Token], trimmed: str) -> Reply:
+    """LATER, LATER 20, LATER 20 min, LATER 2h, SNOOZE, DESPUÉS 15."""
+    if not rest:
+        return Reply("later", minutes=LATER_DEFAULT, text=trimmed)
+    count, *tail = rest
+    units = [t.word for t in tail]
+    if count.number is None or count.denominator is not None or len(units) > 1:
+        return Reply("invalid", text=trimmed, problem=LATER_USAGE)
+    unit = normalise_unit(units[0]) if units and units[0] else "minutes"
+    unit = {"minutos": "minutes", "hora": "hours", "horas": "hours"}.get(unit, unit)
+    minutes = to_minutes(count.number, unit)
+    if minutes is None or not math.isfinite(minutes) or minutes < 1 or minutes > LATER_MAX:
+        return Reply("invalid", text=trimmed, problem=LATER_USAGE)
+    return Reply("later", minutes=round(minutes), text=trimmed)
+
+
 def _pause(rest: list[_Token], trimmed: str) -> Reply:
     """PAUSE, PAUSE 3, PAUSE 3 days, PAUSE 2 weeks; anything else says how to write it."""
     if not rest:
@@ -294,6 +397,7 @@ def _pause(rest: list[_Token], trimmed: str) -> Reply:
     count, *tail = rest
     units = [t.word for t in tail]
     per = {(): 1, ("day",): 1, ("days",): 1, ("d",): 1, ("week",): 7, ("weeks",): 7, ("w",): 7}
+    per |= {("día",): 1, ("días",): 1, ("dia",): 1, ("dias",): 1, ("semana",): 7, ("semanas",): 7}
     factor = per.get(tuple(u or "" for u in units)) if all(units) else None
     raw = count.raw_number or ""
     if count.number is None or count.denominator is not None or factor is None:

@@ -65,6 +65,18 @@ WAITING_STATES = (DeliveryState.PENDING, DeliveryState.CLAIMED)  # not yet being
 class DeliveryKind(enum.StrEnum):
     REMINDER = "reminder"
     NUDGE = "nudge"
+    # The reminder again, asked for by LATER: the first, second and third time (the
+    # number is in the kind, so one occurrence has at most one row of each).
+    REPEAT1 = "repeat1"
+    REPEAT2 = "repeat2"
+    REPEAT3 = "repeat3"
+
+    @property
+    def is_repeat(self) -> bool:
+        return self in REPEAT_KINDS
+
+
+REPEAT_KINDS = (DeliveryKind.REPEAT1, DeliveryKind.REPEAT2, DeliveryKind.REPEAT3)
 
 
 class Channel(enum.StrEnum):

@@ -20,10 +20,13 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
+from babel.dates import format_interval
+
 from service.core.adherence import Outcome, PracticeAdherence, Result, per_day, summarise
 from service.core.expand import Occurrence, expand, local_instant, resolve_plan_variables
+from service.core.language import local, locale
 from service.core.plan import Plan, WeeklySummary
-from service.core.render import SAMPLE_PERSON, Names, Person
+from service.core.render import LANGUAGE, SAMPLE_PERSON, Names, Person
 
 SAMPLE_START = date(2026, 1, 5)  # a Monday, the sample enrollment's start
 SAMPLE_WEEK = 3  # the plan week the sample summary looks back on
@@ -61,14 +64,26 @@ def summary_period(moment_local_date: date) -> tuple[date, date]:
     return moment_local_date - timedelta(days=PERIOD_DAYS - 1), moment_local_date
 
 
+def period_text(period: tuple[date, date], language: str | None) -> str:
+    """The week as the language writes a span of days: "Dec 1 - 7", "1-7 dic" (with an en dash)."""
+    return format_interval(period[0], period[1], "MMMd", locale=locale(language))
+
+
 def summary_context(
     person: Person,
     plan: Plan,
     week: int,
     period: tuple[date, date],
     figures: Mapping[str, PracticeAdherence],
+    *,
+    language: str | None = None,
+    titles: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """What the weekly summary templates see; see templates/summaries/weekly.sms.j2.
+
+    In `language` (titles translated, `period.text` written that language's way);
+    `titles` replaces practices' titles (a discreet participant's neutral names, and
+    then the plan is called Tend).
 
     `figures` holds, for each practice to show, its counts over the period (scheduled,
     done, skipped, missed, pending, completion_rate) with its streaks and strength as
@@ -80,7 +95,9 @@ def summary_context(
             "practice",
             {
                 "id": practice.id,
-                "title": practice.title,
+                "title": (titles or {}).get(practice.id)
+                or local(practice.title, language)
+                or practice.title,
                 "category": practice.category,
                 "scheduled": found.scheduled,
                 "done": found.done,
@@ -100,11 +117,16 @@ def summary_context(
         name: sum(int(entry[name]) for entry in practices)
         for name in ("scheduled", "done", "skipped", "missed")
     }
+    plan_title = "Tend" if titles else (local(plan.title, language) or plan.title)
     return {
+        LANGUAGE: language,
         "participant": Names("participant", {"name": person.name, "first_name": person.first_name}),
-        "plan": Names("plan", {"id": plan.id, "title": plan.title}),
+        "plan": Names("plan", {"id": plan.id, "title": plan_title}),
         "week": week,
-        "period": Names("period", {"start": period[0], "end": period[1]}),
+        "period": Names(
+            "period",
+            {"start": period[0], "end": period[1], "text": period_text(period, language)},
+        ),
         "practices": practices,
         "totals": Names("totals", totals),
     }

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from service.actions import consent
+from service.actions import consent, wording
 from service.actions.enrollments import variables_for
 from service.actions.links import check_in_link
 from service.channels.base import Channel, ChannelError, OutgoingMessage, Receipt
@@ -27,7 +27,9 @@ from service.clock import clock_span
 from service.core.backoff import Backoff
 from service.core.consent import send_refusal
 from service.core.expand import Occurrence, resolve_plan_variables
+from service.core.language import repeat_mark
 from service.core.plan import Plan
+from service.core.quiet import HELD_NOTE, QUIET_NOTE
 from service.core.records import DeliveryJob
 from service.core.render import Person, RenderError
 from service.core.sms import clean_for_sms
@@ -54,6 +56,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    HELD = "held"  # quiet hours: pending again, due when they end
     RETRY = "retry"
 
 
@@ -110,6 +113,9 @@ def _deliver_one(runtime: Runtime, run: Run[Any], delivery_id: int) -> Result:
             outcome, reason = blocked
             log.info("delivery not sent", delivery=job.id, outcome=outcome.value, reason=reason)
             return _finish(runtime, run, job, outcome, reason)
+        held = _quiet_hours(runtime, run, job, now)
+        if held is not None:
+            return held
         if job.channel == ChannelName.SMS and job.participant.welcomed_at is None:
             return _wait_for_welcome(runtime, run, job, now, grace)
         plan = runtime.plans.get(job.plan_id, job.plan_hash)
@@ -218,6 +224,31 @@ def _wait_for_welcome(
     return Result(Outcome.RETRY, detail=NOT_WELCOMED)
 
 
+def _quiet_hours(runtime: Runtime, run: Run[Any], job: DeliveryJob, now: datetime) -> Result | None:
+    """Nothing Tend sends on its own goes inside the participant's quiet hours: a
+    delivery due in them waits for their end while its check-in window is still open
+    then, and is not sent otherwise (its occurrence is then excused when the window
+    closes: no reminder reached the person). None when it may go now."""
+    hours = wording.quiet_of(runtime, job.participant)
+    zone = ZoneInfo(job.participant.timezone)
+    end = hours.end_after(now, zone) if hours is not None else None
+    if hours is None or end is None:
+        return None
+    if end < job.window_end:
+        local_end = end.astimezone(zone)
+        note = f"{HELD_NOTE} ({hours.text}) until {local_end:%H:%M}"
+        run(
+            lambda conn: delivery_rows.hold(
+                conn, job.id, now=now, attempt=job.attempts, until=end, note=note
+            )
+        )
+        log.info("delivery held for quiet hours", delivery=job.id, until=end.isoformat())
+        return Result(Outcome.HELD, detail=note)
+    note = f"{QUIET_NOTE} ({hours.text}); the check-in window closed before they ended"
+    log.info("delivery not sent", delivery=job.id, outcome="cancelled", reason=QUIET_NOTE)
+    return _finish(runtime, run, job, Outcome.CANCELLED, note)
+
+
 def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome, str] | None:
     """Why this delivery must not go out now, if it must not."""
     if now > job.due_at + grace:
@@ -229,7 +260,7 @@ def _blocked(job: DeliveryJob, now: datetime, grace: timedelta) -> tuple[Outcome
     # A nudge is an SMS whatever the practice's channels; a plan edit cancels it directly.
     if job.kind == DeliveryKind.REMINDER and job.channel not in job.occurrence_channels:
         return Outcome.CANCELLED, "channel removed from the plan"
-    if job.kind == DeliveryKind.NUDGE:
+    if job.kind == DeliveryKind.NUDGE or job.kind.is_repeat:
         if job.check_in is not None:
             return Outcome.CANCELLED, CHECKED_IN_NOTE
         if now >= job.window_end:
@@ -266,14 +297,23 @@ def compose(runtime: Runtime, plan: Plan, job: DeliveryJob) -> OutgoingMessage:
         plan, variables_for(plan, job.participant, job.enrollment_variables)
     )
     renderer = runtime.plans.renderer(plan)
+    language = wording.language_of(runtime, job.participant)
     context = renderer.context(
-        plan, occurrence, Person(job.participant.name), variables, check_in_url(runtime, job)
+        plan,
+        occurrence,
+        Person(job.participant.name),
+        variables,
+        check_in_url(runtime, job),
+        language=language,
+        discreet=job.participant.discreet,
     )
     if job.kind == DeliveryKind.NUDGE:
         text = clean_for_sms(renderer.nudge(occurrence.practice, context))
         return OutgoingMessage(job.id, ChannelName.SMS, job.participant.phone or "", text)
     if job.channel == ChannelName.SMS:
         text = clean_for_sms(renderer.sms(occurrence.variant, occurrence.practice, context))
+        if job.kind.is_repeat:  # LATER: the same reminder, marked as a repeat
+            text = repeat_mark(language) + text
         return OutgoingMessage(job.id, ChannelName.SMS, job.participant.phone or "", text)
     email = renderer.email(occurrence.variant, occurrence.practice, context)
     return OutgoingMessage(

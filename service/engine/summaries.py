@@ -13,7 +13,7 @@ arrives at 3 a.m. on Monday does more harm than good.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from functools import partial
 from zoneinfo import ZoneInfo
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from service import report
-from service.actions import consent
+from service.actions import consent, wording
 from service.actions.enrollments import variables_for
 from service.channels.base import ChannelError, OutgoingMessage
 from service.channels.email import unsubscribe_link
@@ -31,8 +31,10 @@ from service.core.backoff import Backoff
 from service.core.consent import send_refusal
 from service.core.digest import CohortEntry, Week, digest_context
 from service.core.expand import resolve_plan_variables
-from service.core.records import Participant
-from service.core.render import Person, RenderError
+from service.core.language import discreet_title, local
+from service.core.plan import Plan
+from service.core.records import Enrollment, Participant
+from service.core.render import LANGUAGE, Person, RenderError
 from service.core.sms import clean_for_sms
 from service.core.states import (
     LIVE_STATUSES,
@@ -216,7 +218,7 @@ def send(runtime: Runtime, summary_id: int) -> str:
         if now > job.due_at + SEND_WITHIN:
             problem = f"not sent within {SEND_WITHIN} of its time"
             return _finish(runtime, job, SummaryState.EXPIRED, problem)
-        composed: tuple[OutgoingMessage, Participant | None] | str
+        composed: tuple[OutgoingMessage, Participant | None] | str | _Held
         if job.kind == SummaryKind.COACH:
             composed = _digest_message(runtime, job)
         elif job.kind == SummaryKind.WELCOME:
@@ -227,6 +229,11 @@ def send(runtime: Runtime, summary_id: int) -> str:
             composed = _participant_message(runtime, job)
         if isinstance(composed, str):
             return _finish(runtime, job, SummaryState.CANCELLED, composed)
+        if isinstance(composed, _Held):
+            with transaction(runtime.engine) as conn:
+                store.hold(conn, job, now=now, until=composed.until)
+            log.info("weekly message held for quiet hours", summary=job.id)
+            return "held"
         message, participant = composed
     except RenderError as exc:
         return _finish(runtime, job, SummaryState.FAILED, f"could not render: {exc}")
@@ -270,9 +277,11 @@ def _welcome_message(
     plans = [p for e in live if (p := runtime.plans.get(e.plan_id, e.plan_hash)) is not None]
     if not plans:
         return "in no plan"
-    program = " & ".join(dict.fromkeys(p.title for p in plans))
+    language = wording.language_of(runtime, participant)
+    program = " & ".join(dict.fromkeys(local(p.title, language) or p.title for p in plans))
     context = confirmation.context(program, confirmation.most_per_day(plans),
                                    coach.name if coach else None)  # fmt: skip
+    context[LANGUAGE] = language
     text = clean_for_sms(runtime.catalog.renderer.confirmation(confirmation.WELCOME, context))
     return OutgoingMessage(None, Channel.SMS, participant.phone, text), participant
 
@@ -291,8 +300,11 @@ def _join_message(runtime: Runtime, job: store.SummaryJob) -> tuple[OutgoingMess
     plan = runtime.plans.get(cohort.plan_id) if cohort.plan_id else None
     if plan is None:
         return "the cohort has no plan to join"
-    context = confirmation.context(plan.title, confirmation.most_per_day([plan]),
+    language = signup.language or runtime.settings.default_language
+    context = confirmation.context(local(plan.title, language) or plan.title,
+                                   confirmation.most_per_day([plan]),
                                    coach.name if coach else None)  # fmt: skip
+    context[LANGUAGE] = language
     text = clean_for_sms(runtime.catalog.renderer.confirmation(confirmation.JOIN, context))
     return OutgoingMessage(None, Channel.SMS, signup.phone, text), None
 
@@ -309,7 +321,7 @@ def _confirmation_sent(runtime: Runtime, job: store.SummaryJob, now: datetime) -
 
 def _participant_message(
     runtime: Runtime, job: store.SummaryJob
-) -> tuple[OutgoingMessage, Participant] | str:
+) -> tuple[OutgoingMessage, Participant] | str | _Held:
     """The summary to send, or why it must not go."""
     with transaction(runtime.engine) as conn:
         enrollment = enrollment_rows.get_enrollment(conn, job.subject)
@@ -330,8 +342,22 @@ def _participant_message(
     week = report.build(runtime, enrollment_id=enrollment.id, since=since, until=until, now=now)
     overall = report.build(runtime, enrollment_id=enrollment.id, now=now)
     figures = _figures(week, overall)
+    hours = wording.quiet_of(runtime, participant)
+    quiet_end = hours.end_after(now, zone) if hours is not None else None
+    if quiet_end is not None:
+        return _Held(quiet_end)
     plan_week = min(max((end - enrollment.start_date).days // 7 + 1, 1), plan.weeks)
-    context = summary_context(Person(participant.name), plan, plan_week, (start, end), figures)
+    context = summary_context(
+        Person(participant.name),
+        plan,
+        plan_week,
+        (start, end),
+        figures,
+        language=wording.language_of(runtime, participant),
+        titles=_discreet_titles(runtime, plan, participant, enrollment)
+        if participant.discreet
+        else None,
+    )
     renderer = runtime.plans.renderer(plan)
     if job.channel == Channel.SMS:
         text = clean_for_sms(renderer.summary_sms(context))
@@ -348,6 +374,35 @@ def _participant_message(
         unsubscribe_url=link,
     )
     return message, participant
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """Not now: inside the participant's quiet hours, which end `until`."""
+
+    until: datetime
+
+
+def _discreet_titles(
+    runtime: Runtime, plan: Plan, participant: Participant, enrollment: Enrollment
+) -> dict[str, str]:
+    """A discreet participant's names for the plan's practices ("your evening practice"),
+    by the local time each is at for them."""
+    try:
+        values = resolve_plan_variables(
+            plan, variables_for(plan, participant, enrollment.variables)
+        )
+    except ValueError:
+        values = {}
+    language = wording.language_of(runtime, participant)
+    titles = {}
+    for practice in plan.practices:
+        try:
+            minutes = practice.base.at.resolve(values)
+        except (KeyError, ValueError):
+            minutes = 12 * 60
+        titles[practice.id] = discreet_title(minutes // 60, language)
+    return titles
 
 
 def _figures(week: report.Report, overall: report.Report) -> dict[str, PracticeAdherence]:

@@ -19,8 +19,10 @@ from psycopg.rows import dict_row
 from sqlalchemy import Connection, Integer, String, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql
 
+from service.core.quiet import QUIET_NOTE
 from service.core.records import DeliveryJob
 from service.core.states import (
+    REPEAT_KINDS,
     WAITING_STATES,
     Channel,
     CheckInResult,
@@ -378,3 +380,85 @@ def get_delivery(conn: Connection, delivery_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no delivery {delivery_id}")
     return dict(row)
+
+
+# --- quiet hours and repeats -----------------------------------------------------------
+
+
+def hold(
+    conn: Connection, delivery_id: int, *, now: datetime, attempt: int, until: datetime, note: str
+) -> bool:
+    """A delivery that met the participant's quiet hours waits for their end: pending
+    again, due `until`, remembering when it was first due (`held_from`)."""
+    result = conn.execute(
+        _SENDING_ATTEMPT.values(
+            state=DeliveryState.PENDING,
+            held_from=func.coalesce(deliveries.c.held_from, deliveries.c.due_at),
+            due_at=until,
+            lease_until=None,
+            last_error=note,
+            updated_at=now,
+        ),
+        {"delivery_id": delivery_id, "attempt": attempt},
+    )
+    return bool(result.rowcount)
+
+
+def repeat_counts(conn: Connection, occurrence_ids: list[int]) -> dict[int, int]:
+    """How many LATER repeats each occurrence has had (any state), by occurrence id."""
+    if not occurrence_ids:
+        return {}
+    rows = conn.execute(
+        select(deliveries.c.occurrence_id, func.count())
+        .where(deliveries.c.occurrence_id.in_(occurrence_ids))
+        .where(deliveries.c.kind.in_(REPEAT_KINDS))
+        .group_by(deliveries.c.occurrence_id)
+    )
+    return {int(occurrence): int(count) for occurrence, count in rows}
+
+
+def add_repeat(
+    conn: Connection, occurrence_id: int, kind: DeliveryKind, *, due_at: datetime, now: datetime
+) -> int:
+    """The reminder again, by SMS, due at `due_at` (a LATER). Returns its id."""
+    return int(
+        conn.execute(
+            deliveries.insert()
+            .values(
+                occurrence_id=occurrence_id,
+                channel=Channel.SMS,
+                kind=kind,
+                state=DeliveryState.PENDING,
+                due_at=due_at,
+                attempts=0,
+                uncertain=False,
+                updated_at=now,
+            )
+            .returning(deliveries.c.id)
+        ).scalar_one()
+    )
+
+
+def held_and_quiet(
+    conn: Connection, participant_id: str, *, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The participant's deliveries quiet hours held or stopped, newest first."""
+    rows = conn.execute(
+        select(
+            deliveries.c.id, deliveries.c.kind, deliveries.c.channel, deliveries.c.state,
+            deliveries.c.due_at, deliveries.c.held_from, deliveries.c.last_error,
+            deliveries.c.sent_at, occurrences.c.practice_id, occurrences.c.instant,
+        )
+        .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+        .join(enrollments, enrollments.c.id == occurrences.c.enrollment_id)
+        .where(enrollments.c.participant_id == participant_id)
+        .where(
+            or_(
+                deliveries.c.held_from.is_not(None),
+                deliveries.c.last_error.like(f"{QUIET_NOTE}%"),
+            )
+        )
+        .order_by(deliveries.c.due_at.desc())
+        .limit(limit)
+    )  # fmt: skip
+    return [dict(r) for r in rows.mappings()]

@@ -373,3 +373,14 @@ def plans_followed(conn: Connection) -> dict[str, set[tuple[str, int | None]]]:
     for plan_id, plan_hash, version in rows:
         out.setdefault(plan_id, set()).add((plan_hash, version))
     return out
+
+
+def set_variables(
+    conn: Connection, enrollment_id: str, variables: dict[str, str], *, now: datetime
+) -> None:
+    """The enrollment's own variable values (overriding the participant's)."""
+    conn.execute(
+        update(enrollments)
+        .where(enrollments.c.id == enrollment_id)
+        .values(variables=variables, updated_at=now)
+    )

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from service.core.schedule import Changes, Planned, Stored
-from service.core.states import WAITING_STATES, DeliveryState, OccurrenceState
+from service.core.states import REPEAT_KINDS, WAITING_STATES, DeliveryState, OccurrenceState
 from service.storage.tables import deliveries, enrollments, occurrences
 
 # A delivery in one of these is being sent or was sent: its occurrence is history.
@@ -223,7 +223,9 @@ def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now
                 deliveries.c.kind,
                 deliveries.c.state,
                 deliveries.c.last_error,
-            ).where(deliveries.c.occurrence_id == occurrence_id)
+            )
+            .where(deliveries.c.occurrence_id == occurrence_id)
+            .where(deliveries.c.kind.not_in(REPEAT_KINDS))  # LATER's: asked for, not planned
         )
     }
     wanted = planned.deliveries()
@@ -245,6 +247,7 @@ def _sync_deliveries(conn: Connection, occurrence_id: int, planned: Planned, now
                 base.where(deliveries.c.state == row.state).values(
                     state=DeliveryState.PENDING,
                     due_at=due_at,
+                    held_from=None,
                     lease_until=None,
                     last_error=None,
                     updated_at=now,

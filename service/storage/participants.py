@@ -10,11 +10,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from service.core.consent import Refusal
+from service.core.quiet import QUIET_NOTE
 from service.core.records import Participant
 from service.core.states import (
     WAITING_STATES,
@@ -69,10 +70,13 @@ def add_participant(
     cohort_id: str | None = None,
     language: str | None = None,
     welcomed_at: datetime | None = None,
+    discreet: bool = False,
+    quiet_hours: str | None = None,
 ) -> Participant:
-    """Add a participant. PhoneTaken when another one has the phone number (added
-    meanwhile: check first with `find_participant_by_phone`); the transaction must
-    then be rolled back, or the call made in a savepoint."""
+    """Add a participant (`quiet_hours` in its stored form: `core.quiet.stored_form`).
+    PhoneTaken when another one has the phone number (added meanwhile: check first with
+    `find_participant_by_phone`); the transaction must then be rolled back, or the call
+    made in a savepoint."""
     participant_id = new_id("p")
     try:
         conn.execute(
@@ -91,6 +95,8 @@ def add_participant(
                 cohort_id=cohort_id,
                 language=language,
                 welcomed_at=welcomed_at,
+                discreet=discreet,
+                quiet_hours=quiet_hours,
             )
         )
     except IntegrityError as exc:
@@ -163,8 +169,8 @@ def welcomed(conn: Connection, participant_id: str, now: datetime) -> None:
 
 def update_participant(conn: Connection, participant_id: str, **values: Any) -> None:
     """Set these columns of the participant's row (name, phone, email, timezone,
-    variables), in a savepoint. PhoneTaken when another participant has the new phone
-    number; the transaction can go on then."""
+    variables, language, discreet, quiet_hours...), in a savepoint. PhoneTaken when
+    another participant has the new phone number; the transaction can go on then."""
     try:
         with conn.begin_nested():
             conn.execute(
@@ -478,9 +484,9 @@ def add_participants(
 ) -> list[Participant]:
     """Add many participants in one statement (an import), in the order given. Each row
     has `name` and `timezone`, and may have `phone`, `email`, `variables`, `coach_id`,
-    `cohort_id` and `language`. PhoneTaken when a number is another's (added meanwhile:
-    check first with `find_participant_by_phone`); the transaction must then be rolled
-    back."""
+    `cohort_id`, `language`, `discreet` and `quiet_hours`. PhoneTaken when a number is
+    another's (added meanwhile: check first with `find_participant_by_phone`); the
+    transaction must then be rolled back."""
     values = [
         {
             "id": new_id("p"),
@@ -498,6 +504,8 @@ def add_participants(
             "cohort_id": row.get("cohort_id"),
             "language": row.get("language"),
             "welcomed_at": None,
+            "discreet": bool(row.get("discreet", False)),
+            "quiet_hours": row.get("quiet_hours"),
         }
         for row in rows
     ]
@@ -525,3 +533,44 @@ def participants_by_phone(conn: Connection, phones: Sequence[str]) -> dict[str, 
         )
         found.update((r["phone"], participant_from_row(r)) for r in rows.mappings())
     return found
+
+
+def quiet_hours_deliveries(
+    conn: Connection, participant_id: str, *, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The participant's deliveries that quiet hours touched, newest first (by when they
+    were first due): held until quiet hours ended (`held_from` set), or not sent because
+    the check-in window closed inside them (cancelled with a note starting QUIET_NOTE).
+    Each with its channel, kind, state, due_at, held_from, sent_at, last_error, and its
+    occurrence's practice_id and instant, and the enrollment's plan_id."""
+    first_due = func.coalesce(deliveries.c.held_from, deliveries.c.due_at)
+    query = (
+        select(
+            deliveries.c.id,
+            deliveries.c.channel,
+            deliveries.c.kind,
+            deliveries.c.state,
+            deliveries.c.due_at,
+            deliveries.c.held_from,
+            deliveries.c.sent_at,
+            deliveries.c.last_error,
+            occurrences.c.practice_id,
+            occurrences.c.instant,
+            enrollments.c.plan_id,
+        )
+        .join(occurrences, occurrences.c.id == deliveries.c.occurrence_id)
+        .join(enrollments, enrollments.c.id == occurrences.c.enrollment_id)
+        .where(enrollments.c.participant_id == participant_id)
+        .where(
+            or_(
+                deliveries.c.held_from.is_not(None),
+                and_(
+                    deliveries.c.state == DeliveryState.CANCELLED,
+                    deliveries.c.last_error.startswith(QUIET_NOTE, autoescape=True),
+                ),
+            )
+        )
+        .order_by(first_due.desc(), deliveries.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(row) for row in conn.execute(query).mappings()]

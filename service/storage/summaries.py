@@ -243,3 +243,22 @@ def forget_welcome(conn: Connection, participant_id: str) -> None:
         .where(summaries.c.kind == SummaryKind.WELCOME)
         .where(summaries.c.subject == participant_id)
     )
+
+
+def hold(conn: Connection, job: SummaryJob, *, now: datetime, until: datetime) -> bool:
+    """This attempt's row waits for the end of the participant's quiet hours: pending
+    again, due `until`."""
+    result = conn.execute(
+        update(summaries)
+        .where(summaries.c.id == job.id)
+        .where(summaries.c.state == SummaryState.SENDING)
+        .where(summaries.c.attempts == job.attempts)
+        .values(
+            state=SummaryState.PENDING,
+            due_at=until,
+            lease_until=None,
+            last_error="held for quiet hours",
+            updated_at=now,
+        )
+    )
+    return bool(result.rowcount)

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from service.core.states import (
@@ -174,6 +175,10 @@ participants = Table(
     # When the confirmation SMS (program, frequency, HELP, STOP) went to the number in
     # `phone`: until then nothing else is texted to it. Changing the number clears it.
     Column("welcomed_at", UTCDateTime()),
+    # Texts that never name the practice (a lock screen others may see).
+    Column("discreet", Boolean, nullable=False, default=False, server_default=false()),
+    # NULL: the deployment's TEND_QUIET_HOURS; "off": none; else "HH:MM-HH:MM" local.
+    Column("quiet_hours", String(16)),
     CheckConstraint(_one_of("sms_state", SMS_STATES), name="sms_state"),
 )
 
@@ -310,6 +315,8 @@ deliveries = Table(
     Column("last_error", Text),
     Column("sent_at", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Held for the participant's quiet hours: when it was first due (due_at: when they end).
+    Column("held_from", UTCDateTime()),
     UniqueConstraint("occurrence_id", "channel", "kind"),
     CheckConstraint(_one_of("state", DELIVERY_STATES), name="state"),
     # The scheduler's claim reads pending rows by due time, and expired leases.

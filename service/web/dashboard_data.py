@@ -31,6 +31,8 @@ from service.actions import links
 from service.actions.plans import Effect, SyncLine
 from service.catalog import version_renderer
 from service.channels.outbox import OutboxChannel
+from service.core import language as languages
+from service.core import quiet
 from service.core.digest import CohortEntry, Week, slip_reason
 from service.core.plan import Plan
 from service.core.preview import Preview, build_preview
@@ -245,6 +247,83 @@ class EnrollmentView:
     cut: date | None  # heatmaps start here when the enrollment is longer than they show
 
 
+QUIET_SHOWN = 20  # the reminders quiet hours held or stopped that a person's page lists
+# The languages a form offers ("": the deployment's, TEND_DEFAULT_LANGUAGE); a tag
+# given elsewhere (an import, the API, the command line) is kept and shown as it is.
+LANGUAGES = {"en": "English (en)", "es": "Spanish (es)"}
+DISCREET_HINT = "texts never name the practice: for a phone others may see"
+
+
+def language_choices(default: str) -> dict[str, str]:
+    """A language select's options: the deployment's default first, then LANGUAGES."""
+    name = languages.NAMES.get(languages.base(default))
+    return {"": f"Default: {name} ({default})" if name else f"Default ({default})", **LANGUAGES}
+
+
+def quiet_hint(default: str | None) -> str:
+    """What a blank quiet hours field means, in this deployment."""
+    ruled = f"the deployment's, {default}" if default else "the deployment's: none"
+    return f"Local time, such as {quiet.QUIET_EXAMPLE}. Blank: {ruled}. off: none at all."
+
+
+@dataclass(frozen=True, slots=True)
+class QuietReminder:
+    """A reminder (or nudge, or repeat) that quiet hours touched. `how`: "held" (waiting
+    for them to end, at `due_at`), "sending" (being sent now they ended), "sent" (after
+    them), "not_sent" (inside them, the check-in window closed first: `note` says so) or
+    "ended" (held, then not sent for another reason: `note`, or the state)."""
+
+    how: str
+    practice: str  # the practice's title (its id when its plan is not loaded)
+    plan: str
+    channel: str
+    kind: str
+    first_due: datetime  # when it was due before quiet hours held it
+    due_at: datetime
+    sent_at: datetime | None
+    note: str | None
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class OwnSettings:
+    """A participant's own settings and what they follow where they set none."""
+
+    language: str | None  # their own tag (None: the deployment's)
+    default_language: str
+    discreet: bool
+    quiet_hours: str | None  # their own: "22:00-07:00", "off", or None (the deployment's)
+    default_quiet: str | None  # the deployment's (None: none)
+
+    @property
+    def language_text(self) -> str:
+        chosen = self.language or self.default_language
+        name = languages.NAMES.get(languages.base(chosen))
+        shown = f"{name} ({chosen})" if name else chosen
+        return shown if self.language else f"{shown}, the default"
+
+    @property
+    def quiet_text(self) -> str:
+        if self.quiet_hours == quiet.OFF:
+            return "none (turned off)"
+        if self.quiet_hours:
+            return self.quiet_hours
+        return f"{self.default_quiet}, the default" if self.default_quiet else "none (the default)"
+
+    @property
+    def choices(self) -> dict[str, str]:
+        return language_choices(self.default_language)
+
+    @property
+    def quiet_hint(self) -> str:
+        return quiet_hint(self.default_quiet)
+
+    @property
+    def quiet_typed(self) -> str:
+        """Their quiet hours as the form shows them (blank: the deployment's)."""
+        return self.quiet_hours or ""
+
+
 @dataclass(frozen=True, slots=True)
 class ParticipantView:
     participant: Participant
@@ -256,6 +335,37 @@ class ParticipantView:
     consent: tuple[dict[str, Any], ...]
     feed_url: str
     webcal_url: str
+    settings: OwnSettings | None = None
+    quiet: tuple[QuietReminder, ...] = ()
+
+
+def _quiet_reminder(row: dict[str, Any], plans: Callable[[str], Plan | None]) -> QuietReminder:
+    state = str(row["state"])
+    held = row["held_from"] is not None
+    if not held:
+        how = "not_sent"
+    elif state == "pending":
+        how = "held"
+    elif state in ("claimed", "sending"):
+        how = "sending"
+    elif state in ("sent", "delivered"):
+        how = "sent"
+    else:
+        how = "not_sent" if str(row["last_error"] or "").startswith(quiet.QUIET_NOTE) else "ended"
+    plan = plans(str(row["plan_id"]))
+    titles = {p.id: p.title for p in plan.practices} if plan else {}
+    return QuietReminder(
+        how=how,
+        practice=titles.get(row["practice_id"], str(row["practice_id"])),
+        plan=plan.title if plan else str(row["plan_id"]),
+        channel=str(row["channel"]),
+        kind=str(row["kind"]),
+        first_due=row["held_from"] or row["due_at"],
+        due_at=row["due_at"],
+        sent_at=row["sent_at"],
+        note=row["last_error"],
+        state=state,
+    )
 
 
 def _note(row: Any) -> str | None:
@@ -307,6 +417,9 @@ def participant_view(
             conn, participant_id=participant_id, limit=REPLIES_SHOWN, coach_id=coach_id
         )
         consent = participant_rows.consent_history(conn, participant_id, coach_id=coach_id)
+        quiet_rows = participant_rows.quiet_hours_deliveries(
+            conn, participant_id, limit=QUIET_SHOWN
+        )
     views = []
     for entry in built.entries:
         plan = runtime.plans.get(entry.plan)
@@ -324,6 +437,7 @@ def participant_view(
             )
         )  # fmt: skip
     feed = links.feed_link(runtime, person.id, person.feed_version)
+    quiet_plans = {pid: runtime.plans.get(pid) for pid in {str(r["plan_id"]) for r in quiet_rows}}
     return ParticipantView(
         participant=person,
         sms=person.sms_status(now),
@@ -334,6 +448,14 @@ def participant_view(
         consent=tuple(reversed(consent)),  # newest first, like the replies
         feed_url=feed,
         webcal_url=links.webcal_link(feed),
+        settings=OwnSettings(
+            language=person.language,
+            default_language=runtime.settings.default_language,
+            discreet=person.discreet,
+            quiet_hours=person.quiet_hours,
+            default_quiet=runtime.settings.quiet_hours,
+        ),
+        quiet=tuple(_quiet_reminder(row, quiet_plans.get) for row in quiet_rows),
     )
 
 

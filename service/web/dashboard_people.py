@@ -1,10 +1,16 @@
-"""The dashboard's form to add one person: `/dashboard/people/new`.
+"""The dashboard's form to add one person, `/dashboard/people/new`, and the form on a
+person's page that changes their own settings, `/dashboard/participants/{id}/settings`.
 
 A coach types a name, a mobile number (with its country code), an email if they like,
 a time zone (the browser's guess fills an empty field: `/dashboard/static/dashboard.js`,
-as the page's policy lets in no inline script), the language of their texts, one of the
-coach's cohorts, and, if they like, a plan to enroll them in from a date or from each
-person's own today, with the plan's variables as `name=HH:MM` lines.
+as the page's policy lets in no inline script), the language of their texts (or the
+deployment's), whether their texts are discreet (they never name the practice), their
+quiet hours (blank: the deployment's), one of the coach's cohorts, and, if they like, a
+plan to enroll them in from a date or from each person's own today, with the plan's
+variables as `name=HH:MM` lines.
+
+The settings form is `actions.participants.update` with the language, discreet and
+quiet hours: the person's page again, with what was saved or why nothing was.
 
 What the form does is `actions.participants.create` (source "dashboard": the consent
 log records the coach's word that the person agreed) and then, with a plan,
@@ -21,6 +27,7 @@ Sessions, CSRF, the same-site check, the audit log and the pages are
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -32,8 +39,15 @@ from service.actions import enrollments as enrolling
 from service.actions import participants as people
 from service.actions.enrollments import Start
 from service.actions.errors import ActionError, Conflict
+from service.core import quiet
 from service.core.plan import Plan
+from service.core.records import Participant
+from service.storage.db import NotFound
+from service.web import dashboard_data as data
 from service.web.dashboard import (
+    Id,
+    _back,
+    _not_found,
     _posted,
     _redirect,
     _render,
@@ -49,9 +63,18 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
 HERE = "/dashboard/people/new"
 MAX_PEOPLE_FORM = 16 * 1024  # the variables' lines make it longer than most forms
-LANGUAGES = {"en": "English", "es": "Español"}
-FIELDS = ("name", "phone", "email", "timezone", "language", "cohort", "plan", "when",
-          "start", "variables")  # fmt: skip
+FIELDS = ("name", "phone", "email", "timezone", "language", "discreet", "quiet_hours",
+          "cohort", "plan", "when", "start", "variables")  # fmt: skip
+
+
+def _settings(form: dict[str, str]) -> dict[str, Any]:
+    """The language, discreet and quiet hours fields of a form, for the action (blank:
+    the deployment's)."""
+    return {
+        "language": form.get("language", "").strip() or None,
+        "discreet": form.get("discreet", "") not in ("", "off"),
+        "quiet_hours": form.get("quiet_hours", "").strip() or None,
+    }
 
 
 # Control characters (NUL...) are never written back into a page; the rest of what was
@@ -120,7 +143,7 @@ def _page(
         key: _shown((form or {}).get(key, ""), MAX_PEOPLE_FORM if key == "variables" else MAX_SHOWN)
         for key in FIELDS
     }
-    typed["language"] = typed["language"] or "en"
+    typed["discreet"] = "" if typed["discreet"] in ("", "off") else "on"
     typed["when"] = "date" if typed["when"] == "date" else "today"
     return _render(
         request,
@@ -132,7 +155,9 @@ def _page(
         form=typed,
         error=_shown(error, MAX_PEOPLE_FORM) if error else None,
         zones=zone_names(),
-        languages=LANGUAGES,
+        languages=data.language_choices(runtime.settings.default_language),
+        discreet_hint=data.DISCREET_HINT,
+        quiet_hint=data.quiet_hint(runtime.settings.quiet_hours),
         cohorts=mine,
         plans=plans,
         defaults={p.id: _defaults(p) for p in plans if p.variables},
@@ -180,7 +205,7 @@ async def add_person(request: Request) -> Response:
                 actor=session.actor,
                 source="dashboard",
                 cohort=form.get("cohort", "").strip() or None,
-                language=form.get("language", "").strip() or None,
+                **_settings(form),
             )
         except ActionError as exc:
             return again(exc.message, 409 if isinstance(exc, Conflict) else 400)
@@ -210,3 +235,40 @@ async def add_person(request: Request) -> Response:
         )
 
     return await run_in_threadpool(perform)
+
+
+# --- a person's own settings, on their page ----------------------------------------------
+
+
+def _saved(person: Participant, runtime_default: str, default_quiet: str | None) -> str:
+    """What the settings are now, said once they were saved."""
+    language = person.language or f"the default ({runtime_default})"
+    if person.quiet_hours == quiet.OFF:
+        hours = "no quiet hours"
+    elif person.quiet_hours:
+        hours = f"quiet hours {person.quiet_hours}"
+    else:
+        hours = f"the default quiet hours ({default_quiet or 'none'})"
+    discreet = "discreet texts" if person.discreet else "texts that name the practice"
+    return f"Saved {person.name}'s settings: texts in {language}, {discreet}, {hours}."
+
+
+@router.post("/participants/{participant_id}/settings", response_class=HTMLResponse)
+async def change_settings(request: Request, participant_id: Id) -> Response:
+    """The person's language, discreet texts and quiet hours, as the form has them."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
+    runtime = _runtime(request)
+    back = _back(form, f"/dashboard/participants/{quote(participant_id)}")
+    try:
+        person = await run_in_threadpool(
+            lambda: people.update(runtime, participant_id, _settings(form), actor=session.actor)
+        )
+    except NotFound:
+        return _not_found(request, session, "participant")
+    except ActionError as exc:
+        return _redirect(request, back, f"Nothing changed: {exc}.", "error")
+    current = runtime.settings
+    return _redirect(request, back, _saved(person, current.default_language, current.quiet_hours))

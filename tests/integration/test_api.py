@@ -240,6 +240,9 @@ def test_a_participant_is_created_read_and_listed(api: Api) -> None:
         "created_at": "2026-03-02T12:00:00Z",
         "coach": None,
         "cohort": None,
+        "language": None,
+        "discreet": False,
+        "quiet_hours": None,
         "enrollments": [],
     }
     assert ok(api.get(f"/api/participants/{made['id']}")) == made

@@ -430,7 +430,11 @@ def test_sample_context_is_for_alex_in_week_3() -> None:
     assert context["plan"] == {"id": "three", "title": "Steady & calm"}
     assert context["week"] == 3
     # Week 3 from Monday 5 January 2026 ends on Sunday 25 January: the summary's day.
-    assert context["period"] == {"start": date(2026, 1, 19), "end": date(2026, 1, 25)}
+    assert context["period"] == {
+        "start": date(2026, 1, 19),
+        "end": date(2026, 1, 25),
+        "text": "Jan 19\u2009\u2013\u200925",
+    }
 
 
 def test_sample_figures_are_consistent() -> None:
@@ -464,7 +468,9 @@ def test_sample_period_ends_on_the_summary_day() -> None:
         THREE.replace("{channels: [sms, email]}", "{day: wed}"), templates=SUMMARY_TEMPLATES
     )
     context = sample_summary_context(plan)
-    assert context["period"] == {"start": date(2026, 1, 15), "end": date(2026, 1, 21)}
+    period = dict(context["period"])
+    assert period.pop("text") == "Jan 15\u2009\u2013\u200921"  # Babel's, for English
+    assert period == {"start": date(2026, 1, 15), "end": date(2026, 1, 21)}
     assert context["period"]["end"].weekday() == 2
 
 

@@ -61,6 +61,9 @@ def participant_out(person: Participant, briefs: list[EnrollmentBrief], now: dat
         created_at=person.created_at,
         coach=person.coach_id,
         cohort=person.cohort_id,
+        language=person.language,
+        discreet=person.discreet,
+        quiet_hours=person.quiet_hours,
         enrollments=briefs,
     )
 
@@ -148,6 +151,9 @@ def create_participant(body: ParticipantCreate, runtime: RuntimeDep, actor: Acto
             actor=actor,
             coach=body.coach,
             source="api",
+            language=body.language,
+            discreet=body.discreet,
+            quiet_hours=body.quiet_hours,
         )
     return participant_out(person, [], runtime.clock.now())
 
@@ -179,7 +185,9 @@ def update_participant(
     reminders still ahead of the participant's active and paused enrollments, in the
     same transaction: when one of them cannot follow (its plan file is gone, or the
     new variables do not fit its plan), nothing changes and the answer says why.
-    `coach` hands the participant to another coach: admins only (403 for a coach)."""
+    `coach` hands the participant to another coach: admins only (403 for a coach).
+    Their settings (`language`, `discreet`, `quiet_hours`) move no reminder: they apply
+    to what is sent from then on."""
     fields = (*people.FIELDS, "coach")
     changes = {key: getattr(body, key) for key in fields if key in body.model_fields_set}
     with answering():

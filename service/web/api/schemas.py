@@ -10,7 +10,7 @@ from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from service.core import validate
+from service.core import language, quiet, validate
 from service.core.plan import ID_PATTERN
 from service.web.api.common import ID_TEXT
 
@@ -70,6 +70,49 @@ Variables = Annotated[
     ),
     AfterValidator(validate.variables),
 ]
+
+
+def _language(text: str) -> str:
+    try:
+        return language.tag(text)
+    except language.NotATag as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _quiet_hours(text: str) -> str:
+    try:
+        return quiet.stored_form(text) or quiet.OFF
+    except quiet.Unreadable as exc:
+        raise ValueError(f"quiet hours: {exc}") from None
+
+
+Language = Annotated[
+    str,
+    _text(
+        1,
+        language.MAX_TAG,
+        "The language of their texts, a BCP 47 tag such as es or es-MX (null: the "
+        "deployment's, TEND_DEFAULT_LANGUAGE).",
+        "es",
+    ),
+    AfterValidator(_language),
+]
+QuietHours = Annotated[
+    str,
+    _text(
+        1,
+        32,
+        f"Their quiet hours, in their local time: {quiet.QUIET_EXAMPLE}; `off` for none at "
+        "all (null: the deployment's, TEND_QUIET_HOURS). Nothing Tend sends on its own goes "
+        "inside them.",
+        quiet.QUIET_EXAMPLE,
+    ),
+    AfterValidator(_quiet_hours),
+]
+Discreet = Annotated[
+    bool,
+    Field(strict=True, description="Texts that never name the practice (a phone others see)."),
+]
 StartText = Annotated[
     str,
     Field(
@@ -115,12 +158,16 @@ class ParticipantCreate(BaseModel):
         description="Admins only: the coach who owns the participant (a coach's own "
         "token always makes them that coach's).",
     )
+    language: Language | None = None
+    discreet: Discreet = False
+    quiet_hours: QuietHours | None = None
 
 
 class ParticipantUpdate(BaseModel):
     """Changes to a participant: only the fields given change. `phone` or `email` null
-    removes it. A new time zone or new variables move the participant's reminders
-    still ahead (of active and paused enrollments) at once."""
+    removes it; `language` or `quiet_hours` null follows the deployment's. A new time
+    zone or new variables move the participant's reminders still ahead (of active and
+    paused enrollments) at once."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -136,10 +183,13 @@ class ParticipantUpdate(BaseModel):
         description="Admins only (403 for a coach): hand the participant to this coach "
         "(a coach id; null: to no coach). An unknown or disabled coach is a 400.",
     )
+    language: Language | None = None
+    discreet: Discreet | SkipJsonSchema[None] = None
+    quiet_hours: QuietHours | None = None
 
     @model_validator(mode="after")
     def _not_null(self) -> Self:
-        for key in ("name", "timezone", "variables"):
+        for key in ("name", "timezone", "variables", "discreet"):
             if key in self.model_fields_set and getattr(self, key) is None:
                 raise ValueError(f"{key} cannot be null; leave it out to keep it as it is")
         return self
@@ -200,6 +250,14 @@ class ParticipantOut(BaseModel):
     created_at: datetime | None
     coach: str | None = Field(description="The id of the coach who owns them (null: none).")
     cohort: str | None = Field(description="The id of the cohort they are in (null: none).")
+    language: str | None = Field(
+        description="The language of their texts (null: the deployment's, TEND_DEFAULT_LANGUAGE)."
+    )
+    discreet: bool = Field(description="Their texts never name the practice.")
+    quiet_hours: str | None = Field(
+        description=f"Their own quiet hours ({quiet.QUIET_EXAMPLE}), `off` for none, or null: "
+        "the deployment's (TEND_QUIET_HOURS)."
+    )
     enrollments: list[EnrollmentBrief]
 
 
