@@ -43,7 +43,13 @@ def frequency(per_day: int) -> str:
 
 
 def context(program: str, per_day: int, coach: str | None) -> dict[str, Any]:
-    return {"program": program, "frequency": frequency(per_day), "coach": coach}
+    """`frequency` in English words; `per_day` for templates in other languages."""
+    return {
+        "program": program,
+        "frequency": frequency(per_day),
+        "per_day": per_day,
+        "coach": coach,
+    }
 
 
 def sample_context() -> dict[str, Any]:

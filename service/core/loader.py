@@ -1730,17 +1730,26 @@ def _render_one(
             report.error(loc, f"{exc}{shown}" if shown else str(exc))
     if practice.discreet_message is None and not renderer.has_template(DISCREET_DEFAULT, "sms"):
         return  # no neutral wording here to check (the catalog checks Tend's own)
-    context = renderer.context(
-        plan, occurrence, SAMPLE_PERSON, variables, SAMPLE_CHECK_IN_URL, discreet=True
-    )
     try:
-        for channel, render in (
-            ("sms", renderer.sms),
-            ("email", renderer.email),
-            ("calendar", renderer.calendar),
-        ):
-            if channel in practice.channels:
-                render(variant, practice, context)
+        for language in (None, *languages):
+            context = renderer.context(
+                plan,
+                occurrence,
+                SAMPLE_PERSON,
+                variables,
+                SAMPLE_CHECK_IN_URL,
+                language=language,
+                discreet=True,
+            )
+            for channel, render in (
+                ("sms", renderer.sms),
+                ("email", renderer.email),
+                ("calendar", renderer.calendar),
+            ):
+                if channel in practice.channels:
+                    render(variant, practice, context)
+            if practice.nudge is not None:
+                renderer.nudge(practice, context)
     except RenderError as exc:
         if practice.discreet_message is not None:
             report.error(loc, f"the discreet message: {exc}")

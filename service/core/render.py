@@ -231,7 +231,8 @@ class Renderer:
                 "check_in",
                 {
                     "kind": practice.check_in.kind,
-                    "question": local(practice.check_in.question, language),
+                    # A discreet text asks no question that could tell what it is about.
+                    "question": None if discreet else local(practice.check_in.question, language),
                     "scale": practice.check_in.scale,
                     "unit": practice.check_in.unit,
                 },
@@ -247,7 +248,8 @@ class Renderer:
         if context.get(DISCREET):
             if practice.discreet_message is not None:
                 return self._inline_text(practice.discreet_message, context)
-            return self._file(self.discreet_template(practice.category, "sms"), "sms", context)
+            name = self.discreet_template(practice.category, "sms")
+            return self._file(name, "sms", context, language)
         if variant.message is not None:
             return self._inline_text(variant.message, context)
         name = variant.template or default_template(practice.category)

@@ -222,7 +222,7 @@ def snapshot(world: World) -> dict[str, Any]:
                    p.email_unsubscribed, p.sms_paused(world.clock.now()),
                    p.language, tuple(sorted(p.variables.items())), p.coach_id,
                    groups_by_id[p.cohort_id].name if p.cohort_id else None,
-                   p.welcomed_at is not None)
+                   p.welcomed_at is not None, p.discreet, p.quiet_hours)
             for p in participant_rows.list_participants(conn)
         }  # fmt: skip
         members = Counter(p.cohort_id for p in participant_rows.list_participants(conn))
@@ -545,6 +545,47 @@ def test_adding_a_participant_is_the_same_everywhere(
     else:
         said = by_api(world, "POST", "/api/participants",
                       {"name": "Sam Rivera", "phone": phone, "timezone": zone})  # fmt: skip
+    assert agrees(expected, said), (expected, said)
+    assert snapshot(world) == snapshot(reference)
+
+
+@pytest.mark.parametrize("entry", ["cli", "api", "dashboard"])
+@pytest.mark.parametrize(
+    ("who", "language", "quiet_hours"),
+    [
+        ("rae", "es", "22:00-07:00"),
+        ("rae", "", "off"),  # the deployment's language, and no quiet hours at all
+        ("rae", "en", "25:00-07:00"),
+        ("rae", "es_MX", "22:00-07:00"),
+        ("missing", "es", "22:00-07:00"),
+    ],
+)
+def test_changing_a_participants_settings_is_the_same_everywhere(
+    make_world: Callable[[str], World],
+    monkeypatch: pytest.MonkeyPatch,
+    who: str,
+    language: str,
+    quiet_hours: str,
+    entry: str,
+) -> None:
+    def target(world: World) -> str:
+        return world.rae if who == "rae" else "p_nosuchperson"
+
+    reference = make_world("active")
+    changes = {"language": language or None, "discreet": True, "quiet_hours": quiet_hours}
+    expected = directly(
+        reference, lambda: people.update(reference.runtime, target(reference), changes)
+    )
+    world = make_world("active")
+    pid = target(world)
+    if entry == "cli":
+        said = by_cli(world, monkeypatch, "participants", "set", pid, "--language",
+                      language or "default", "--discreet", "--quiet", quiet_hours)  # fmt: skip
+    elif entry == "api":
+        said = by_api(world, "PATCH", f"/api/participants/{pid}", changes)
+    else:
+        said = by_dashboard(world, f"/dashboard/participants/{pid}/settings", language=language,
+                            discreet="on", quiet_hours=quiet_hours)  # fmt: skip
     assert agrees(expected, said), (expected, said)
     assert snapshot(world) == snapshot(reference)
 

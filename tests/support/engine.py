@@ -125,7 +125,7 @@ def make_folders(root: Path) -> Folders:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
     # Answers to replies, summaries and digests are Tend's own words: the shipped ones.
-    for shipped in ("replies", "summaries", "digest", "_partials", "consent"):
+    for shipped in ("replies", "summaries", "digest", "_partials", "consent", "discreet"):
         shutil.copytree(REPO_TEMPLATES / shipped, templates / shipped, dirs_exist_ok=True)
     return Folders(schedules, templates)
 

@@ -76,7 +76,7 @@ def _language(text: str) -> str:
     try:
         return language.tag(text)
     except language.NotATag as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(f"language: {exc}") from None
 
 
 def _quiet_hours(text: str) -> str:
