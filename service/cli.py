@@ -1140,7 +1140,12 @@ def demo_command(days: int, out: Path, seed: int) -> None:
     click.echo(f"\n{days} simulated days: {sent or 'nothing'} in the outbox; "
                f"{result.replies} replies ({result.answers} answered); "
                f"check-ins: {checked or 'none'}.")  # fmt: skip
-    click.echo(f"{result.cohort}\n")
+    click.echo(result.cohort)
+    if result.own_say:
+        click.echo("Participants' own say, by text:")
+        for line in result.own_say:
+            click.echo(f"  {line}")
+    click.echo("")
     headers, rows = report_rows(result.report)
     click.echo(format_table(headers, rows))
     click.echo(f"\nHTML report with charts: {result.html}")

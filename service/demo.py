@@ -64,6 +64,7 @@ from service.storage.tables import (
     enrollments,
     occurrences,
     outbox,
+    replies,
 )
 from service.web import charts, dashboard_data
 
@@ -100,6 +101,10 @@ class Persona:
     coached: bool = False  # one of coach Cora's own people, in her cohort
     joins: bool = False  # signs up on the cohort's page and answers YES (in Spanish)
     language: str | None = None
+    discreet: bool = False  # texts that never name the practice
+    snoozes_on: int = 0  # the day (1-based) they answer a reminder with LATER 20
+    # Texts of their own say: (day, their local time, the text), e.g. WAKE 6:45.
+    says: tuple[tuple[int, str, str], ...] = ()
 
     @property
     def described(self) -> str:
@@ -112,20 +117,31 @@ class Persona:
             said = f"signs up on Cora's page, answers Sí; {said}"
         elif self.coached:
             said = f"Cora's; {said}"
+        if self.language == "es":
+            said += "; in Spanish"
+        if self.discreet:
+            said += "; discreet texts"
+        if self.snoozes_on:
+            said += f"; LATER 20 on day {self.snoozes_on}"
+        for day, _, text in self.says:
+            said += f"; {text} on day {day}"
         return said
 
 
 PEOPLE = (
     Persona("Rae Okafor", "America/New_York", "+12125550141", "rae@example.com",
-            ("sleep-hygiene", "rhythmic-movement"), "keeps_up", coached=True),
+            ("sleep-hygiene", "rhythmic-movement"), "keeps_up", coached=True,
+            says=((4, "08:30", "WAKE 6:45"),)),
     Persona("Kenji Sato", "Asia/Tokyo", "+819012345678", "kenji@example.com",
-            ("morning-affirmations",), "keeps_up", (("wake", "06:30"),)),
+            ("morning-affirmations",), "keeps_up", (("wake", "06:30"),), snoozes_on=3),
     Persona("Amara Mensah", "Europe/London", "+447700900123", "amara@example.com",
             ("rhythmic-movement",), "slips"),
     Persona("Sam Taylor", "Australia/Sydney", "+61412345678", "sam@example.com",
             ("sleep-hygiene",), "stops", (("bedtime", "23:00"),), coached=True),
     Persona("Priya Nair", "Asia/Kolkata", "+919812345678", "priya@example.com",
-            ("body-awareness",), "keeps_up"),
+            ("body-awareness",), "keeps_up", says=((1, "12:00", "QUIET 22:00-07:00"),)),
+    Persona("Noor Haddad", "Europe/London", "+447700900456", "",
+            ("body-awareness",), "keeps_up", discreet=True),
     Persona("Lucía Fernández", "America/Chicago", "+13125550190", "",
             ("sleep-hygiene",), "keeps_up", (("bedtime", "22:45"),), coached=True, joins=True,
             language="es"),
@@ -155,6 +171,8 @@ class DemoResult:
     delivery_states: dict[str, int]
     cohort: str = ""  # coach Cora's cohort, in words
     people: tuple[Persona, ...] = PEOPLE
+    # Texts by which participants changed their own reminders, one line each.
+    own_say: list[str] = field(default_factory=list)
 
 
 def demo_settings(folder: Path) -> Settings:
@@ -243,6 +261,7 @@ class Simulation:
         self.cora = ""
         self.cohort: Cohort
         self.joining: dict[str, Persona] = {}  # by phone: signed up, not yet answered
+        self.snoozed: set[str] = set()  # who has texted their LATER
 
     def close(self) -> None:
         self.worker.stop()
@@ -282,6 +301,7 @@ class Simulation:
                 coach_id=self.cora if persona.coached else None,
                 cohort_id=self.cohort.id if persona.coached else None,
                 language=persona.language,
+                discreet=persona.discreet,
             )
         for plan_id in persona.plans:
             plan = self.runtime.plans.get(plan_id)
@@ -297,10 +317,15 @@ class Simulation:
     def meet(self, participant_id: str, persona: Persona) -> None:
         self.people[participant_id] = persona
         self.rngs[participant_id] = random.Random(f"{self.seed}:{persona.name}")
+        zone = ZoneInfo(persona.timezone)
         if persona.style == "stops":
-            zone = ZoneInfo(persona.timezone)
             moment = datetime.combine(START + timedelta(days=STOP_DAY - 1), time(20, 5), zone)
             self.at(moment, lambda: self.text(participant_id, "STOP"))
+        for day, clock, body in persona.says:
+            moment = datetime.combine(
+                START + timedelta(days=day - 1), time.fromisoformat(clock), zone
+            )
+            self.at(moment, partial(self.text, participant_id, body))
 
     def sign_up(self, persona: Persona) -> None:
         """The sign-up page's form, filled in; the text asking YES follows."""
@@ -441,8 +466,17 @@ class Simulation:
             chance *= 0.6
         replying = rng.random() < chance
         delay = timedelta(minutes=rng.randint(2, 40))
-        words = _words(rng, item.check_in_kind or "done", item.practice_id or "")
+        words = _words(rng, item.check_in_kind or "done", persona.language)
         if not replying or pid in self.stopped:
+            return
+        if (
+            persona.snoozes_on == day
+            and pid not in self.snoozed
+            and item.kind == DeliveryKind.REMINDER
+            and item.channel == Channel.SMS
+        ):  # not now: the same reminder in 20 minutes, and the answer to that one
+            self.snoozed.add(pid)
+            self.at(now + timedelta(minutes=2), lambda: self.text(pid, "LATER 20"))
             return
         delay = min(delay, (item.window_end - now) - timedelta(minutes=1))
         if delay <= timedelta(0):
@@ -504,6 +538,9 @@ class Simulation:
 
 DONE_WORDS = ("DONE", "done", "Done!", "did it", "done, felt good", "Done \u2713")
 SKIP_WORDS = ("skip", "skipped today", "not today, sorry")
+# As a Spanish speaker texts them (Tend reads every language's words for everyone).
+SPANISH_DONE = ("LISTO", "listo", "Listo!", "ya lo hice", "hecho \U0001f44d")
+SPANISH_SKIP = ("saltar", "hoy no")
 LINES = (
     "You are allowed to rest.",
     "I'm here now, and I'm staying.",
@@ -514,8 +551,9 @@ LINES = (
 )
 
 
-def _words(rng: random.Random, kind: str, practice: str) -> str:
-    """What someone texts back for a check-in of `kind`, as people write it."""
+def _words(rng: random.Random, kind: str, language: str | None = None) -> str:
+    """What someone texts back for a check-in of `kind`, as people write it (in
+    Spanish for a Spanish speaker)."""
     if kind == "rating":
         score = rng.choice((2, 3, 3, 4, 4, 4, 5))
         return rng.choice((str(score), f"{score}/5", f"about a {score}"))
@@ -524,9 +562,10 @@ def _words(rng: random.Random, kind: str, practice: str) -> str:
         return rng.choice((str(minutes), f"walked {minutes} minutes", f"{minutes} min"))
     if kind == "text":
         return rng.choice(LINES)
+    spanish = language == "es"
     if rng.random() < 0.08:
-        return rng.choice(SKIP_WORDS)
-    return rng.choice(DONE_WORDS)
+        return rng.choice(SPANISH_SKIP if spanish else SKIP_WORDS)
+    return rng.choice(SPANISH_DONE if spanish else DONE_WORDS)
 
 
 # --- the whole run -------------------------------------------------------------------
@@ -617,7 +656,20 @@ def _finish(runtime: Runtime, simulation: Simulation, folder: Path, end: datetim
         check_ins={str(k): int(v) for k, v in sorted(checked.items())},
         delivery_states=dict(sorted(states.items())),
         cohort=_cohort_line(runtime, simulation),
+        own_say=_own_say_lines(runtime, simulation),
     )
+
+
+def _own_say_lines(runtime: Runtime, simulation: Simulation) -> list[str]:
+    lines = []
+    for participant_id, persona in simulation.people.items():
+        zone = ZoneInfo(persona.timezone)
+        for said in own_say(runtime, participant_id):
+            when = said["received_at"].astimezone(zone)
+            lines.append(
+                f"{persona.name}, {when:%a %d %b %H:%M}: {said['body']} ({said['detail']})"
+            )
+    return lines
 
 
 def _cohort_line(runtime: Runtime, simulation: Simulation) -> str:
@@ -657,6 +709,40 @@ th { font-weight: 600; font-size: .85rem; color: #6b6b6b; }
 .legend { display: flex; flex-wrap: wrap; gap: .4rem 1rem; color: #6b6b6b; font-size: .85rem; }
 .legend span { display: inline-flex; gap: .3rem; align-items: center; }
 """
+
+
+OWN_SAY = ("later", "set_time", "quiet", "times")
+
+
+def own_say(runtime: Runtime, participant_id: str) -> list[dict[str, Any]]:
+    """The participant's texts that changed their own reminders (LATER, WAKE 6:45,
+    QUIET, TIMES), oldest first, from the reply log."""
+    with transaction(runtime.engine) as conn:
+        rows = conn.execute(
+            select(replies.c.received_at, replies.c.body, replies.c.detail, replies.c.answer)
+            .where(replies.c.participant_id == participant_id)
+            .where(replies.c.understood.in_(OWN_SAY))
+            .order_by(replies.c.id)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def _own_say(runtime: Runtime, participant_id: str, zone: ZoneInfo) -> str:
+    found = own_say(runtime, participant_id)
+    if not found:
+        return ""
+    items = "".join(
+        f"<li><strong>{escape(r['body'])}</strong> "
+        f"({r['received_at'].astimezone(zone):%a %d %b %H:%M}): {escape(r['detail'] or '')}"
+        + (
+            f"<br><span class='meta'>Tend answered: {escape(r['answer'])}</span>"
+            if r["answer"]
+            else ""
+        )
+        + "</li>"
+        for r in found
+    )
+    return f"<h3>Their own say, by text</h3><ul class='own'>{items}</ul>"
 
 
 def html_report(runtime: Runtime, built: report.Report, now: datetime) -> str:
@@ -716,6 +802,7 @@ def html_report(runtime: Runtime, built: report.Report, now: datetime) -> str:
                     f"{figures}<div>Habit strength {a.strength:.2f} {strength}</div></div>"
                     f"<div>{heat}</div></div>"
                 )
+        parts.append(_own_say(runtime, person.id, ZoneInfo(person.timezone)))
         sections.append(f"<section>{''.join(parts)}</section>")
     stamp = f"{now:%Y-%m-%d %H:%M} UTC"
     days = (now.date() - START).days

@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 from service.actions import checkins as recording
 from service.actions import consent, own_times, signups, wording
 from service.actions.enrollments import variables_for
+from service.core import reasons
 from service.core.conversation import Asked, Decision, OpenCheckIn, Situation, decide
 from service.core.expand import resolve_plan_variables
 from service.core.records import Participant
@@ -320,7 +321,9 @@ def _answer(
         context["participant"] = Names(
             "participant", {"name": person.name, "first_name": person.first_name}
         )
-        context[LANGUAGE] = wording.language_of(runtime, participant)
+        context[LANGUAGE] = language = wording.language_of(runtime, participant)
+        if isinstance(context.get("reason"), str):
+            context["reason"] = reasons.in_language(context["reason"], language)
         if participant.discreet and decision.answer == "window_closed":
             context["title"] = wording.title_for(
                 runtime, participant, None, "", runtime.clock.now()

@@ -20,19 +20,19 @@ from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Connection
 
-from service.actions import consent
+from service.actions import consent, wording
 from service.actions.enrollments import enroll_in
 from service.actions.errors import Invalid, NotFound
 from service.core import confirmation, validate
 from service.core.expand import resolve_plan_variables
+from service.core.language import local as local_text
 from service.core.plan import Plan
 from service.core.records import Participant
-from service.core.render import Person
+from service.core.render import LANGUAGE, Person
 from service.core.replies import parse_reply
 from service.core.states import Channel, ConsentAction, SummaryKind
 from service.core.timeexpr import format_clock
@@ -298,7 +298,11 @@ def handle_text(
         cohort = cohort_rows.cohort_by(conn, keyword=joining.group(1).upper())
         if cohort is not None:
             answer = runtime.catalog.renderer.answer(
-                "join_known", {"participant": {"first_name": Person(known.name).first_name}}
+                "join_known",
+                {
+                    "participant": {"first_name": Person(known.name).first_name},
+                    LANGUAGE: wording.language_of(runtime, known),
+                },
             )
             return Texted(answer, "join", "JOIN from a participant; nothing changed")
         return None
@@ -378,13 +382,14 @@ def _confirm(
     enrollment = enroll_in(conn, runtime, person, plan, "today", {}, now)
     first = occurrence_rows.upcoming(conn, enrollment.id, limit=1)
     when = None
+    language = wording.language_of(runtime, person)
     if first:
-        local = first[0]["instant"].astimezone(ZoneInfo(person.timezone))
-        when = f"{local:%a} {local.day} {local:%b} at {local:%H:%M}"
+        when = wording.moment_text(runtime, person, first[0]["instant"])
     answer = runtime.catalog.renderer.answer(
         "joined",
         {"participant": {"name": person.name, "first_name": Person(person.name).first_name},
-         "program": plan.title, "first": when},
+         "program": local_text(plan.title, language) or plan.title, "first": when,
+         LANGUAGE: language},
     )  # fmt: skip
     log.info("sign-up confirmed", participant=person.id, cohort=cohort.id, plan=plan.id)
     return Texted(answer, "joined", f"YES: joined {cohort.id}, enrolled in {plan.id}", person)

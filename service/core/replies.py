@@ -361,7 +361,8 @@ def _quiet(span: str, trimmed: str) -> Reply:
 def _clock(trimmed: str) -> tuple[str, int] | None:
     """ "WAKE 6:30", "bedtime 11pm", "walk at 17:30": a word and an unmistakable clock
     time (with a colon, an h, or am/pm; "walk 5" is a number, not five o'clock)."""
-    found = _CLOCK_REPLY.match(unicodedata.normalize("NFKC", trimmed))
+    # One space for any run of them: the pattern then reads in time linear in the text.
+    found = _CLOCK_REPLY.match(" ".join(unicodedata.normalize("NFKC", trimmed).split()))
     if found is None:
         return None
     time = found["time"]
@@ -381,6 +382,8 @@ def _later(rest: list[_Token], trimmed: str) -> Reply:
     count, *tail = rest
     units = [t.word for t in tail]
     if count.number is None or count.denominator is not None or len(units) > 1:
+        return Reply("invalid", text=trimmed, problem=LATER_USAGE)
+    if units and units[0] is None:  # a second number: LATER 6:30, LATER 20 30
         return Reply("invalid", text=trimmed, problem=LATER_USAGE)
     unit = normalise_unit(units[0]) if units and units[0] else "minutes"
     unit = {"minutos": "minutes", "hora": "hours", "horas": "hours"}.get(unit, unit)

@@ -261,7 +261,7 @@ def send(runtime: Runtime, summary_id: int) -> str:
 
 def _welcome_message(
     runtime: Runtime, job: store.SummaryJob
-) -> tuple[OutgoingMessage, Participant] | str:
+) -> tuple[OutgoingMessage, Participant] | str | _Held:
     """A participant's confirmation SMS, or why it must not go. A pause does not hold it
     (it is what every later text waits for); an opt-out does."""
     with transaction(runtime.engine) as conn:
@@ -277,8 +277,15 @@ def _welcome_message(
     plans = [p for e in live if (p := runtime.plans.get(e.plan_id, e.plan_hash)) is not None]
     if not plans:
         return "in no plan"
+    hours = wording.quiet_of(runtime, participant)
+    now = runtime.clock.now()
+    quiet_end = hours.end_after(now, ZoneInfo(participant.timezone)) if hours else None
+    if quiet_end is not None:  # their reminders wait for it, and it for the quiet hours
+        return _Held(quiet_end)
     language = wording.language_of(runtime, participant)
     program = " & ".join(dict.fromkeys(local(p.title, language) or p.title for p in plans))
+    if participant.discreet:  # the brand, not what the program is about
+        program = "Tend"
     context = confirmation.context(program, confirmation.most_per_day(plans),
                                    coach.name if coach else None)  # fmt: skip
     context[LANGUAGE] = language

@@ -903,7 +903,10 @@ def test_every_error_is_one_line_of_the_check_output(loader_catalog: Catalog) ->
 # =====================================================================================
 
 OPT_OUT = frozenset(word for word, kind in KEYWORDS.items() if kind == "opt_out")
-ACTIONS = frozenset({"opt_out", "opt_in", "help", "pause", "resume", "check_in", "ask", "none"})
+ACTIONS = frozenset(
+    {"opt_out", "opt_in", "help", "pause", "resume", "check_in", "ask", "none"}
+    | {"later", "set_time", "times", "quiet"}
+)
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 SPECS = [
     CheckIn("done"),

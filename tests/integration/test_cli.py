@@ -568,6 +568,7 @@ def test_schema_top(schema: dict[str, Any]) -> None:
         "practices",
         "weekly_summary",
         "timezone",
+        "language",
     }
 
 

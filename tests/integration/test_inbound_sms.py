@@ -67,8 +67,8 @@ ALREADY_IN = (
     "You're already subscribed to Tend texts, Rae. Reply HELP for help, STOP to unsubscribe."
 )
 HELP = (
-    "Tend reminders: reply DONE or SKIP to check in, PAUSE 3 to pause for 3 days, "
-    "STOP to end all texts. For anything else, ask your coach."
+    "Tend reminders: reply DONE or SKIP to check in, LATER for a repeat, PAUSE 3 to pause "
+    "3 days, STOP to end texts. More: ask your coach."
 )
 STRANGER_ANSWER = (
     "This is Tend, which texts practice reminders. We don't know this number, so nothing "

@@ -236,8 +236,9 @@ def test_a_person_signs_up_answers_yes_and_gets_the_first_reminder_on_time(site:
     assert signups.SENT in done.text
     h.maintain()  # the text asking YES goes
     [ask] = _texts_to(site, ANA)
-    assert ask.startswith("Evening Calm: reply YES to start your reminders.")
-    for words in REQUIRED:
+    # She chose Spanish on the page: the question is in Spanish, with YES, HELP, STOP.
+    assert ask.startswith("Evening Calm: responde SÍ (YES) para confirmar tus recordatorios.")
+    for words in ("YES", "HELP", "STOP", "Pueden aplicarse tarifas de mensajes y datos"):
         assert words in ask
     with transaction(site.engine) as conn:
         assert conn.execute(select(func.count()).select_from(participants)).scalar_one() == 0
@@ -250,9 +251,9 @@ def test_a_person_signs_up_answers_yes_and_gets_the_first_reminder_on_time(site:
     h.clock.set(ny(2, 22, 5))
     answer = site.text("yes!", sender=ANA)
     assert answer is not None
-    assert answer.startswith("You're in, Ana! Evening Calm starts today.")
-    # Her own bedtime (23:00) less half an hour, tonight in New York.
-    assert "Your first reminder comes Mon 2 Mar at 22:30." in answer
+    assert answer.startswith("¡Ya estás dentro, Ana! Hoy empieza Evening Calm.")
+    # Her own bedtime (23:00) less half an hour, tonight in New York, in Spanish.
+    assert "Primer aviso: lun, 2 de marzo, 22:30." in answer
     with transaction(site.engine) as conn:
         person = participant_rows.find_participant_by_phone(conn, ANA)
     assert person is not None

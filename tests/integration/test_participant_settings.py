@@ -215,33 +215,41 @@ def tend(world: World, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
     return CliRunner().invoke(cli.main, list(args), catch_exceptions=False)
 
 
+LOG_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \[")
+
+
+def said(result: Result) -> list[str]:
+    """What the command printed, without the log's lines (on the same output here)."""
+    return [line for line in result.stdout.splitlines() if not LOG_LINE.match(line)]
+
+
 def test_the_command_line_adds_changes_and_lists_the_settings(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     added = tend(world, monkeypatch, "participants", "add", "--name", "Sam Rivera", "--tz",
                  "Europe/Madrid", "--language", "es", "--discreet", "--quiet", "22:00-07:00")  # fmt: skip
     assert added.exit_code == 0, added.output
-    lines = added.stdout.splitlines()
+    lines = said(added)
     assert lines[0] == "added Sam Rivera (Europe/Madrid)"
     assert lines[1] == "texts in es; discreet; quiet hours 22:00-07:00"
     sam = lines[-1]
     assert world.settings_of(sam) == ("es", True, "22:00-07:00")
     plain = tend(world, monkeypatch, "participants", "add", "--name", "Kai", "--tz", "UTC")
-    assert len(plain.stdout.splitlines()) == 2  # no settings given: no line about them
+    assert len(said(plain)) == 2  # no settings given: no line about them
 
     changed = tend(world, monkeypatch, "participants", "set", sam, "--quiet", "off",
                    "--no-discreet", "--language", "es-mx")  # fmt: skip
     assert changed.exit_code == 0, changed.output
-    assert changed.stdout.strip() == (
+    assert said(changed) == [
         "Sam Rivera (Europe/Madrid): texts in es-MX; not discreet; quiet hours off"
-    )
+    ]
     assert world.settings_of(sam) == ("es-MX", False, "off")
     back = tend(world, monkeypatch, "participants", "set", sam, "--quiet", "default",
                 "--language", "default", "--discreet")  # fmt: skip
-    assert back.stdout.strip() == (
+    assert said(back) == [
         f"Sam Rivera (Europe/Madrid): texts in default (en); discreet; quiet hours default "
         f"({DEFAULT_QUIET})"
-    )
+    ]
     assert world.settings_of(sam) == (None, True, None)
     other = tend(world, monkeypatch, "participants", "set", sam, "--name", "Sam  R",
                  "--timezone", "Europe/Lisbon", "--email", "sam@example.org")  # fmt: skip
@@ -252,13 +260,14 @@ def test_the_command_line_adds_changes_and_lists_the_settings(
     tend(world, monkeypatch, "participants", "set", sam, "--no-email", "--quiet", "23-6")
     assert (world.person(sam).email, world.person(sam).quiet_hours) == (None, "23:00-06:00")
 
-    listed = json.loads(tend(world, monkeypatch, "participants", "list", "--format", "json").stdout)
+    listing = tend(world, monkeypatch, "participants", "list", "--format", "json")
+    listed = json.loads("\n".join(said(listing)))
     rows = {row["id"]: row for row in listed["participants"]}
     assert (rows[sam]["language"], rows[sam]["discreet"], rows[sam]["quiet_hours"]) == (
         None, True, "23:00-06:00")  # fmt: skip
     assert (rows[world.rae]["language"], rows[world.rae]["discreet"],
             rows[world.rae]["quiet_hours"]) == (None, False, None)  # fmt: skip
-    table = tend(world, monkeypatch, "participants", "list").stdout.splitlines()
+    table = said(tend(world, monkeypatch, "participants", "list"))
     assert table[0].split() == ["id", "name", "zone", "sms", "language", "discreet", "quiet",
                                 "plans"]  # fmt: skip
     sam_line = next(line for line in table if line.startswith(sam))
@@ -289,7 +298,10 @@ def test_the_command_line_refuses_bad_settings_and_changes_nothing(
         assert added.exit_code == 2
         assert added.stderr.startswith(words), added.stderr
     missing = tend(world, monkeypatch, "participants", "set", "p_nosuchperson", "--discreet")
-    assert (missing.exit_code, missing.stderr.strip()) == (2, "tend: no participant 'p_nosuchperson'")
+    assert (missing.exit_code, missing.stderr.strip()) == (
+        2,
+        "tend: no participant 'p_nosuchperson'",
+    )
 
 
 # --- the API ---------------------------------------------------------------------------------
@@ -370,9 +382,11 @@ def test_the_add_person_form_asks_for_the_settings_and_stores_them(world: World)
     assert '<option value="" selected>Default: English (en)</option>' in form
     assert '<option value="en">English (en)</option>' in form
     assert '<option value="es">Spanish (es)</option>' in form
-    assert 'name="discreet"' in form and "Discreet texts" in form
+    assert 'name="discreet"' in form
+    assert "Discreet texts" in form
     assert "Texts never name the practice: for a phone others may see." in form
-    assert 'name="quiet_hours"' in form and 'placeholder="22:00-07:00"' in form
+    assert 'name="quiet_hours"' in form
+    assert 'placeholder="22:00-07:00"' in form
     assert f"Blank: the deployment&#39;s, {DEFAULT_QUIET}." in form
 
     added = world.client.post("/dashboard/people/new", data={
@@ -396,7 +410,9 @@ def test_the_add_person_form_refuses_bad_quiet_hours_and_keeps_what_was_typed(
         **NEW, "csrf": csrf, "language": "es", "discreet": "on", "quiet_hours": "25:00-07:00"})  # fmt: skip
     assert again.status_code == 400
     text = html.unescape(again.text)
-    assert "Nobody was added: quiet hours: '25:00' is not a time; write it like 6:30 or 18:30." in text
+    assert (
+        "Nobody was added: quiet hours: '25:00' is not a time; write it like 6:30 or 18:30." in text
+    )
     assert 'value="25:00-07:00"' in again.text
     assert re.search(r'name="discreet" value="on"[^>]*checked', again.text)
     assert '<option value="es" selected>' in again.text
@@ -548,7 +564,8 @@ def test_the_person_page_lists_reminders_held_or_stopped_by_quiet_hours(world: W
                      "before they ended"),
         ("sent", "sent after quiet hours, Mon 2 Mar 2026 07:30"),
     ]  # fmt: skip
-    assert "Breathe" in page and "(Calm; text)" in page
+    assert "Breathe" in page
+    assert "(Calm; text)" in page
     assert len(_quiet_rows(_page(world, kai))) == 1
 
 
@@ -561,9 +578,10 @@ def test_the_person_page_lists_at_most_the_last_20(world: World) -> None:
         rows = conn.execute(select(deliveries).where(deliveries.c.id.in_(ids))).mappings().all()
         for row in rows:
             for kind in ("repeat1", "repeat2"):
+                later = timedelta(minutes=30 if kind == "repeat1" else 60)
+                copy = {k: v for k, v in row.items() if k != "id"}
                 conn.execute(insert(deliveries).values(
-                    {**row, "id": None, "kind": kind, "due_at": row["due_at"] + timedelta(
-                        minutes=30 if kind == "repeat1" else 60)}))  # fmt: skip
+                    {**copy, "kind": kind, "due_at": row["due_at"] + later}))  # fmt: skip
     every = _reminders(world, world.rae)
     assert len(every) > 20
     for delivery_id in every:

@@ -22,7 +22,7 @@ from service.core.conversation import (
     sample_answer_context,
 )
 from service.core.plan import CheckIn
-from service.core.render import Renderer, RenderError
+from service.core.render import LANGUAGE, Renderer, RenderError
 from service.core.replies import PAUSE_USAGE, parse_reply
 from service.core.sms import count_segments
 from tests.support.plans import REPO
@@ -517,7 +517,12 @@ def test_decide_always_decides_and_the_answer_renders(
 
 def test_every_answer_has_a_template_and_no_template_is_unused() -> None:
     folder = REPO / "templates" / "replies"
-    assert {p.name.removesuffix(".sms.j2") for p in folder.glob("*.sms.j2")} == set(ANSWERS)
+    english = {
+        p.name.removesuffix(".sms.j2") for p in folder.glob("*.sms.j2") if p.name.count(".") == 2
+    }
+    spanish = {p.name.removesuffix(".es.sms.j2") for p in folder.glob("*.es.sms.j2")}
+    assert english == set(ANSWERS)
+    assert spanish == set(ANSWERS)  # Spanish is shipped for every answer
 
 
 @pytest.mark.parametrize("name", ANSWERS)
@@ -660,3 +665,17 @@ def test_stranger_answer(renderer: Renderer) -> None:
     text = renderer.answer("stranger", decision.context)  # no participant: unknown sender
     assert "Tend" in text
     assert "ask your coach" in text
+
+
+@pytest.mark.parametrize("name", ANSWERS)
+def test_every_answer_in_spanish_renders_in_at_most_two_segments(
+    renderer: Renderer, name: str
+) -> None:
+    context = {**sample_answer_context(name), LANGUAGE: "es"}
+    spanish = renderer.answer(name, context)
+    english = renderer.answer(name, sample_answer_context(name))
+    assert spanish
+    assert spanish != english  # the translation, not the fallback
+    assert "None" not in spanish
+    assert "\n" not in spanish
+    assert count_segments(spanish).count <= 2, (spanish, count_segments(spanish).describe())
