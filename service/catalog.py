@@ -23,7 +23,15 @@ from service.core.diagnostics import Diagnostic, line_column
 from service.core.digest import sample_digest_context
 from service.core.loader import LoadResult, load_plan
 from service.core.plan import Plan
-from service.core.render import DIGEST_TEMPLATE, Renderer, RenderError, template_file
+from service.core.render import (
+    DIGEST_TEMPLATE,
+    DISCREET_DEFAULT,
+    DISCREET_NUDGE,
+    LANGUAGE,
+    Renderer,
+    RenderError,
+    template_file,
+)
 
 PLAN_SUFFIXES = (".yaml", ".yml")
 
@@ -125,33 +133,48 @@ class Catalog:
         return result
 
     def check_own_templates(self) -> list[Diagnostic]:
-        """Render Tend's own texts (answers to replies, the coach digest) with sample
-        values: a broken one is found by `tend plans check`, not by a participant."""
+        """Render Tend's own texts (answers to replies, the coach digest, the
+        confirmation) with sample values, in every language they are translated into: a
+        broken one is found by `tend plans check`, not by a participant."""
         found = []
         renderer = self.renderer
-        for name in ANSWERS:
-            try:
-                renderer.answer(name, sample_answer_context(name))
-            except RenderError as exc:
-                found.append(self._template_error(template_file(f"replies/{name}", "sms"), exc))
+        languages = (None, *sorted(renderer.languages()))
+        for language in languages:
+            for name in ANSWERS:
+                context = {**sample_answer_context(name), LANGUAGE: language}
+                try:
+                    renderer.answer(name, context)
+                except RenderError as exc:
+                    where = template_file(f"replies/{name}", "sms", language)
+                    found.append(self._template_error(where, exc))
         try:
             renderer.digest_email(sample_digest_context())
         except RenderError as exc:
             found.append(self._template_error(template_file(DIGEST_TEMPLATE, "email"), exc))
-        for name in confirmation.TEMPLATES:
-            where = template_file(f"consent/{name}", "sms")
-            try:
-                text = renderer.confirmation(name, confirmation.sample_context())
-            except RenderError as exc:
-                found.append(self._template_error(where, exc))
-                continue
-            lacking = confirmation.missing_words(name, text)
-            if lacking:
+        for language in languages:
+            for name in confirmation.TEMPLATES:
+                where = template_file(f"consent/{name}", "sms", language)
+                context = {**confirmation.sample_context(), LANGUAGE: language}
+                try:
+                    text = renderer.confirmation(name, context)
+                except RenderError as exc:
+                    found.append(self._template_error(where, exc))
+                    continue
+                lacking = confirmation.missing_words(name, text)
+                if lacking:
+                    shown = renderer.translated(f"consent/{name}", "sms", language)
+                    found.append(_whole_file(
+                        str(self.templates_dir / template_file(shown, "sms")),
+                        f"the confirmation must tell people how to {_how(lacking)}: it needs "
+                        f"{' and '.join(lacking)} in capitals (as in 'Reply HELP for help, "
+                        "STOP to opt out'); carriers require it",
+                    ))  # fmt: skip
+        for name in (DISCREET_DEFAULT, DISCREET_NUDGE):
+            if not renderer.has_template(name, "sms"):
                 found.append(_whole_file(
-                    str(self.templates_dir / where),
-                    f"the confirmation must tell people how to {_how(lacking)}: it needs "
-                    f"{' and '.join(lacking)} in capitals (as in 'Reply HELP for help, STOP "
-                    "to opt out'); carriers require it",
+                    str(self.templates_dir / template_file(name, "sms")),
+                    "missing: participants who asked for discreet texts get this wording "
+                    "when a practice has no discreet_message",
                 ))  # fmt: skip
         return found
 

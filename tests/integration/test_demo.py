@@ -159,6 +159,52 @@ def _without_ids(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def test_participants_have_their_own_say_and_the_report_shows_it(run: Run) -> None:
+    """Kenji snoozes a reminder, Rae moves her wake time, Priya sets quiet hours; the
+    terminal and the HTML report both show them."""
+    said = run.output.split("Participants' own say, by text:")[1]
+    assert "Kenji Sato" in said
+    assert "LATER 20 (Two minutes for the younger you again in 20 minutes" in said
+    assert "Rae Okafor" in said
+    assert "WAKE 6:45 (set wake to 06:45)" in said
+    assert "QUIET 22:00-07:00" in said
+    html = (run.folder / "report.html").read_text()
+    assert "Their own say, by text" in html
+    assert "LATER 20" in html
+    assert "WAKE 6:45" in html
+    kenji = participant(run, "Kenji Sato")
+    repeated = run.rows(
+        "SELECT o.body FROM outbox o JOIN deliveries d ON d.id = o.delivery_id "
+        "JOIN occurrences c ON c.id = d.occurrence_id JOIN enrollments e "
+        "ON e.id = c.enrollment_id WHERE e.participant_id = :p AND d.kind = 'repeat1'",
+        p=kenji,
+    )
+    assert len(repeated) == 1
+    assert repeated[0][0].startswith("Again: Morning, Kenji.")
+
+
+def test_the_spanish_speaker_reads_spanish_and_the_discreet_one_nothing_revealing(
+    run: Run,
+) -> None:
+    lucia = run.rows("SELECT body FROM outbox WHERE recipient = '+13125550190'")
+    assert len(lucia) > 10
+    assert any("Responde LISTO" in body for (body,) in lucia)
+    assert not any("Reply DONE" in body for (body,) in lucia)
+    noor = [
+        body for (body,) in run.rows("SELECT body FROM outbox WHERE recipient = '+447700900456'")
+    ]
+    assert len(noor) > 5
+    answers = [a for (a,) in run.rows(
+        "SELECT r.answer FROM replies r JOIN participants p ON p.id = r.participant_id "
+        "WHERE p.phone = '+447700900456' AND r.answer IS NOT NULL"
+    )]  # fmt: skip
+    assert answers
+    for body in [*noor, *answers]:
+        for secret in ("body", "scan", "journal", "compassion", "Body awareness"):
+            assert secret.lower() not in body.lower(), body
+    assert any("evening practice" in body for body in noor)
+
+
 def test_the_same_seed_gives_the_same_run(run: Run, tmp_path: Path) -> None:
     again = demo(tmp_path / "again")
     assert _without_ids(again.report()) == _without_ids(run.report())

@@ -11,6 +11,8 @@ import pytest
 from service.catalog import Catalog
 from service.core import confirmation
 from service.core.loader import load_plan
+from service.core.render import LANGUAGE
+from service.core.sms import count_segments
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +91,30 @@ def test_the_shipped_confirmations_fit_one_sms_segment() -> None:
         text = catalog.renderer.confirmation(name, confirmation.sample_context())
         assert len(text) <= 160, (name, len(text), text)
         assert text.isascii(), text  # GSM-7: no curly quotes, one segment of 160
+
+
+def test_plans_check_refuses_a_translated_confirmation_without_stop(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    schedules = tmp_path / "schedules"
+    schedules.mkdir()
+    (templates / "consent" / "welcome.es.sms.j2").write_text(
+        "{{ program }}: bienvenida. Responde AYUDA (HELP) para ayuda o BAJA para cancelar.",
+        encoding="utf-8",
+    )
+    found = [str(d) for d in Catalog(schedules, templates).check().diagnostics]
+    assert found == [
+        f"{templates}/consent/welcome.es.sms.j2:1:1: error: the confirmation must tell people "
+        "how to stop: it needs STOP in capitals (as in 'Reply HELP for help, STOP to opt out'); "
+        "carriers require it",
+    ]
+
+
+def test_the_spanish_confirmations_keep_the_carriers_words_and_two_segments() -> None:
+    catalog = Catalog(ROOT / "schedules", ROOT / "templates")
+    for name in confirmation.TEMPLATES:
+        context = {**confirmation.sample_context(), LANGUAGE: "es"}
+        text = catalog.renderer.confirmation(name, context)
+        assert "Hasta 3 mensajes al día" in text
+        assert confirmation.missing_words(name, text) == []
+        assert count_segments(text).count <= 3, text
