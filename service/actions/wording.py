@@ -4,12 +4,15 @@ weekly messages and the confirmation agree."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from service.actions.enrollments import variables_for
 from service.core import language as languages
 from service.core import quiet
-from service.core.plan import Practice
+from service.core.expand import resolve_plan_variables
+from service.core.plan import Plan, Practice
 from service.core.records import Participant
 from service.runtime import Runtime
 
@@ -53,3 +56,46 @@ def moment_text(runtime: Runtime, participant: Participant, instant: datetime) -
     local = instant.astimezone(ZoneInfo(participant.timezone))
     language = language_of(runtime, participant)
     return f"{languages.day_text(local, language)}, {languages.time_text(local, language)}"
+
+
+def plan_for(
+    runtime: Runtime, plan: Plan, participant: Participant, overrides: dict[str, str]
+) -> Plan:
+    """The plan as this participant's calendar shows it: titles in their language; for a
+    discreet participant, neutral titles ("your evening practice"), the plan called
+    Tend, no category or link that could tell what it is about. The schedule is the
+    plan's own (what is expanded does not change)."""
+    language = language_of(runtime, participant)
+    if not participant.discreet and not _translated(plan, language):
+        return plan
+    practices = []
+    if participant.discreet:
+        try:
+            values = resolve_plan_variables(plan, variables_for(plan, participant, overrides))
+        except ValueError:
+            values = {}
+        for practice in plan.practices:
+            try:
+                hour = practice.base.at.resolve(values) // 60
+            except (KeyError, ValueError):
+                hour = 12
+            title = languages.discreet_title(hour, language)
+            practices.append(replace(practice, title=title, category="other", url=None))
+        title = "Tend"
+    else:
+        for practice in plan.practices:
+            practices.append(
+                replace(practice, title=languages.local(practice.title, language) or practice.title)
+            )
+        title = languages.local(plan.title, language) or plan.title
+    return replace(
+        plan, title=title, practices=tuple(practices), practice_index={p.id: p for p in practices}
+    )
+
+
+def _translated(plan: Plan, language: str) -> bool:
+    texts = [plan.title, *(p.title for p in plan.practices)]
+    return any(
+        isinstance(t, languages.Localized) and languages.pick(t.translations, language) is not None
+        for t in texts
+    )

@@ -29,7 +29,9 @@ from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
 import structlog
+from babel.dates import format_date
 
+from service.actions import wording
 from service.actions.enrollments import variables_for
 from service.channels.base import ChannelError, OutgoingMessage
 from service.channels.email import unsubscribe_link
@@ -45,6 +47,7 @@ from service.core.invitation import (
     invitation_hash,
     series,
 )
+from service.core.language import base as base_language
 from service.core.plan import Plan
 from service.core.records import Enrollment, InvitationCandidate, InvitationState, Participant
 from service.core.render import Names, Person, RenderError
@@ -132,6 +135,8 @@ def _inputs_key(runtime: Runtime, plan: Plan, candidate: InvitationCandidate) ->
         p.email or "",
         p.timezone,
         str(p.email_unsubscribed),
+        p.language or "",
+        str(p.discreet),
         runtime.settings.email_from,
     )
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
@@ -148,6 +153,7 @@ def _sync_one(
     if state is not None and state.state == InvitationStatus.IDLE and state.checked_key == key:
         return
     enrollment = candidate.enrollment
+    plan = wording.plan_for(runtime, plan, participant, enrollment.variables)
     for _ in range(MAX_STEPS):
         wanted = desired(runtime, plan, enrollment, participant, state)
         now = runtime.clock.now()
@@ -250,7 +256,15 @@ def _descriptions(
     person = Person(participant.name)
     out = {}
     for item in items:
-        context = renderer.context(plan, item.first, person, resolved, "")
+        context = renderer.context(
+            plan,
+            item.first,
+            person,
+            resolved,
+            "",
+            language=wording.language_of(runtime, participant),
+            discreet=participant.discreet,
+        )
         context["check_in"] = Names("check_in", {**context["check_in"], "kind": "none"})
         context["item"] = None  # a rotating line belongs to one occurrence, not the series
         try:
@@ -299,8 +313,8 @@ def _send(
         delivery_id=None,
         channel=Channel.EMAIL,
         to=recipient,
-        body=_text(plan, wanted),
-        subject=f"{'Calendar' if wanted.method == REQUEST else 'Cancelled'}: {plan.title}",
+        body=_text(plan, wanted, wording.language_of(runtime, participant)),
+        subject=_subject(plan, wanted, wording.language_of(runtime, participant)),
         unsubscribe_url=unsubscribe_link(
             runtime.settings.public_base, runtime.secret, participant.id
         ),
@@ -336,7 +350,47 @@ def _send(
     return True
 
 
-def _text(plan: Plan, wanted: Wanted) -> str:
+def _subject(plan: Plan, wanted: Wanted, language: str) -> str:
+    spanish = base_language(language) == "es"
+    if wanted.method == REQUEST:
+        return f"{'Calendario' if spanish else 'Calendar'}: {plan.title}"
+    return f"{'Cancelado' if spanish else 'Cancelled'}: {plan.title}"
+
+
+def _text(plan: Plan, wanted: Wanted, language: str = "en") -> str:
+    """The email's words around the invitation, in English or Spanish."""
+    if base_language(language) == "es":
+        return _spanish_text(plan, wanted)
+    return _english_text(plan, wanted)
+
+
+def _spanish_text(plan: Plan, wanted: Wanted) -> str:
+    if wanted.method == REQUEST:
+        lines = [
+            f"Tus prácticas de {plan.title} van adjuntas como eventos de calendario; acepta "
+            "la invitación para añadirlas a tu calendario.",
+            "",
+        ]
+        for item in wanted.items:
+            when = f"{item.wall_time:%H:%M}"
+            first = format_date(item.dates[0], "d MMM", locale="es")
+            last = format_date(item.dates[-1], "d MMM y", locale="es")
+            span = f"del {first} al {last}" if len(item.dates) > 1 else last
+            lines.append(f"- {item.practice.title}: {when}, {span}")
+        lines += ["", "Una invitación más reciente sustituye a esta en tu calendario."]
+        return "\n".join(lines)
+    if wanted.keys_after:
+        return (
+            f"Algunos eventos de {plan.title} ya no están en el plan; este mensaje los "
+            "cancela. Después llega una invitación actualizada para los demás."
+        )
+    return (
+        f"Tu inscripción en {plan.title} ha terminado, así que sus eventos se cancelan. "
+        "Tu calendario los quita al leer este mensaje."
+    )
+
+
+def _english_text(plan: Plan, wanted: Wanted) -> str:
     if wanted.method == REQUEST:
         lines = [
             f"Your practices from {plan.title} are attached as calendar events; accept the "

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Integer, String, bindparam, text
+from sqlalchemy import BindParameter, Boolean, Connection, Integer, String, bindparam, text
 
 from service.storage.tables import enrollments, occurrences
 from service.storage.types import UTCDateTime
@@ -38,6 +38,7 @@ _SHOWN_PARAMS: tuple[BindParameter[Any], ...] = (
 _STATE = (
     text(
         "SELECT p.feed_version, p.name, p.timezone, CAST(p.variables AS TEXT) AS variables, "
+        "p.language, p.discreet, "
         "s.shown, s.changed, s.checked, s.earliest, "
         "(SELECT MAX(e.updated_at) FROM enrollments AS e WHERE e.participant_id = p.id) "
         "AS enrolled "
@@ -54,6 +55,8 @@ _STATE = (
         name=String(),
         timezone=String(),
         variables=String(),
+        language=String(),
+        discreet=Boolean(),
         shown=Integer(),
         changed=UTCDateTime(),
         checked=UTCDateTime(),
@@ -105,6 +108,8 @@ class FeedState:
     name: str
     timezone: str
     variables: str  # as stored (JSON text): only compared
+    language: str | None  # the feed's titles and descriptions are in their language
+    discreet: bool  # and neutral for a discreet participant
     shown: int
     changed: datetime | None  # the latest change to an occurrence shown
     checked: datetime | None  # the latest check-in on one
@@ -124,6 +129,8 @@ class FeedState:
                 self.name,
                 self.timezone,
                 self.variables,
+                self.language,
+                self.discreet,
                 self.shown,
                 self.changed,
                 self.checked,
@@ -146,6 +153,8 @@ def feed_state(
         str(row.name),
         str(row.timezone),
         str(row.variables),
+        row.language,
+        bool(row.discreet),
         int(row.shown),
         row.changed,
         row.checked,

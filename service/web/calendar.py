@@ -27,6 +27,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from service.actions import wording
 from service.actions.links import check_in_link
 from service.core.expand import Occurrence, resolve_plan_variables
 from service.core.feed import FeedEvent, write_feed
@@ -203,12 +204,14 @@ def _event(runtime: Runtime, participant: Participant, row: feeds.FeedRow) -> Fe
         start=start,
         end=end,
         zone=zone,
-        summary=practice.title,
+        summary=wording.title_for(runtime, participant, practice, practice.id, row.instant),
         description=description,
-        category=practice.category,
+        # A discreet participant's events say no more than their texts do.
+        category="other" if participant.discreet else practice.category,
         sequence=row.sequence,
         last_modified=changed,
-        url=practice.url or (link if practice.check_in.asks else None),
+        url=(None if participant.discreet else practice.url)
+        or (link if practice.check_in.asks else None),
         location=practice.location,
         done=row.check_in == CheckInResult.DONE,
     )
@@ -224,6 +227,8 @@ def _description(
         row.sequence,
         plan.content_hash,
         participant.name,
+        participant.language,
+        participant.discreet,
         tuple(sorted(participant.variables.items())),
         tuple(sorted(row.variables.items())),
     )
@@ -250,7 +255,15 @@ def _description(
     try:
         variables = resolve_plan_variables(plan, merged)
         renderer = runtime.plans.renderer(plan)
-        context = renderer.context(plan, occurrence, Person(participant.name), variables, link)
+        context = renderer.context(
+            plan,
+            occurrence,
+            Person(participant.name),
+            variables,
+            link,
+            language=wording.language_of(runtime, participant),
+            discreet=participant.discreet,
+        )
         text = renderer.calendar(occurrence.variant, practice, context)
     except (RenderError, ValueError) as exc:
         log.warning("calendar description failed", occurrence=row.occurrence_id, error=str(exc))

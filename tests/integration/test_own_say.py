@@ -280,3 +280,65 @@ def test_quiet_hours_come_from_the_deployment_unless_turned_off(tend: Tend) -> N
     assert (tend.text("QUIET OFF") or "").startswith("Quiet hours off")
     tend.harness.at(ny(2, 22, 10))
     assert sent_to_rae(tend) == ["Time to wind down. Reply DONE when you have."]
+
+
+CALENDAR = """
+plan: own
+title: {en: Healing the younger self, es: Sanar al niño interior}
+days: 2
+practices:
+  - id: body-scan
+    category: mindfulness
+    title: {en: Trauma body scan, es: Escaneo del trauma}
+    at: "21:30"
+    channels: [sms, calendar]
+    message:
+      en: "Trauma body scan now. Reply DONE."
+      es: "Escaneo del trauma ahora. Responde LISTO."
+    url: https://example.org/trauma-body-scan
+"""
+
+
+def feed_text(tend: Tend, person: str) -> str:
+    from service.actions import participants as people
+
+    url = people.feed(tend.harness.runtime, person).url
+    response = tend.client.get("/" + url.split("/", 3)[3])
+    assert response.status_code == 200
+    return str(response.text)
+
+
+def test_feeds_and_invitations_follow_discreet_and_language(tend: Tend) -> None:
+    person = enroll(tend, CALENDAR, discreet=True)
+    tend.harness.maintain()  # the calendar invitation goes by email
+    feed = feed_text(tend, person)
+    invitations = [m for m in tend.harness.email.sent if m.calendar]
+    assert len(invitations) == 1
+    invited = invitations[0]
+    # What a calendar shows (a UID is an identifier apps never display; it stays as it
+    # is so that turning discreet on or off updates events instead of duplicating them).
+    shown = [
+        _without_uids(feed),
+        invited.subject or "",
+        invited.body,
+        _without_uids(invited.calendar.decode()),
+    ]
+    for text in shown:
+        for secret in ("Trauma", "trauma", "younger", "body-scan", "mindfulness"):
+            assert secret not in text, (secret, text[:400])
+    assert "SUMMARY:Your evening practice" in feed or "SUMMARY:your evening practice" in feed
+    assert invited.subject == "Calendar: Tend"
+
+    # The same person, not discreet, in Spanish: the feed changes (a new ETag), in Spanish.
+    with transaction(tend.engine) as conn:
+        participant_rows.update_participant(conn, person, discreet=False, language="es")
+    feed = feed_text(tend, person)
+    assert "SUMMARY:Escaneo del trauma" in feed
+    tend.harness.maintain()
+    again = [m for m in tend.harness.email.sent if m.calendar][-1]
+    assert again.subject == "Calendario: Sanar al niño interior"
+    assert "Escaneo del trauma" in again.calendar.decode()
+
+
+def _without_uids(ics: str) -> str:
+    return "\n".join(line for line in ics.splitlines() if not line.startswith("UID:"))
