@@ -71,6 +71,7 @@ from service.core.render import (
     EMAIL_BLOCKS,
     SAMPLE_PERSON,
     SUMMARY_TEMPLATE,
+    InlineSyntaxError,
     Renderer,
     RenderError,
     default_template,
@@ -1725,6 +1726,8 @@ def _render_one(
             if "calendar" in practice.channels:
                 renderer.calendar(variant, practice, context)
             renderer.text(variant, practice, context)
+        except InlineSyntaxError:
+            continue  # reported where the text is written
         except RenderError as exc:
             shown = f" ({language})" if language else ""
             report.error(loc, f"{exc}{shown}" if shown else str(exc))
@@ -1750,6 +1753,8 @@ def _render_one(
                     render(variant, practice, context)
             if practice.nudge is not None:
                 renderer.nudge(practice, context)
+    except InlineSyntaxError:
+        pass  # reported where the text is written
     except RenderError as exc:
         if practice.discreet_message is not None:
             report.error(loc, f"the discreet message: {exc}")

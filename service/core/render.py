@@ -49,6 +49,11 @@ class RenderError(Exception):
     """A message that cannot be rendered: a template missing, broken, or naming the unknown."""
 
 
+class InlineSyntaxError(RenderError):
+    """A plan's inline text (a translation) that does not compile: `tend plans check`
+    reports it where it is written, so a rendering of it need not report it again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
     """What templates may know of a participant."""
@@ -262,7 +267,11 @@ class Renderer:
 
     def _inline_text(self, text: str, context: Mapping[str, Any]) -> str:
         chosen = local(text, context.get(LANGUAGE)) or text
-        return self._run(self.compile_inline(chosen), context)
+        try:
+            template = self.compile_inline(chosen)
+        except jinja2.TemplateSyntaxError as exc:  # a translation's, found when checked
+            raise InlineSyntaxError(f"template syntax: {exc.message}") from exc
+        return self._run(template, context)
 
     def email(
         self, variant: Variant, practice: Practice, context: Mapping[str, Any]

@@ -342,7 +342,7 @@ def _to_float(raw: str) -> float | None:
 _QUIET = re.compile(r"^\W*(?:quiet|silencio)\b\W*(?P<span>.*?)\W*$", re.DOTALL)
 _CLOCK_REPLY = re.compile(
     r"^\W*(?P<word>[^\W\d_][\w-]*)\s*(?:at|a las|a la|to|=|:)?\s*"
-    r"(?P<time>\d{1,2}(?:\s*(?::|h)\s*\d{2})?\s*(?:[ap]\.?\s*m\.?)?)\W*$",
+    r"(?P<time>\d{1,2}(?:\s*[:.h]\s*\d{2})?\s*(?:[ap]\.?\s*m\.?)?)\W*$",
     re.IGNORECASE,
 )
 

@@ -506,6 +506,8 @@ def test_a_cohort_of_500_imported_and_enrolled_in_the_dashboard_gets_one_confirm
         assert len(confirmations) == 1, (phone, texts)
         assert texts[0] == confirmations[0], (phone, texts)
         # Their rows say es-MX: the confirmation is Spanish (the plan itself is English only).
-        assert texts[0].startswith("Calm: tus recordatorios empiezan ahora. Hasta 1 mensaje al día.")
+        assert texts[0].startswith(
+            "Calm: tus recordatorios empiezan ahora. Hasta 1 mensaje al día."
+        )
         assert len(texts) > 1, (phone, texts)
         assert texts[1].startswith("Breathe, Person"), (phone, texts)
