@@ -651,6 +651,11 @@ DASHBOARD_POSTS: dict[str, dict[str, str]] = {
     "/dashboard/participants/{participant_id}/rotate-feed": {},
     "/dashboard/participants/{participant_id}/test-message": {"channel": "sms", "text": "hi"},
     "/dashboard/participants/{participant_id}/erase": {"confirm": BEA["name"]},
+    "/dashboard/participants/{participant_id}/settings": {
+        "language": "es",
+        "discreet": "on",
+        "quiet_hours": "22:00-07:00",
+    },
     "/dashboard/cohorts/{cohort_id}/settings": {"name": "Taken by A", "plan": ""},
     "/dashboard/cohorts/{cohort_id}/members": {},
     "/dashboard/cohorts/{cohort_id}/enroll": {"plan": "other", "when": "today"},
