@@ -49,6 +49,10 @@ TEMPLATES: dict[str, str] = {
     **{f"replies/{name}.sms.j2": f"answer: {name}" for name in ANSWERS},
     "consent/welcome.sms.j2": "{{ program }}: {{ frequency }}. Reply HELP for help, STOP to opt out.",
     "consent/join.sms.j2": "{{ program }}: reply YES. Reply HELP for help, STOP to opt out.",
+    "discreet/default.sms.j2": "Time for {{ practice.title }}.",
+    "discreet/nudge.sms.j2": "Still time for {{ practice.title }}.",
+    "discreet/default.email.j2": _EMAIL,
+    "discreet/default.calendar.j2": "{{ message or practice.title }}",
     "digest/coach.email.j2": (
         "{% block subject %}Digest{% endblock %}{% block text %}{{ active }}{% endblock %}"
         "{% block html %}<p>{{ active }}</p>{% endblock %}"

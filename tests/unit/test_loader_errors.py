@@ -33,7 +33,7 @@ def test_unknown_top_level_key_suggests_the_near_miss() -> None:
 def test_unknown_key_far_from_any_lists_the_allowed_keys() -> None:
     result = load("plan: x\ntitle: t\nweeks: 2\nzzz: 1\npractices:\n" + ONE)
     found = assert_only(result, 4, 1, "error", "unknown key 'zzz'")
-    assert "allowed here: plan, title, summary, weeks, days" in found.message
+    assert "allowed here: plan, title, summary, language, weeks, days" in found.message
 
 
 def test_unknown_practice_key() -> None:
