@@ -40,6 +40,8 @@ from service.actions import participants as people
 from service.actions.enrollments import Start
 from service.actions.errors import ActionError, Conflict
 from service.core import quiet
+from service.core.language import NAMES
+from service.core.language import base as base_language
 from service.core.plan import Plan
 from service.core.records import Participant
 from service.storage.db import NotFound
@@ -242,7 +244,14 @@ async def add_person(request: Request) -> Response:
 
 def _saved(person: Participant, runtime_default: str, default_quiet: str | None) -> str:
     """What the settings are now, said once they were saved."""
-    language = person.language or f"the default ({runtime_default})"
+
+    def named(tag: str) -> str:
+        found = NAMES.get(base_language(tag))
+        return f"{found} ({tag})" if found else tag
+
+    language = (
+        named(person.language) if person.language else f"the default, {named(runtime_default)}"
+    )
     if person.quiet_hours == quiet.OFF:
         hours = "no quiet hours"
     elif person.quiet_hours:

@@ -444,7 +444,7 @@ def test_the_person_page_shows_the_settings_and_a_coach_changes_them(world: Worl
     saved = world.client.post(f"{here}/settings", data={
         "csrf": csrf, "language": "es", "discreet": "on", "quiet_hours": "22:00-07:00"})  # fmt: skip
     assert saved.status_code == 200
-    assert _flash(saved) == ("ok", "Saved Rae Example's settings: texts in es, discreet texts, "
+    assert _flash(saved) == ("ok", "Saved Rae Example's settings: texts in Spanish (es), discreet texts, "
                                    "quiet hours 22:00-07:00.")  # fmt: skip
     assert world.settings_of() == ("es", True, "22:00-07:00")
     page = _page(world)
@@ -455,7 +455,7 @@ def test_the_person_page_shows_the_settings_and_a_coach_changes_them(world: Worl
 
     off = world.client.post(f"{here}/settings", data={"csrf": csrf, "language": "",
                                                        "quiet_hours": "off"})  # fmt: skip
-    assert _flash(off) == ("ok", "Saved Rae Example's settings: texts in the default (en), "
+    assert _flash(off) == ("ok", "Saved Rae Example's settings: texts in the default, English (en), "
                                  "texts that name the practice, no quiet hours.")  # fmt: skip
     assert world.settings_of() == (None, False, "off")
     assert _setting(_page(world), "quiet") == "none (turned off)"
