@@ -328,7 +328,8 @@ def participants_add(
 @click.option("--no-email", is_flag=True, help="Remove their email address.")
 @click.option("--tz", "--timezone", "tz_text", help="A new IANA time zone, e.g. Europe/London.")
 @click.option("--var", "var_pairs", multiple=True,
-              help="Their variables, NAME=VALUE (replaces all they had).")  # fmt: skip
+              help="Set one of their times, NAME=HH:MM (NAME= to clear it); the others "
+                   "stay as they are.")  # fmt: skip
 @click.option("--language", "language_tag", metavar="TAG|default", help=LANGUAGE_HELP)
 @click.option("--discreet/--no-discreet", default=None,
               help="Texts that never name the practice, or texts that do.")  # fmt: skip
@@ -361,13 +362,22 @@ def participants_set(
         changes["phone"] = None
     if no_email:
         changes["email"] = None
+    rt = runtime()
     if var_pairs:
-        changes["variables"] = parse_vars(var_pairs)
+        from service.actions.access import visible_participant
+        from service.storage.db import reading
+
+        given_vars = dict(pair.partition("=")[::2] for pair in var_pairs)
+        if any(not name.strip() for name in given_vars) or any("=" not in p for p in var_pairs):
+            fail("--var takes NAME=VALUE, such as wake=06:30 (NAME= clears it)")
+        with reported(), reading(rt.engine) as conn:
+            current = visible_participant(conn, None, participant_id).variables
+        merged = {**current, **{k.strip(): v.strip() for k, v in given_vars.items()}}
+        changes["variables"] = {k: v for k, v in merged.items() if v}
     if language_tag is not None:
         changes["language"] = _or_default(language_tag)
     if quiet_text is not None:
         changes["quiet_hours"] = _or_default(quiet_text)
-    rt = runtime()
     with reported():
         after = people.update(rt, participant_id, changes)
     click.echo(f"{after.name} ({after.timezone}): {_own_settings(after, rt.settings)}")

@@ -87,7 +87,9 @@ def test_a_coach_sets_language_discreet_and_quiet_hours_and_sees_what_was_held(
     page.get_by_text("Change", exact=True).click()
     page.get_by_label("Quiet hours").fill("25:00-07:00")
     page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status")).to_contain_text("Nothing changed: quiet hours: '25:00' is not a time")
+    expect(page.get_by_role("status")).to_contain_text(
+        "Nothing changed: quiet hours: '25:00' is not a time"
+    )
     expect(page.locator("#quiet-setting")).to_contain_text("22:00")
 
 

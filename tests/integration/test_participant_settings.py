@@ -603,3 +603,24 @@ def test_the_export_has_the_settings(world: World) -> None:
         "es", True, "22:00-07:00")  # fmt: skip
     with reading(world.runtime.engine) as conn:
         assert conn.execute(select(participants.c.discreet)).scalar_one() is True
+
+
+def test_the_command_line_sets_one_time_and_keeps_the_others(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    added = tend(world, monkeypatch, "participants", "add", "--name", "Kai", "--tz", "UTC",
+                 "--var", "wake=07:00", "--var", "bedtime=22:30")  # fmt: skip
+    kai = said(added)[-1]
+    changed = tend(world, monkeypatch, "participants", "set", kai, "--var", "wake=06:30")
+    assert changed.exit_code == 0, changed.output
+    assert world.person(kai).variables == {"wake": "06:30", "bedtime": "22:30"}
+    cleared = tend(world, monkeypatch, "participants", "set", kai, "--var", "bedtime=")
+    assert cleared.exit_code == 0, cleared.output
+    assert world.person(kai).variables == {"wake": "06:30"}
+    bad = tend(world, monkeypatch, "participants", "set", kai, "--var", "wake")
+    assert (bad.exit_code, bad.stderr.strip()) == (
+        2,
+        "tend: --var takes NAME=VALUE, such as wake=06:30 (NAME= clears it)",
+    )
+    missing = tend(world, monkeypatch, "participants", "set", "p_nosuchperson", "--var", "w=1")
+    assert missing.stderr.strip() == "tend: no participant 'p_nosuchperson'"
