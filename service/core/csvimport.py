@@ -23,20 +23,18 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from service.core import language as languages
 from service.core import validate
 from service.core.diagnostics import one_line
 
 MAX_ROWS = 10_000  # people in one file
 MAX_BYTES = 5 * 1024 * 1024  # the file's size
 MAX_FIELD = 64 * 1024  # characters of one value (the csv module's limit is 128 Ki)
-MAX_LANGUAGE = 16  # characters of a language tag, as stored
+MAX_LANGUAGE = languages.MAX_TAG  # characters of a language tag, as stored
 
 REQUIRED = ("name", "timezone")
 KNOWN = ("name", "timezone", "phone", "email", "language")
 
-# A simple BCP 47 tag: a language (2 or 3 letters), an optional script (4 letters) and
-# an optional region (2 letters or 3 digits): en, es, es-MX, zh-Hant-TW, es-419.
-_LANGUAGE = re.compile(r"^([A-Za-z]{2,3})(?:-([A-Za-z]{4}))?(?:-([A-Za-z]{2}|[0-9]{3}))?$")
 _VARIABLE = re.compile(validate.VARIABLE_NAME)
 # Other names people give the required columns: said in the error, not taken.
 _ALIASES = {"tz": "timezone", "zone": "timezone", "fullname": "name"}
@@ -91,21 +89,12 @@ class Read:
 
 
 def language(text: str) -> str:
-    """A simple BCP 47 language tag (en, es, es-MX, zh-Hant-TW), in its usual case: the
-    language in lower case, a script capitalised, a region in upper case."""
-    found = _LANGUAGE.match(text.strip())
-    if found is None or len(text.strip()) > MAX_LANGUAGE:
-        hint = " (write es-MX, with a hyphen)" if "_" in text else ""
-        raise validate.Invalid(
-            f"{_shown(text)} is not a language tag{hint}; write one such as en, es or es-MX"
-        )
-    lang, script, region = found.groups()
-    parts = [lang.lower()]
-    if script:
-        parts.append(script.title())
-    if region:
-        parts.append(region.upper())
-    return "-".join(parts)
+    """A simple BCP 47 language tag (en, es, es-MX, zh-Hant-TW), in its usual case
+    (`core.language.tag`)."""
+    try:
+        return languages.tag(text)
+    except languages.NotATag as exc:
+        raise validate.Invalid(str(exc)) from None
 
 
 def read(data: bytes) -> Read:

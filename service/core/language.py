@@ -25,8 +25,12 @@ from datetime import datetime
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_skeleton, format_time
 
+from service.core.diagnostics import one_line
+
 DEFAULT_LANGUAGE = "en"
-MAX_TAG = 16
+MAX_TAG = 16  # characters of a language tag, as stored
+# A simple BCP 47 tag: a language (2 or 3 letters), an optional script (4 letters) and
+# an optional region (2 letters or 3 digits): en, es, es-MX, zh-Hant-TW, es-419.
 _TAG = re.compile(r"^([A-Za-z]{2,3})(?:-([A-Za-z]{4}))?(?:-([A-Za-z]{2}|[0-9]{3}))?$")
 NAMES = {"en": "English", "es": "Spanish"}  # the languages Tend's own texts come in
 
@@ -42,7 +46,7 @@ def tag(text: str) -> str:
     found = _TAG.match(written)
     if found is None or len(written) > MAX_TAG:
         hint = " (write es-MX, with a hyphen)" if "_" in written else ""
-        shown = written if len(written) <= 24 else f"{written[:20]}..."
+        shown = one_line(written if len(written) <= 40 else f"{written[:40]}...")
         raise NotATag(f"'{shown}' is not a language tag{hint}; write one such as en, es or es-MX")
     lang, script, region = found.groups()
     parts = [lang.lower()]
