@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from service.core.diagnostics import one_line
 from service.core.timeexpr import MINUTES_PER_DAY
 
 OFF = "off"
@@ -145,4 +146,5 @@ def effective(own: str | None, default: str | None) -> QuietHours | None:
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= 24 else f"{text[:20]}..."
+    """What was written, as an error quotes it: on one line, and not too long."""
+    return one_line(text if len(text) <= 24 else f"{text[:20]}...")
