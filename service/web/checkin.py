@@ -24,10 +24,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from service.actions import checkins as recording
+from service.actions import wording
 from service.actions.errors import NotFound
 from service.core.conversation import logged_context
 from service.core.plan import CheckIn
-from service.core.render import Names, Person, RenderError
+from service.core.render import LANGUAGE, Names, Person, RenderError
 from service.core.replies import Interpretation, Reply, interpret
 from service.core.states import CheckInResult
 from service.core.tokens import read_check_in
@@ -180,6 +181,7 @@ def _confirmation(
         "participant": Names("participant", {"name": person.name, "first_name": person.first_name}),
         "streak": done.streak,
         "done_total": done.done_total,
+        LANGUAGE: wording.language_of(runtime, target.participant),
     }
     try:
         return runtime.catalog.renderer.answer("logged", context)

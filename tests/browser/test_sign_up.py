@@ -186,12 +186,13 @@ def test_a_person_signs_up_in_a_browser_answers_si_and_gets_the_first_reminder_o
     h = site.harness
     h.maintain()  # the text asking YES
     [ask] = [m.body for m in site.sms.sent if m.to == LUCIA]
-    assert ask.startswith("Calmer nights: reply YES to start your reminders.")
-    assert "Reply HELP for help, STOP to opt out." in ask
+    # She chose Spanish: asked in Spanish, with the carriers' YES, HELP and STOP.
+    assert ask.startswith("Calmer nights: responde SÍ (YES) para confirmar tus recordatorios.")
+    assert "AYUDA (HELP) para ayuda, BAJA (STOP) para cancelar." in ask
     h.clock.set(chicago(2, 9, 20))
     answer = text_from(site, LUCIA, "Sí", "SM" + "1" * 32)
     # Her first reminder: her bedtime (23:00) less half an hour, tonight in Chicago.
-    assert "Your first reminder comes Mon 2 Mar at 22:30." in answer
+    assert "Primer aviso: lun, 2 de marzo, 22:30." in answer  # in Spanish, as she chose
     with transaction(h.runtime.engine) as conn:
         person = participant_rows.find_participant_by_phone(conn, LUCIA)
     assert person is not None

@@ -233,6 +233,8 @@ def _populate_batch(
             "coach_id": None,
             "cohort_id": None,
             "language": None,
+            "discreet": False,
+            "quiet_hours": None,
             "welcomed_at": now,  # in Tend already: their confirmation went before the day
         }
         participant = participant_rows.participant_from_row({**prow, "paused_until": None})  # type: ignore[arg-type]
