@@ -70,17 +70,10 @@ def plan_for(
         return plan
     practices = []
     if participant.discreet:
-        try:
-            values = resolve_plan_variables(plan, variables_for(plan, participant, overrides))
-        except ValueError:
-            values = {}
+        titles = discreet_titles(runtime, plan, participant, overrides)
         for practice in plan.practices:
-            try:
-                hour = practice.base.at.resolve(values) // 60
-            except (KeyError, ValueError):
-                hour = 12
-            title = languages.discreet_title(hour, language)
-            practices.append(replace(practice, title=title, category="other", url=None))
+            neutral = titles[practice.id]
+            practices.append(replace(practice, title=neutral, category="other", url=None))
         title = "Tend"
     else:
         for practice in plan.practices:
@@ -91,6 +84,26 @@ def plan_for(
     return replace(
         plan, title=title, practices=tuple(practices), practice_index={p.id: p for p in practices}
     )
+
+
+def discreet_titles(
+    runtime: Runtime, plan: Plan, participant: Participant, overrides: dict[str, str]
+) -> dict[str, str]:
+    """A discreet participant's names for the plan's practices ("your evening practice"),
+    by the local hour each is at for them (noon when it cannot be worked out)."""
+    try:
+        values = resolve_plan_variables(plan, variables_for(plan, participant, overrides))
+    except ValueError:
+        values = {}
+    language = language_of(runtime, participant)
+    titles = {}
+    for practice in plan.practices:
+        try:
+            hour = practice.base.at.resolve(values) // 60
+        except (KeyError, ValueError):
+            hour = 12
+        titles[practice.id] = languages.discreet_title(hour, language)
+    return titles
 
 
 def _translated(plan: Plan, language: str) -> bool:

@@ -31,9 +31,8 @@ from service.core.backoff import Backoff
 from service.core.consent import send_refusal
 from service.core.digest import CohortEntry, Week, digest_context
 from service.core.expand import resolve_plan_variables
-from service.core.language import discreet_title, local
-from service.core.plan import Plan
-from service.core.records import Enrollment, Participant
+from service.core.language import local
+from service.core.records import Participant
 from service.core.render import LANGUAGE, Person, RenderError
 from service.core.sms import clean_for_sms
 from service.core.states import (
@@ -361,7 +360,7 @@ def _participant_message(
         (start, end),
         figures,
         language=wording.language_of(runtime, participant),
-        titles=_discreet_titles(runtime, plan, participant, enrollment)
+        titles=wording.discreet_titles(runtime, plan, participant, enrollment.variables)
         if participant.discreet
         else None,
     )
@@ -388,28 +387,6 @@ class _Held:
     """Not now: inside the participant's quiet hours, which end `until`."""
 
     until: datetime
-
-
-def _discreet_titles(
-    runtime: Runtime, plan: Plan, participant: Participant, enrollment: Enrollment
-) -> dict[str, str]:
-    """A discreet participant's names for the plan's practices ("your evening practice"),
-    by the local time each is at for them."""
-    try:
-        values = resolve_plan_variables(
-            plan, variables_for(plan, participant, enrollment.variables)
-        )
-    except ValueError:
-        values = {}
-    language = wording.language_of(runtime, participant)
-    titles = {}
-    for practice in plan.practices:
-        try:
-            minutes = practice.base.at.resolve(values)
-        except (KeyError, ValueError):
-            minutes = 12 * 60
-        titles[practice.id] = discreet_title(minutes // 60, language)
-    return titles
 
 
 def _figures(week: report.Report, overall: report.Report) -> dict[str, PracticeAdherence]:
